@@ -1,0 +1,390 @@
+//! Command-line interface: parses arguments, opens the vault, prints
+//! results. The only place that uses `anyhow`.
+
+mod demo;
+mod secret_input;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use narakim::vault::{InitOutcome, Scope, SecretName, SetOutcome, Vault, VaultConfig, format_time};
+
+/// narakim: an encrypted secrets vault and sandboxed runtime for bot extensions.
+#[derive(Parser, Debug)]
+#[command(name = "narakim", version, about, long_about = None)]
+struct Cli {
+    /// Directory of the vault database [default: $XDG_DATA_HOME/narakim]
+    #[arg(long, global = true, env = "NARAKIM_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Master key file [default: $XDG_CONFIG_HOME/narakim/master.key]; or set NARAKIM_MASTER_KEY (base64)
+    #[arg(long, global = true, env = "NARAKIM_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the vault database and its master key (never overwrites a key)
+    Init,
+    /// Manage teams
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Manage bots
+    #[command(subcommand)]
+    Bot(BotCommand),
+    /// Store, list and delete secrets (values are write-only)
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Rotate or verify the master key
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Read the audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Walk through the vault on a throwaway copy: init, teams, bots, secrets, rotation, proof of encryption at rest
+    Demo {
+        /// Directory for the demo vault (must not exist yet) [default: a new temporary directory]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TeamCommand {
+    /// Create a team
+    Create { name: String },
+    /// List teams with their bot and secret counts
+    List,
+    /// Delete a team and its team secrets (refused while it has bots)
+    Delete { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum BotCommand {
+    /// Create a bot in a team
+    Create {
+        name: String,
+        #[arg(long)]
+        team: String,
+    },
+    /// List bots
+    List,
+    /// Delete a bot and all its bot secrets
+    Delete { name: String },
+}
+
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+struct ScopeArgs {
+    /// A bot secret (overrides a team secret of the same name)
+    #[arg(long, value_name = "BOT")]
+    bot: Option<String>,
+    /// A team secret (shared by every bot of the team)
+    #[arg(long, value_name = "TEAM")]
+    team: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Scope {
+        match (&self.bot, &self.team) {
+            (Some(bot), _) => Scope::Bot(bot.clone()),
+            (None, Some(team)) => Scope::Team(team.clone()),
+            (None, None) => unreachable!("clap requires --bot or --team"),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum SecretCommand {
+    /// Store or overwrite a secret. The value is read from stdin when it is
+    /// not a terminal, otherwise asked for twice at a hidden prompt. It is
+    /// never accepted on the command line.
+    Set {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Refused: a value on the command line is visible to other users.
+        #[arg(long, hide = true, value_name = "VALUE")]
+        value: Option<String>,
+        /// Refused: a value on the command line is visible to other users.
+        #[arg(hide = true, num_args = 0.., allow_hyphen_values = true)]
+        extra: Vec<String>,
+    },
+    /// List secret names, scopes and update times (never values)
+    List {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a secret
+    Delete {
+        name: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCommand {
+    /// Re-wrap every secret under a new master key (crash-safe)
+    Rotate,
+    /// Check that every secret decrypts with the current key
+    Verify,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Show the audit trail, oldest first
+    List {
+        /// Show only the newest N entries
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+}
+
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    if let Command::Demo { dir } = &cli.command {
+        return demo::run(dir.clone());
+    }
+    let config = VaultConfig::from_env(cli.data_dir.clone(), cli.key_file.clone())?;
+    if let Command::Init = cli.command {
+        return init(&config);
+    }
+    // Validate what can be validated before the vault is even opened.
+    if let Command::Secret(SecretCommand::Set { value, extra, .. }) = &cli.command
+        && (value.is_some() || !extra.is_empty())
+    {
+        bail!(
+            "secret values are never accepted on the command line, because other users can read a process's arguments; pipe the value on stdin (`printf %s \"$VALUE\" | narakim secret set NAME --bot BOT`) or run the command in a terminal to type it at a hidden prompt"
+        );
+    }
+    let mut vault = Vault::open(config)?;
+    for note in vault.notes() {
+        eprintln!("note: {note}");
+    }
+    match cli.command {
+        Command::Init | Command::Demo { .. } => unreachable!("handled above"),
+        Command::Team(cmd) => team(&mut vault, cmd),
+        Command::Bot(cmd) => bot(&mut vault, cmd),
+        Command::Secret(cmd) => secret(&mut vault, cmd),
+        Command::Key(cmd) => key(&mut vault, cmd),
+        Command::Audit(AuditCommand::List { limit }) => audit(&vault, limit),
+    }
+}
+
+fn init(config: &VaultConfig) -> Result<()> {
+    match Vault::init(config)? {
+        InitOutcome::Created { vault_id, key_id } => {
+            println!("Created vault {vault_id}");
+            println!("  database:   {}", config.db_path().display());
+            println!("  master key: {} (key id {key_id})", config.key);
+            println!(
+                "Back up the master key separately from the database: without it no secret can be decrypted."
+            );
+        }
+        InitOutcome::AlreadyInitialized { vault_id, key_id } => {
+            println!(
+                "Vault {vault_id} already exists at {} and its master key (key id {key_id}) opens it; nothing changed.",
+                config.db_path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn team(vault: &mut Vault, cmd: TeamCommand) -> Result<()> {
+    match cmd {
+        TeamCommand::Create { name } => {
+            vault.create_team(&name)?;
+            println!("Created team \"{name}\".");
+        }
+        TeamCommand::List => {
+            let teams = vault.list_teams()?;
+            if teams.is_empty() {
+                println!("No teams yet. Create one with `narakim team create NAME`.");
+                return Ok(());
+            }
+            println!("{:<24} {:>5} {:>8}  CREATED", "TEAM", "BOTS", "SECRETS");
+            for t in teams {
+                println!(
+                    "{:<24} {:>5} {:>8}  {}",
+                    t.name,
+                    t.bots,
+                    t.secrets,
+                    format_time(t.created_at_ms)
+                );
+            }
+        }
+        TeamCommand::Delete { name } => {
+            vault.delete_team(&name)?;
+            println!("Deleted team \"{name}\" and its team secrets.");
+        }
+    }
+    Ok(())
+}
+
+fn bot(vault: &mut Vault, cmd: BotCommand) -> Result<()> {
+    match cmd {
+        BotCommand::Create { name, team } => {
+            vault.create_bot(&name, &team)?;
+            println!("Created bot \"{name}\" in team \"{team}\".");
+        }
+        BotCommand::List => {
+            let bots = vault.list_bots()?;
+            if bots.is_empty() {
+                println!("No bots yet. Create one with `narakim bot create NAME --team TEAM`.");
+                return Ok(());
+            }
+            println!("{:<24} {:<24} {:>8}  CREATED", "BOT", "TEAM", "SECRETS");
+            for b in bots {
+                println!(
+                    "{:<24} {:<24} {:>8}  {}",
+                    b.name,
+                    b.team,
+                    b.secrets,
+                    format_time(b.created_at_ms)
+                );
+            }
+        }
+        BotCommand::Delete { name } => {
+            let n = vault.delete_bot(&name)?;
+            println!("Deleted bot \"{name}\" and its {n} bot secret(s).");
+        }
+    }
+    Ok(())
+}
+
+fn secret(vault: &mut Vault, cmd: SecretCommand) -> Result<()> {
+    match cmd {
+        SecretCommand::Set { name, scope, .. } => {
+            let name = SecretName::new(&name)?;
+            let scope = scope.scope();
+            // Fail on an unknown bot or team before asking for a value.
+            vault.list_secrets(&scope)?;
+            let value = secret_input::read_value(&name)?;
+            let outcome = vault.set_secret(&scope, &name, &value)?;
+            let verb = match outcome {
+                SetOutcome::Created => "Saved",
+                SetOutcome::Overwritten => "Overwrote",
+            };
+            println!(
+                "{verb} {name} for {scope} ({} bytes). The value will not be shown again; it takes effect on the next execution.",
+                value.len()
+            );
+        }
+        SecretCommand::List { scope } => {
+            let scope = scope.scope();
+            let secrets = vault.list_secrets(&scope)?;
+            if secrets.is_empty() {
+                println!(
+                    "No secrets for {scope}. Store one with `narakim secret set NAME {}`.",
+                    scope.flag()
+                );
+                return Ok(());
+            }
+            let is_bot = matches!(scope, Scope::Bot(_));
+            print!(
+                "{:<32} {:<28} {:<20}  {:<12}",
+                "NAME", "STORED IN", "UPDATED", "FINGERPRINT"
+            );
+            println!("{}", if is_bot { "  RESOLVES" } else { "" });
+            for s in secrets {
+                print!(
+                    "{:<32} {:<28} {:<20}  {:<12}",
+                    s.name,
+                    s.scope.to_string(),
+                    format_time(s.updated_at_ms),
+                    s.fingerprint
+                );
+                if is_bot {
+                    print!(
+                        "  {}",
+                        if s.effective {
+                            "yes"
+                        } else {
+                            "no (overridden by the bot secret)"
+                        }
+                    );
+                }
+                println!();
+            }
+        }
+        SecretCommand::Delete { name, scope } => {
+            let name = SecretName::new(&name)?;
+            let scope = scope.scope();
+            vault.delete_secret(&scope, &name)?;
+            println!("Deleted {name} from {scope}.");
+        }
+    }
+    Ok(())
+}
+
+fn key(vault: &mut Vault, cmd: KeyCommand) -> Result<()> {
+    match cmd {
+        KeyCommand::Rotate => {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "re-wrapping {bar:40} {pos}/{len} secrets ({eta} left)",
+                )
+                .context("progress bar template")?,
+            );
+            let report = vault.rotate_key(|done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            println!(
+                "Rotated the master key: {} -> {}; {} secret(s) re-wrapped and verified; the previous key was shredded.",
+                report.old_key, report.new_key, report.rewrapped
+            );
+        }
+        KeyCommand::Verify => {
+            let report = vault.verify()?;
+            if report.failed.is_empty() {
+                println!(
+                    "All {} secret(s) decrypt with master key {}.",
+                    report.checked,
+                    vault.key_id()
+                );
+            } else {
+                bail!(
+                    "{} of {} secret(s) do not decrypt with master key {}: {}. Overwrite them with `narakim secret set`, or delete them",
+                    report.failed.len(),
+                    report.checked,
+                    vault.key_id(),
+                    report.failed.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn audit(vault: &Vault, limit: Option<usize>) -> Result<()> {
+    let entries = vault.audit(limit)?;
+    println!(
+        "{:<20}  {:<18} {:<20} {:<30} DETAIL",
+        "TIME", "ACTION", "ACTOR", "SUBJECT"
+    );
+    for e in entries {
+        let subject = match (&e.scope, &e.owner, &e.name) {
+            (Some(kind), Some(owner), Some(name)) => format!("{name} ({kind} {owner})"),
+            (Some(kind), Some(owner), None) => format!("{kind} {owner}"),
+            _ => String::new(),
+        };
+        println!(
+            "{:<20}  {:<18} {:<20} {:<30} {}",
+            format_time(e.at_ms),
+            e.action,
+            e.actor,
+            subject,
+            e.detail
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! What can go wrong in the vault, each variant saying what happened and how
+//! to fix it. No variant ever carries a secret value.
+
+use std::path::PathBuf;
+
+use super::scope::Scope;
+
+/// Input the vault refuses before anything is stored.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error(
+        "invalid secret name \"{name}\": names are 1 to 128 characters of A-Z, 0-9 and _, starting with a letter (for example DISCORD_BOT_TOKEN)"
+    )]
+    SecretName { name: String },
+
+    #[error(
+        "invalid {kind} name \"{name}\": use 1 to 64 characters of letters, digits, '.', '_' and '-', starting with a letter or digit"
+    )]
+    EntityName { kind: &'static str, name: String },
+
+    #[error(
+        "the value is {len} bytes; secrets must be at least 8 bytes, because a shorter value cannot be scrubbed from logs reliably"
+    )]
+    ValueTooShort { len: usize },
+
+    #[error("the value is {len} bytes; secrets may be at most 65536 bytes (64 KiB)")]
+    ValueTooLong { len: usize },
+
+    #[error("the value contains a NUL byte; secrets must be text without NUL bytes")]
+    ValueHasNul,
+
+    #[error("the value is not valid UTF-8; secrets must be UTF-8 text")]
+    ValueNotUtf8,
+}
+
+/// Why the vault could not be opened, read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Input(#[from] InputError),
+
+    #[error(
+        "no vault at {}: run `narakim init` to create one, or point --data-dir (NARAKIM_DATA_DIR) at an existing vault", data_dir.display()
+    )]
+    NotInitialized { data_dir: PathBuf },
+
+    #[error(
+        "{} is not a narakim vault ({reason}); point --data-dir (NARAKIM_DATA_DIR) at a vault, or run `narakim init` in an empty directory", path.display()
+    )]
+    NotAVault { path: PathBuf, reason: String },
+
+    #[error(
+        "the vault at {} uses schema version {found}, but this narakim understands up to {supported}; upgrade narakim", path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error(
+        "missing master key: {} does not exist. Restore the vault's key there, or point --key-file (NARAKIM_KEY_FILE) or NARAKIM_MASTER_KEY at it. Without it the secrets cannot be decrypted", path.display()
+    )]
+    KeyMissing { path: PathBuf },
+
+    #[error(
+        "the vault at {} exists but its master key {} does not; `narakim init` will not make a new key for an existing vault, because the stored secrets could never be decrypted with it. Restore the key, or point --key-file (NARAKIM_KEY_FILE) or NARAKIM_MASTER_KEY at it", data_dir.display(), key.display()
+    )]
+    VaultWithoutKey { data_dir: PathBuf, key: PathBuf },
+
+    #[error(
+        "a master key already exists at {} and `narakim init` never overwrites a key. To create a new vault with a new key, choose another --key-file; to reuse that key, restore the vault it belongs to", path.display()
+    )]
+    KeyExists { path: PathBuf },
+
+    #[error(
+        "master key file {} is readable by group or others (mode {mode:03o}); fix it with `chmod 600 {}`", path.display(), path.display()
+    )]
+    KeyFilePermissions { path: PathBuf, mode: u32 },
+
+    #[error("master key file {} is malformed: {reason}", path.display())]
+    KeyFileMalformed { path: PathBuf, reason: String },
+
+    #[error("NARAKIM_MASTER_KEY is malformed: {reason}")]
+    KeyEnvMalformed { reason: String },
+
+    #[error(
+        "both a key file ({}) and NARAKIM_MASTER_KEY are set; unset one so it is clear which key opens the vault", path.display()
+    )]
+    KeySourceConflict { path: PathBuf },
+
+    #[error(
+        "the master key file {} is inside the data directory {}; keep the key in another directory so a copy of the database never carries its key (the default is $XDG_CONFIG_HOME/narakim/master.key)", key.display(), data_dir.display()
+    )]
+    KeyBesideDatabase { key: PathBuf, data_dir: PathBuf },
+
+    #[error(
+        "wrong vault: this master key belongs to vault {key_vault}, but the vault at {} is {vault}; point --key-file at that vault's key", data_dir.display()
+    )]
+    WrongVault {
+        key_vault: String,
+        vault: String,
+        data_dir: PathBuf,
+    },
+
+    #[error(
+        "wrong key: this is the vault's previous master key (key id {key_id}), replaced by `narakim key rotate`; use the current key (key id {current})"
+    )]
+    StaleKey { key_id: String, current: String },
+
+    #[error(
+        "wrong key: the vault at {} is sealed with master key {expected}, but the key given is {got}; point --key-file (NARAKIM_KEY_FILE) or NARAKIM_MASTER_KEY at the vault's key", data_dir.display()
+    )]
+    WrongKey {
+        expected: String,
+        got: String,
+        data_dir: PathBuf,
+    },
+
+    #[error(
+        "team \"{0}\" does not exist; create it with `narakim team create {0}` or see `narakim team list`"
+    )]
+    TeamNotFound(String),
+
+    #[error(
+        "bot \"{0}\" does not exist; create it with `narakim bot create {0} --team TEAM` or see `narakim bot list`"
+    )]
+    BotNotFound(String),
+
+    #[error("team \"{0}\" already exists")]
+    TeamExists(String),
+
+    #[error("bot \"{0}\" already exists (bot names are unique across the vault)")]
+    BotExists(String),
+
+    #[error(
+        "team \"{team}\" still has {} bot(s): {}; delete them first with `narakim bot delete NAME`", bots.len(), bots.join(", ")
+    )]
+    TeamHasBots { team: String, bots: Vec<String> },
+
+    #[error("no secret {name} in {scope}; see `narakim secret list {}`", scope.flag())]
+    SecretNotFound { name: String, scope: Scope },
+
+    #[error(
+        "secret {name} in {scope} cannot be decrypted: its record was altered, copied from another bot, team or name, or sealed with another key"
+    )]
+    Undecryptable { name: String, scope: Scope },
+
+    #[error(
+        "key rotation needs the master key in a file, but it came from NARAKIM_MASTER_KEY; rotate with --key-file pointing at a file holding that key, then store the new key where NARAKIM_MASTER_KEY comes from"
+    )]
+    RotateNeedsKeyFile,
+
+    #[error("{} secret(s) failed verification after key rotation: {}; the previous key is kept at {}", failed.len(), failed.join(", "), backup.display())]
+    RotationUnverified {
+        failed: Vec<String>,
+        backup: PathBuf,
+    },
+
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("database error while {context}: {source}")]
+    Db {
+        context: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+}
+
+impl VaultError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+
+    pub(crate) fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
+        move |source| Self::Db { context, source }
+    }
+}
+
+/// Why a bot's snapshot could not produce a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error(
+        "secret {name} is not configured for this bot or its team; set it with `narakim secret set {name} --bot BOT` (or --team TEAM)"
+    )]
+    NotConfigured { name: String },
+
+    #[error(
+        "secret {name} ({scope}) cannot be decrypted: its record was altered, copied from elsewhere, or sealed with another key"
+    )]
+    Undecryptable { name: String, scope: Scope },
+}

@@ -1,0 +1,296 @@
+//! The encrypted secrets vault.
+//!
+//! Values are sealed with AES-256-GCM under per-record data keys, which are
+//! in turn wrapped by a master key kept outside the database (see
+//! [`record`] for the exact byte layout and [`key`] for the key file). The
+//! vault is write-only: nothing here returns a stored plaintext. The only
+//! way to a value is a per-execution [`BotSecrets`] snapshot, which the
+//! runtime asks for one declared name at a time.
+//!
+//! Threats it guards against:
+//! - a stolen or copied database file (every value is encrypted; the key
+//!   lives elsewhere; deleted and overwritten values are zeroed in the file
+//!   and its WAL);
+//! - rows moved between bots, teams or names, and tampered bytes (the AAD
+//!   binds each record to its identity; GCM authenticates every bit);
+//! - the wrong key, another vault's key, or a key readable by other users
+//!   (each refused when the vault opens, before any secret is read);
+//! - a crash during key rotation (a staged sequence that `open` completes).
+//!
+//! It does not guard against an attacker who can read this process's
+//! memory or the master key file.
+//!
+//! ```
+//! use narakim::vault::{Scope, SecretName, SecretResolver, SecretValue, Vault, VaultConfig, KeySource};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let config = VaultConfig::new(
+//!     tmp.path().join("data"),
+//!     KeySource::File(tmp.path().join("config/master.key")),
+//! );
+//! Vault::init(&config)?;
+//! let mut vault = Vault::open(config)?;
+//! vault.create_team("ops")?;
+//! vault.create_bot("greeter", "ops")?;
+//! let name = SecretName::new("DISCORD_BOT_TOKEN")?;
+//! vault.set_secret(&Scope::Team("ops".into()), &name, &SecretValue::new("team-token-123".into())?)?;
+//! vault.set_secret(&Scope::Bot("greeter".into()), &name, &SecretValue::new("bot-token-456".into())?)?;
+//!
+//! // The bot secret overrides the team secret of the same name.
+//! let snapshot = vault.snapshot_for_bot("greeter")?;
+//! assert!(snapshot.resolve("DISCORD_BOT_TOKEN")?.matches(b"bot-token-456"));
+//! assert!(snapshot.resolve("OPENROUTER_API_KEY").is_err());
+//! # Ok(()) }
+//! ```
+
+mod audit;
+mod config;
+mod error;
+pub mod key;
+mod pause;
+pub mod record;
+mod rotate;
+mod scope;
+mod secrets;
+mod snapshot;
+pub mod store;
+mod value;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+pub use audit::AuditEntry;
+pub use config::VaultConfig;
+pub use error::{InputError, ResolveError, VaultError};
+pub use key::{KeyId, KeySource, MasterKey, VaultId};
+pub use rotate::{RotationReport, VerifyReport};
+pub use scope::{Scope, ScopeKind};
+pub use secrets::{BotInfo, SecretInfo, SetOutcome, TeamInfo};
+pub use snapshot::{BotSecrets, SecretResolver};
+pub use value::{MAX_NAME_LEN, MAX_VALUE_LEN, MIN_VALUE_LEN, SecretName, SecretValue};
+
+const META_VAULT_ID: &str = "vault_id";
+const META_KEY_ID: &str = "key_id";
+const META_PREVIOUS_KEY_ID: &str = "previous_key_id";
+const META_FINGERPRINT_KEY: &str = "fingerprint_key";
+const FINGERPRINT_KEY_LABEL: &[u8] = b"fingerprint-key";
+
+/// An open vault: a SQLite connection and the verified master key.
+pub struct Vault {
+    conn: Connection,
+    config: VaultConfig,
+    key: Arc<MasterKey>,
+    vault_id: VaultId,
+    /// Keys the short fingerprints shown by `secret list`. Random per vault,
+    /// stored wrapped by the master key, so fingerprints survive rotation.
+    fingerprint_key: Zeroizing<Vec<u8>>,
+    notes: Vec<String>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("data_dir", &self.config.data_dir)
+            .field("vault_id", &self.vault_id)
+            .field("key_id", &self.key.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// Made a new database and, unless the key came from the environment, a
+    /// new key file.
+    Created { vault_id: VaultId, key_id: KeyId },
+    /// The vault and its key already existed and match; nothing changed.
+    AlreadyInitialized { vault_id: VaultId, key_id: KeyId },
+}
+
+impl Vault {
+    /// Creates the database and the master key. Never overwrites a key.
+    ///
+    /// Running it again on an initialized vault checks that the key opens it
+    /// and changes nothing.
+    pub fn init(config: &VaultConfig) -> Result<InitOutcome, VaultError> {
+        config.check_key_apart()?;
+        let db = config.db_path();
+        if db.exists() {
+            if !config.key.exists() {
+                return Err(VaultError::VaultWithoutKey {
+                    data_dir: config.data_dir.clone(),
+                    key: config.key_path_for_messages(),
+                });
+            }
+            let vault = Vault::open(config.clone())?;
+            return Ok(InitOutcome::AlreadyInitialized {
+                vault_id: vault.vault_id,
+                key_id: vault.key.id(),
+            });
+        }
+        let vault_id = VaultId::generate()?;
+        let key = match &config.key {
+            KeySource::File(path) => {
+                if path.exists() {
+                    return Err(VaultError::KeyExists { path: path.clone() });
+                }
+                let key = MasterKey::generate()?;
+                key::write_key_file(path, &key, vault_id)?;
+                key
+            }
+            KeySource::Env(_) => config.key.load()?.key,
+        };
+        key::create_private_dir(&config.data_dir)?;
+        let mut fingerprint_key = Zeroizing::new(vec![0u8; 32]);
+        key::fill_random(&mut fingerprint_key)?;
+        let conn = store::create(&db)?;
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(VaultError::db("starting init"))?;
+        store::set_meta(&tx, META_VAULT_ID, &vault_id.0)?;
+        store::set_meta(&tx, META_KEY_ID, &key.id().0)?;
+        store::set_meta(
+            &tx,
+            META_FINGERPRINT_KEY,
+            &record::seal_blob(&key, &fingerprint_label(vault_id), &fingerprint_key)?,
+        )?;
+        audit::record(
+            &tx,
+            &config.actor,
+            "vault.init",
+            None,
+            None,
+            &format!("vault {vault_id}, key {}", key.id()),
+        )?;
+        tx.commit().map_err(VaultError::db("finishing init"))?;
+        Ok(InitOutcome::Created {
+            vault_id,
+            key_id: key.id(),
+        })
+    }
+
+    /// Opens the vault, verifying the master key before any secret row is
+    /// read or anything is written.
+    ///
+    /// It also finishes a key rotation that a crash interrupted (see
+    /// [`Vault::notes`]).
+    pub fn open(config: VaultConfig) -> Result<Vault, VaultError> {
+        config.check_key_apart()?;
+        let db = config.db_path();
+        if !db.exists() {
+            return Err(VaultError::NotInitialized {
+                data_dir: config.data_dir.clone(),
+            });
+        }
+        let conn = store::open_existing(&db)?;
+        let not_a_vault = |reason: &str| VaultError::NotAVault {
+            path: db.clone(),
+            reason: reason.to_owned(),
+        };
+        let vault_id = store::get_meta(&conn, META_VAULT_ID)?
+            .and_then(|b| VaultId::from_slice(&b))
+            .ok_or_else(|| not_a_vault("its vault id is missing"))?;
+        let expected = store::get_meta(&conn, META_KEY_ID)?
+            .and_then(|b| KeyId::from_slice(&b))
+            .ok_or_else(|| not_a_vault("its key id is missing"))?;
+        let previous =
+            store::get_meta(&conn, META_PREVIOUS_KEY_ID)?.and_then(|b| KeyId::from_slice(&b));
+
+        let loaded = config.key.load()?;
+        let mut notes = Vec::new();
+        let key = if loaded.key.id() == expected {
+            rotate::discard_uncommitted(&config)?;
+            loaded.key
+        } else if let Some(key) = rotate::complete_interrupted(&config, expected)? {
+            notes.push(format!(
+                "completed a key rotation that was interrupted after its database commit; the master key is now {expected}"
+            ));
+            key
+        } else if let Some(key_vault) = loaded.vault_id.filter(|v| *v != vault_id) {
+            return Err(VaultError::WrongVault {
+                key_vault: key_vault.to_string(),
+                vault: vault_id.to_string(),
+                data_dir: config.data_dir.clone(),
+            });
+        } else if previous == Some(loaded.key.id()) {
+            return Err(VaultError::StaleKey {
+                key_id: loaded.key.id().to_string(),
+                current: expected.to_string(),
+            });
+        } else {
+            return Err(VaultError::WrongKey {
+                expected: expected.to_string(),
+                got: loaded.key.id().to_string(),
+                data_dir: config.data_dir.clone(),
+            });
+        };
+
+        // The key is right: now the file may change.
+        store::migrate(&conn)?;
+        let fingerprint_key = store::get_meta(&conn, META_FINGERPRINT_KEY)?
+            .and_then(|sealed| record::open_blob(&key, &fingerprint_label(vault_id), &sealed))
+            .ok_or_else(|| not_a_vault("its fingerprint key cannot be unwrapped"))?;
+        let mut vault = Vault {
+            conn,
+            config,
+            key: Arc::new(key),
+            vault_id,
+            fingerprint_key,
+            notes,
+        };
+        rotate::retire_verified_backup(&mut vault)?;
+        Ok(vault)
+    }
+
+    /// Things `open` did on its own that an operator should hear about, such
+    /// as finishing an interrupted rotation.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    pub fn key_id(&self) -> KeyId {
+        self.key.id()
+    }
+
+    pub fn vault_id(&self) -> VaultId {
+        self.vault_id
+    }
+
+    pub fn config(&self) -> &VaultConfig {
+        &self.config
+    }
+
+    /// Path of the database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.config.db_path()
+    }
+}
+
+fn fingerprint_label(vault: VaultId) -> Vec<u8> {
+    let mut label = FINGERPRINT_KEY_LABEL.to_vec();
+    label.extend_from_slice(&vault.0);
+    label
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Formats a stored millisecond timestamp as RFC 3339 UTC.
+pub fn format_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}

@@ -1,0 +1,328 @@
+//! Master key rotation as a crash-safe staged sequence, and whole-vault
+//! verification.
+//!
+//! With the key file at `K`, `narakim key rotate` does:
+//!
+//! 1. write the new key to `K.new` (0600, fsync'd);
+//! 2. in ONE SQLite transaction, re-wrap every record's data key under the
+//!    new key, re-wrap the fingerprint key, and set the vault's current key
+//!    id to the new key's id; commit;
+//! 3. hard-link `K` to `K.previous` (the backup of the old key), then
+//!    atomically rename `K.new` over `K`; fsync the directory;
+//! 4. verify that every record opens with the key now in `K`;
+//! 5. shred `K.previous`.
+//!
+//! The database's key id is the single source of truth for which key is
+//! current. After a crash, [`Vault::open`] looks at it:
+//! - crash before step 2 commits: the database still names the old key, which
+//!   is still in `K`; `K.new` never became current and is shredded;
+//! - crash after the commit, before step 3 ends: the database names the key
+//!   in `K.new`; open finishes step 3 and carries on;
+//! - crash after step 3: `K` is current, and `K.previous` is retired once a
+//!   full verification passes.
+//!
+//! So at every instant every secret opens with the key the vault says is
+//! current, and that key is on disk.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use super::audit;
+use super::error::VaultError;
+use super::key::{self, KeyId, KeySource, MasterKey};
+use super::pause;
+use super::record::{self, Identity};
+use super::scope::{Scope, ScopeKind};
+use super::store;
+use super::{
+    META_FINGERPRINT_KEY, META_KEY_ID, META_PREVIOUS_KEY_ID, Vault, VaultConfig, fingerprint_label,
+};
+
+/// What a rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    pub old_key: KeyId,
+    pub new_key: KeyId,
+    /// Records whose data keys were re-wrapped.
+    pub rewrapped: usize,
+}
+
+/// What a verification found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    pub checked: usize,
+    /// `NAME (bot "x")` for every record that did not open.
+    pub failed: Vec<String>,
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = OsString::from(path.as_os_str());
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn staged_path(key_file: &Path) -> PathBuf {
+    sibling(key_file, ".new")
+}
+
+fn backup_path(key_file: &Path) -> PathBuf {
+    sibling(key_file, ".previous")
+}
+
+/// A row of the secrets table, with its owner resolved.
+struct Row {
+    id: i64,
+    kind: ScopeKind,
+    owner_id: i64,
+    owner: String,
+    name: String,
+    record: Vec<u8>,
+}
+
+impl Row {
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            kind: self.kind,
+            owner_id: self.owner_id,
+            name: &self.name,
+        }
+    }
+
+    fn label(&self) -> String {
+        let scope = match self.kind {
+            ScopeKind::Bot => Scope::Bot(self.owner.clone()),
+            ScopeKind::Team => Scope::Team(self.owner.clone()),
+        };
+        format!("{} ({scope})", self.name)
+    }
+}
+
+fn all_rows(conn: &rusqlite::Connection) -> Result<Vec<Row>, VaultError> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT s.id, s.bot_id, s.team_id, COALESCE(b.name, t.name), s.name, s.record
+             FROM secrets s LEFT JOIN bots b ON b.id = s.bot_id LEFT JOIN teams t ON t.id = s.team_id
+             ORDER BY s.id",
+        )
+        .map_err(VaultError::db("reading secrets"))?;
+    stmt.query_map([], |r| {
+        let bot: Option<i64> = r.get(1)?;
+        let team: Option<i64> = r.get(2)?;
+        let (kind, owner_id) = match (bot, team) {
+            (Some(b), _) => (ScopeKind::Bot, b),
+            (None, t) => (ScopeKind::Team, t.unwrap_or_default()),
+        };
+        Ok(Row {
+            id: r.get(0)?,
+            kind,
+            owner_id,
+            owner: r.get(3)?,
+            name: r.get(4)?,
+            record: r.get(5)?,
+        })
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(VaultError::db("reading secrets"))
+}
+
+impl Vault {
+    /// Opens every record with the current key (the values are decrypted
+    /// and dropped at once; nothing is returned).
+    pub fn verify(&self) -> Result<VerifyReport, VaultError> {
+        let rows = all_rows(&self.conn)?;
+        let failed = rows
+            .iter()
+            .filter(|row| record::open(&self.key, row.identity(), &row.record).is_err())
+            .map(Row::label)
+            .collect();
+        Ok(VerifyReport {
+            checked: rows.len(),
+            failed,
+        })
+    }
+
+    /// Rotates the master key (see the module docs for the sequence).
+    /// `progress(done, total)` is called as records are re-wrapped.
+    pub fn rotate_key(
+        &mut self,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<RotationReport, VaultError> {
+        let KeySource::File(key_file) = self.config.key.clone() else {
+            return Err(VaultError::RotateNeedsKeyFile);
+        };
+        let (staged, backup) = (staged_path(&key_file), backup_path(&key_file));
+        // Left by a rotation that crashed before its commit: never current.
+        key::shred_file(&staged)?;
+
+        let old = self.key.clone();
+        let new = MasterKey::generate()?;
+        key::write_key_file(&staged, &new, self.vault_id)?;
+        pause::point("rotate:staged");
+
+        let rows = all_rows(&self.conn)?;
+        let broken: Vec<String> = rows
+            .iter()
+            .filter(|row| record::open(&old, row.identity(), &row.record).is_err())
+            .map(Row::label)
+            .collect();
+        if !broken.is_empty() {
+            key::shred_file(&staged)?;
+            return Err(VaultError::RotationUnverified {
+                failed: broken,
+                backup: key_file,
+            });
+        }
+
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(VaultError::db("starting the rotation"))?;
+        {
+            let mut update = tx
+                .prepare("UPDATE secrets SET record = ?1 WHERE id = ?2")
+                .map_err(VaultError::db("re-wrapping"))?;
+            let total = rows.len();
+            for (done, row) in rows.iter().enumerate() {
+                let moved =
+                    record::rewrap(&old, &new, row.identity(), &row.record).map_err(|_| {
+                        VaultError::RotationUnverified {
+                            failed: vec![row.label()],
+                            backup: key_file.clone(),
+                        }
+                    })?;
+                update
+                    .execute(rusqlite::params![moved, row.id])
+                    .map_err(VaultError::db("re-wrapping"))?;
+                progress(done + 1, total);
+                if done == total / 2 {
+                    pause::point("rotate:rewrapping");
+                }
+            }
+        }
+        let label = fingerprint_label(self.vault_id);
+        let fingerprint_key = record::seal_blob(&new, &label, &self.fingerprint_key)?;
+        store::set_meta(&tx, META_FINGERPRINT_KEY, &fingerprint_key)?;
+        store::set_meta(&tx, META_PREVIOUS_KEY_ID, &old.id().0)?;
+        store::set_meta(&tx, META_KEY_ID, &new.id().0)?;
+        audit::record(
+            &tx,
+            &self.config.actor,
+            "key.rotate",
+            None,
+            None,
+            &format!(
+                "key {} -> {}, {} record(s) re-wrapped",
+                old.id(),
+                new.id(),
+                rows.len()
+            ),
+        )?;
+        pause::point("rotate:before-commit");
+        tx.commit()
+            .map_err(VaultError::db("committing the rotation"))?;
+        pause::point("rotate:committed");
+        store::checkpoint(&self.conn)?;
+
+        install_staged(&key_file)?;
+        let report = RotationReport {
+            old_key: old.id(),
+            new_key: new.id(),
+            rewrapped: rows.len(),
+        };
+        self.key = std::sync::Arc::new(new);
+        pause::point("rotate:installed");
+        retire_verified_backup(self)?;
+        if backup.exists() {
+            // retire_verified_backup keeps it only when verification failed.
+            let failed = self.verify()?.failed;
+            return Err(VaultError::RotationUnverified { failed, backup });
+        }
+        Ok(report)
+    }
+}
+
+/// Step 3: back up `K` as `K.previous`, then move `K.new` over `K`.
+/// Idempotent, so `open` can finish it after a crash at any point inside.
+fn install_staged(key_file: &Path) -> Result<(), VaultError> {
+    let (staged, backup) = (staged_path(key_file), backup_path(key_file));
+    if !backup.exists() {
+        std::fs::hard_link(key_file, &backup).map_err(VaultError::io(&backup))?;
+        key::set_private(&backup)?;
+        key::sync_parent(&backup)?;
+    }
+    pause::point("rotate:backed-up");
+    std::fs::rename(&staged, key_file).map_err(VaultError::io(key_file))?;
+    key::sync_parent(key_file)
+}
+
+/// At open, when the key file matches the database: a staged key beside it
+/// is left from a rotation that crashed before committing. Shred it.
+pub(crate) fn discard_uncommitted(config: &VaultConfig) -> Result<(), VaultError> {
+    match &config.key {
+        KeySource::File(key_file) => key::shred_file(&staged_path(key_file)),
+        KeySource::Env(_) => Ok(()),
+    }
+}
+
+/// At open, when the key file does not match the database: if the staged
+/// key does, a rotation committed but did not finish swapping files. Finish
+/// it and return the (now installed) current key.
+pub(crate) fn complete_interrupted(
+    config: &VaultConfig,
+    expected: KeyId,
+) -> Result<Option<MasterKey>, VaultError> {
+    let KeySource::File(key_file) = &config.key else {
+        return Ok(None);
+    };
+    let staged = staged_path(key_file);
+    if !staged.exists() {
+        return Ok(None);
+    }
+    let loaded = KeySource::File(staged).load()?;
+    if loaded.key.id() != expected {
+        return Ok(None);
+    }
+    install_staged(key_file)?;
+    Ok(Some(loaded.key))
+}
+
+/// After a rotation (or at open after a crash during one): once every record
+/// opens with the current key, the previous key's backup is shredded. If any
+/// record fails, the backup stays and a note says so.
+pub(crate) fn retire_verified_backup(vault: &mut Vault) -> Result<(), VaultError> {
+    let KeySource::File(key_file) = &vault.config.key else {
+        return Ok(());
+    };
+    let backup = backup_path(key_file);
+    if !backup.exists() {
+        return Ok(());
+    }
+    let report = vault.verify()?;
+    if report.failed.is_empty() {
+        pause::point("rotate:verified");
+        key::shred_file(&backup)
+    } else {
+        vault.notes.push(format!(
+            "{} record(s) do not open with the current key ({}); the previous key is kept at {}",
+            report.failed.len(),
+            report.failed.join(", "),
+            backup.display()
+        ));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sibling_names() {
+        let k = Path::new("/etc/narakim/master.key");
+        assert_eq!(staged_path(k), Path::new("/etc/narakim/master.key.new"));
+        assert_eq!(
+            backup_path(k),
+            Path::new("/etc/narakim/master.key.previous")
+        );
+    }
+}

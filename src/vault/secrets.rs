@@ -1,0 +1,396 @@
+//! Teams, bots and the secrets they own: every change goes through here,
+//! in one transaction with its audit entry.
+
+use hmac::{Hmac, KeyInit, Mac};
+use rusqlite::{OptionalExtension, Transaction, params};
+use sha2::Sha256;
+
+use super::audit;
+use super::error::VaultError;
+use super::key::hex;
+use super::record::{self, Identity};
+use super::scope::{Scope, ScopeKind, validate_entity_name};
+use super::store;
+use super::value::{SecretName, SecretValue};
+use super::{Vault, now_ms};
+
+/// A team, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamInfo {
+    pub name: String,
+    pub bots: u64,
+    pub secrets: u64,
+    pub created_at_ms: i64,
+}
+
+/// A bot, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotInfo {
+    pub name: String,
+    pub team: String,
+    pub secrets: u64,
+    pub created_at_ms: i64,
+}
+
+/// A stored secret, as listed: everything but its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretInfo {
+    pub name: String,
+    /// Where it is stored.
+    pub scope: Scope,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// The first 6 bytes of HMAC-SHA256(vault fingerprint key, value), in
+    /// hex. Equal values have equal fingerprints within one vault; without
+    /// the master key nothing about the value can be learned from it.
+    pub fingerprint: String,
+    /// In a bot's listing: whether the bot resolves this name to this entry.
+    /// A team secret shadowed by a bot secret of the same name is `false`.
+    /// Always `true` in a team's listing.
+    pub effective: bool,
+}
+
+/// What `set_secret` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOutcome {
+    Created,
+    /// Replaced the value (rotation); the old ciphertext is gone from the file.
+    Overwritten,
+}
+
+impl Vault {
+    pub fn create_team(&mut self, name: &str) -> Result<(), VaultError> {
+        validate_entity_name("team", name)?;
+        self.change(|tx, actor| {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO teams(name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                    params![name, now_ms()],
+                )
+                .map_err(VaultError::db("creating a team"))?;
+            if inserted == 0 {
+                return Err(VaultError::TeamExists(name.to_owned()));
+            }
+            audit::record(tx, actor, "team.create", Some(&Scope::Team(name.into())), None, "")
+        })
+    }
+
+    pub fn list_teams(&self) -> Result<Vec<TeamInfo>, VaultError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.name, t.created_at,
+                        (SELECT COUNT(*) FROM bots b WHERE b.team_id = t.id),
+                        (SELECT COUNT(*) FROM secrets s WHERE s.team_id = t.id)
+                 FROM teams t ORDER BY t.name",
+            )
+            .map_err(VaultError::db("listing teams"))?;
+        stmt.query_map([], |r| {
+            Ok(TeamInfo {
+                name: r.get(0)?,
+                created_at_ms: r.get(1)?,
+                bots: r.get::<_, i64>(2)? as u64,
+                secrets: r.get::<_, i64>(3)? as u64,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(VaultError::db("listing teams"))
+    }
+
+    /// Deletes a team and its team secrets. Refused while the team has bots.
+    pub fn delete_team(&mut self, name: &str) -> Result<(), VaultError> {
+        self.change(|tx, actor| {
+            let team_id = team_id(tx, name)?;
+            let bots: Vec<String> = tx
+                .prepare("SELECT name FROM bots WHERE team_id = ?1 ORDER BY name")
+                .and_then(|mut s| s.query_map([team_id], |r| r.get(0))?.collect())
+                .map_err(VaultError::db("listing the team's bots"))?;
+            if !bots.is_empty() {
+                return Err(VaultError::TeamHasBots {
+                    team: name.to_owned(),
+                    bots,
+                });
+            }
+            let secrets = tx
+                .execute("DELETE FROM secrets WHERE team_id = ?1", [team_id])
+                .and_then(|n| {
+                    tx.execute("DELETE FROM teams WHERE id = ?1", [team_id])
+                        .map(|_| n)
+                })
+                .map_err(VaultError::db("deleting a team"))?;
+            audit::record(
+                tx,
+                actor,
+                "team.delete",
+                Some(&Scope::Team(name.into())),
+                None,
+                &format!("{secrets} team secret(s) deleted"),
+            )
+        })
+    }
+
+    pub fn create_bot(&mut self, name: &str, team: &str) -> Result<(), VaultError> {
+        validate_entity_name("bot", name)?;
+        self.change(|tx, actor| {
+            let team_id = team_id(tx, team)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO bots(name, team_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+                    params![name, team_id, now_ms()],
+                )
+                .map_err(VaultError::db("creating a bot"))?;
+            if inserted == 0 {
+                return Err(VaultError::BotExists(name.to_owned()));
+            }
+            audit::record(
+                tx,
+                actor,
+                "bot.create",
+                Some(&Scope::Bot(name.into())),
+                None,
+                &format!("team {team}"),
+            )
+        })
+    }
+
+    pub fn list_bots(&self) -> Result<Vec<BotInfo>, VaultError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT b.name, t.name, b.created_at,
+                        (SELECT COUNT(*) FROM secrets s WHERE s.bot_id = b.id)
+                 FROM bots b JOIN teams t ON t.id = b.team_id ORDER BY b.name",
+            )
+            .map_err(VaultError::db("listing bots"))?;
+        stmt.query_map([], |r| {
+            Ok(BotInfo {
+                name: r.get(0)?,
+                team: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                secrets: r.get::<_, i64>(3)? as u64,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(VaultError::db("listing bots"))
+    }
+
+    /// Deletes a bot and all its bot secrets in one transaction, then
+    /// checkpoints so their ciphertexts are gone from the file and its WAL.
+    /// Returns how many secrets went with it.
+    pub fn delete_bot(&mut self, name: &str) -> Result<usize, VaultError> {
+        let mut deleted = 0;
+        self.change(|tx, actor| {
+            let bot_id = bot_id(tx, name)?;
+            deleted = tx
+                .execute("DELETE FROM secrets WHERE bot_id = ?1", [bot_id])
+                .and_then(|n| {
+                    tx.execute("DELETE FROM bots WHERE id = ?1", [bot_id])
+                        .map(|_| n)
+                })
+                .map_err(VaultError::db("deleting a bot"))?;
+            audit::record(
+                tx,
+                actor,
+                "bot.delete",
+                Some(&Scope::Bot(name.into())),
+                None,
+                &format!("{deleted} bot secret(s) deleted"),
+            )
+        })?;
+        Ok(deleted)
+    }
+
+    /// Stores `value` under `name` in `scope`, sealed under the current
+    /// master key. Overwriting keeps the secret's identity and gives it a
+    /// new data key, nonces and `updated_at`; the next snapshot sees the new
+    /// value, while snapshots already taken keep the old one.
+    pub fn set_secret(
+        &mut self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretValue,
+    ) -> Result<SetOutcome, VaultError> {
+        let fingerprint = self.fingerprint(value);
+        let key = self.key.clone();
+        let mut outcome = SetOutcome::Created;
+        self.change(|tx, actor| {
+            let (kind, owner_id) = owner(tx, scope)?;
+            let identity = Identity {
+                kind,
+                owner_id,
+                name: name.as_str(),
+            };
+            let sealed = record::seal(&key, identity, value)?;
+            let now = now_ms();
+            let column = owner_column(kind);
+            let existing: Option<i64> = tx
+                .query_row(
+                    &format!("SELECT id FROM secrets WHERE {column} = ?1 AND name = ?2"),
+                    params![owner_id, name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(VaultError::db("looking up a secret"))?;
+            match existing {
+                Some(id) => {
+                    outcome = SetOutcome::Overwritten;
+                    tx.execute(
+                        "UPDATE secrets SET record = ?1, fingerprint = ?2, updated_at = ?3 WHERE id = ?4",
+                        params![sealed, fingerprint, now, id],
+                    )
+                }
+                None => tx.execute(
+                    &format!(
+                        "INSERT INTO secrets({column}, name, record, fingerprint, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+                    ),
+                    params![owner_id, name.as_str(), sealed, fingerprint, now],
+                ),
+            }
+            .map_err(VaultError::db("storing a secret"))?;
+            let action = match outcome {
+                SetOutcome::Created => "secret.set",
+                SetOutcome::Overwritten => "secret.overwrite",
+            };
+            audit::record(tx, actor, action, Some(scope), Some(name.as_str()), "")
+        })?;
+        Ok(outcome)
+    }
+
+    pub fn delete_secret(&mut self, scope: &Scope, name: &SecretName) -> Result<(), VaultError> {
+        self.change(|tx, actor| {
+            let (kind, owner_id) = owner(tx, scope)?;
+            let deleted = tx
+                .execute(
+                    &format!(
+                        "DELETE FROM secrets WHERE {} = ?1 AND name = ?2",
+                        owner_column(kind)
+                    ),
+                    params![owner_id, name.as_str()],
+                )
+                .map_err(VaultError::db("deleting a secret"))?;
+            if deleted == 0 {
+                return Err(VaultError::SecretNotFound {
+                    name: name.to_string(),
+                    scope: scope.clone(),
+                });
+            }
+            audit::record(
+                tx,
+                actor,
+                "secret.delete",
+                Some(scope),
+                Some(name.as_str()),
+                "",
+            )
+        })
+    }
+
+    /// Names, scopes, times and fingerprints of the secrets in `scope`. For a
+    /// bot this includes its team's secrets, each marked with whether the
+    /// bot resolves to it.
+    pub fn list_secrets(&self, scope: &Scope) -> Result<Vec<SecretInfo>, VaultError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.name, s.created_at, s.updated_at, s.fingerprint, s.bot_id IS NOT NULL, t.name, b.name
+                 FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id
+                 WHERE s.bot_id = ?1 OR s.team_id = ?2
+                 ORDER BY s.name, s.bot_id IS NULL",
+            )
+            .map_err(VaultError::db("listing secrets"))?;
+        let (bot, team) = match scope {
+            Scope::Bot(name) => {
+                let (bot_id, team_id) = bot_and_team_id(&self.conn, name)?;
+                (Some(bot_id), team_id)
+            }
+            Scope::Team(name) => (None, team_id(&self.conn, name)?),
+        };
+        let mut out: Vec<SecretInfo> = stmt
+            .query_map(params![bot, team], |r| {
+                let is_bot: bool = r.get(4)?;
+                let fingerprint: Vec<u8> = r.get(3)?;
+                Ok(SecretInfo {
+                    name: r.get(0)?,
+                    created_at_ms: r.get(1)?,
+                    updated_at_ms: r.get(2)?,
+                    fingerprint: hex(&fingerprint[..fingerprint.len().min(6)]),
+                    scope: if is_bot {
+                        Scope::Bot(r.get(6)?)
+                    } else {
+                        Scope::Team(r.get(5)?)
+                    },
+                    effective: true,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(VaultError::db("listing secrets"))?;
+        // Rows are ordered bot-before-team within a name: later duplicates are shadowed.
+        for i in 1..out.len() {
+            if out[i].name == out[i - 1].name {
+                out[i].effective = false;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` in one write transaction, then checkpoints the WAL so no
+    /// superseded page (with an old ciphertext) outlives the change.
+    fn change(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>, &str) -> Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(VaultError::db("starting a transaction"))?;
+        f(&tx, &self.config.actor)?;
+        tx.commit().map_err(VaultError::db("committing"))?;
+        store::checkpoint(&self.conn)
+    }
+
+    pub(crate) fn fingerprint(&self, value: &SecretValue) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.fingerprint_key)
+            .expect("HMAC takes keys of any length");
+        mac.update(value.expose().as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+fn owner_column(kind: ScopeKind) -> &'static str {
+    match kind {
+        ScopeKind::Bot => "bot_id",
+        ScopeKind::Team => "team_id",
+    }
+}
+
+fn owner(conn: &rusqlite::Connection, scope: &Scope) -> Result<(ScopeKind, i64), VaultError> {
+    Ok(match scope {
+        Scope::Bot(name) => (ScopeKind::Bot, bot_id(conn, name)?),
+        Scope::Team(name) => (ScopeKind::Team, team_id(conn, name)?),
+    })
+}
+
+pub(crate) fn team_id(conn: &rusqlite::Connection, name: &str) -> Result<i64, VaultError> {
+    conn.query_row("SELECT id FROM teams WHERE name = ?1", [name], |r| r.get(0))
+        .optional()
+        .map_err(VaultError::db("looking up a team"))?
+        .ok_or_else(|| VaultError::TeamNotFound(name.to_owned()))
+}
+
+fn bot_id(conn: &rusqlite::Connection, name: &str) -> Result<i64, VaultError> {
+    bot_and_team_id(conn, name).map(|(bot, _)| bot)
+}
+
+pub(crate) fn bot_and_team_id(
+    conn: &rusqlite::Connection,
+    name: &str,
+) -> Result<(i64, i64), VaultError> {
+    conn.prepare_cached("SELECT id, team_id FROM bots WHERE name = ?1")
+        .and_then(|mut s| {
+            s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(VaultError::db("looking up a bot"))?
+        .ok_or_else(|| VaultError::BotNotFound(name.to_owned()))
+}

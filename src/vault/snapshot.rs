@@ -1,0 +1,163 @@
+//! Per-execution snapshots of a bot's secrets, and the resolver trait the
+//! runtime reads them through.
+//!
+//! A snapshot copies the bot's sealed records (bot scope, then team scope)
+//! in one read, so an execution sees one consistent set of values: an
+//! overwrite or a key rotation after the snapshot is taken affects the next
+//! execution, never one in flight. Nothing is decrypted until a name is
+//! resolved, and each resolve decrypts afresh into a [`SecretValue`] the
+//! caller drops when done.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::Vault;
+use super::error::{ResolveError, VaultError};
+use super::key::MasterKey;
+use super::record::{self, Identity};
+use super::scope::{Scope, ScopeKind};
+use super::secrets::bot_and_team_id;
+use super::value::SecretValue;
+
+/// Turns a secret name into its plaintext for one execution.
+///
+/// The vault implements it with [`BotSecrets`]; the runtime depends only on
+/// this trait.
+pub trait SecretResolver: Send + Sync {
+    /// Decrypts `name`. Errors name the secret, never a value.
+    fn resolve(&self, name: &str) -> Result<SecretValue, ResolveError>;
+
+    /// Whether `name` is configured, without decrypting anything.
+    fn contains(&self, name: &str) -> bool;
+}
+
+struct Sealed {
+    kind: ScopeKind,
+    owner_id: i64,
+    owner: String,
+    record: Vec<u8>,
+}
+
+/// The sealed secrets one bot can see, taken at one instant.
+pub struct BotSecrets {
+    bot: String,
+    key: Arc<MasterKey>,
+    entries: HashMap<String, Sealed>,
+}
+
+impl std::fmt::Debug for BotSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.entries.keys().collect();
+        names.sort();
+        f.debug_struct("BotSecrets")
+            .field("bot", &self.bot)
+            .field("names", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BotSecrets {
+    pub fn bot(&self) -> &str {
+        &self.bot
+    }
+
+    /// Configured names, each with the scope it resolves to.
+    pub fn names(&self) -> impl Iterator<Item = (&str, Scope)> {
+        self.entries
+            .iter()
+            .map(|(name, s)| (name.as_str(), scope_of(s)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn scope_of(s: &Sealed) -> Scope {
+    match s.kind {
+        ScopeKind::Bot => Scope::Bot(s.owner.clone()),
+        ScopeKind::Team => Scope::Team(s.owner.clone()),
+    }
+}
+
+impl SecretResolver for BotSecrets {
+    fn resolve(&self, name: &str) -> Result<SecretValue, ResolveError> {
+        let sealed = self
+            .entries
+            .get(name)
+            .ok_or_else(|| ResolveError::NotConfigured {
+                name: name.to_owned(),
+            })?;
+        let identity = Identity {
+            kind: sealed.kind,
+            owner_id: sealed.owner_id,
+            name,
+        };
+        record::open(&self.key, identity, &sealed.record).map_err(|_| ResolveError::Undecryptable {
+            name: name.to_owned(),
+            scope: scope_of(sealed),
+        })
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+}
+
+impl Vault {
+    /// Takes a snapshot of `bot`'s secrets: its bot secrets, and its team's
+    /// secrets for names it does not override.
+    pub fn snapshot_for_bot(&self, bot: &str) -> Result<BotSecrets, VaultError> {
+        let (bot_id, team_id) = bot_and_team_id(&self.conn, bot)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.name, s.record, s.bot_id IS NOT NULL, t.name
+                 FROM secrets s JOIN teams t ON t.id = ?2
+                 WHERE s.bot_id = ?1 OR s.team_id = ?2",
+            )
+            .map_err(VaultError::db("taking a snapshot"))?;
+        let mut entries: HashMap<String, Sealed> = HashMap::new();
+        let rows = stmt
+            .query_map([bot_id, team_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(VaultError::db("taking a snapshot"))?;
+        for row in rows {
+            let (name, record, is_bot, team) = row.map_err(VaultError::db("taking a snapshot"))?;
+            let sealed = if is_bot {
+                Sealed {
+                    kind: ScopeKind::Bot,
+                    owner_id: bot_id,
+                    owner: bot.to_owned(),
+                    record,
+                }
+            } else {
+                Sealed {
+                    kind: ScopeKind::Team,
+                    owner_id: team_id,
+                    owner: team,
+                    record,
+                }
+            };
+            // A bot secret overrides the team secret of the same name.
+            if is_bot || !entries.contains_key(&name) {
+                entries.insert(name, sealed);
+            }
+        }
+        Ok(BotSecrets {
+            bot: bot.to_owned(),
+            key: self.key.clone(),
+            entries,
+        })
+    }
+}
