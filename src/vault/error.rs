@@ -151,6 +151,11 @@ pub enum VaultError {
     )]
     RotateNeedsKeyFile,
 
+    #[error(
+        "cannot rotate the master key: {} secret(s) do not decrypt with the current key: {}. Overwrite them with `narakim secret set` or delete them, then rotate again; nothing was changed", failed.len(), failed.join(", ")
+    )]
+    RotationBlocked { failed: Vec<String> },
+
     #[error("{} secret(s) failed verification after key rotation: {}; the previous key is kept at {}", failed.len(), failed.join(", "), backup.display())]
     RotationUnverified {
         failed: Vec<String>,

@@ -160,44 +160,36 @@ impl Vault {
         pause::point("rotate:staged");
 
         let rows = all_rows(&self.conn)?;
-        let broken: Vec<String> = rows
-            .iter()
-            .filter(|row| record::open(&old, row.identity(), &row.record).is_err())
-            .map(Row::label)
-            .collect();
-        if !broken.is_empty() {
-            key::shred_file(&staged)?;
-            return Err(VaultError::RotationUnverified {
-                failed: broken,
-                backup: key_file,
-            });
-        }
-
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(VaultError::db("starting the rotation"))?;
+        let mut broken = Vec::new();
         {
             let mut update = tx
                 .prepare("UPDATE secrets SET record = ?1 WHERE id = ?2")
                 .map_err(VaultError::db("re-wrapping"))?;
             let total = rows.len();
             for (done, row) in rows.iter().enumerate() {
-                let moved =
-                    record::rewrap(&old, &new, row.identity(), &row.record).map_err(|_| {
-                        VaultError::RotationUnverified {
-                            failed: vec![row.label()],
-                            backup: key_file.clone(),
-                        }
-                    })?;
-                update
-                    .execute(rusqlite::params![moved, row.id])
-                    .map_err(VaultError::db("re-wrapping"))?;
+                match record::rewrap(&old, &new, row.identity(), &row.record) {
+                    Ok(moved) => update
+                        .execute(rusqlite::params![moved, row.id])
+                        .map(drop)
+                        .map_err(VaultError::db("re-wrapping"))?,
+                    Err(_) => broken.push(row.label()),
+                }
                 progress(done + 1, total);
                 if done == total / 2 {
                     pause::point("rotate:rewrapping");
                 }
             }
+        }
+        if !broken.is_empty() {
+            // A record that does not open now would be lost for good under a
+            // new key: roll back and let the operator decide.
+            drop(tx);
+            key::shred_file(&staged)?;
+            return Err(VaultError::RotationBlocked { failed: broken });
         }
         let label = fingerprint_label(self.vault_id);
         let fingerprint_key = record::seal_blob(&new, &label, &self.fingerprint_key)?;

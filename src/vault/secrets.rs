@@ -7,7 +7,7 @@ use sha2::Sha256;
 
 use super::audit;
 use super::error::VaultError;
-use super::key::hex;
+use super::key::{MasterKey, hex};
 use super::record::{self, Identity};
 use super::scope::{Scope, ScopeKind, validate_entity_name};
 use super::store;
@@ -210,51 +210,35 @@ impl Vault {
         name: &SecretName,
         value: &SecretValue,
     ) -> Result<SetOutcome, VaultError> {
-        let fingerprint = self.fingerprint(value);
+        let mut outcomes = self.set_secrets([(scope, name, value)])?;
+        Ok(outcomes.pop().expect("one secret in, one outcome out"))
+    }
+
+    /// Stores many secrets in one transaction (one fsync, one audit entry
+    /// each): all are stored, or none is.
+    pub fn set_secrets<'a>(
+        &mut self,
+        items: impl IntoIterator<Item = (&'a Scope, &'a SecretName, &'a SecretValue)>,
+    ) -> Result<Vec<SetOutcome>, VaultError> {
         let key = self.key.clone();
-        let mut outcome = SetOutcome::Created;
+        let fingerprint_key = self.fingerprint_key.clone();
+        let mut outcomes = Vec::new();
         self.change(|tx, actor| {
-            let (kind, owner_id) = owner(tx, scope)?;
-            let identity = Identity {
-                kind,
-                owner_id,
-                name: name.as_str(),
-            };
-            let sealed = record::seal(&key, identity, value)?;
-            let now = now_ms();
-            let column = owner_column(kind);
-            let existing: Option<i64> = tx
-                .query_row(
-                    &format!("SELECT id FROM secrets WHERE {column} = ?1 AND name = ?2"),
-                    params![owner_id, name.as_str()],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(VaultError::db("looking up a secret"))?;
-            match existing {
-                Some(id) => {
-                    outcome = SetOutcome::Overwritten;
-                    tx.execute(
-                        "UPDATE secrets SET record = ?1, fingerprint = ?2, updated_at = ?3 WHERE id = ?4",
-                        params![sealed, fingerprint, now, id],
-                    )
-                }
-                None => tx.execute(
-                    &format!(
-                        "INSERT INTO secrets({column}, name, record, fingerprint, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
-                    ),
-                    params![owner_id, name.as_str(), sealed, fingerprint, now],
-                ),
+            for (scope, name, value) in items {
+                let fingerprint = fingerprint(&fingerprint_key, value);
+                outcomes.push(store_one(
+                    tx,
+                    actor,
+                    &key,
+                    scope,
+                    name,
+                    value,
+                    &fingerprint,
+                )?);
             }
-            .map_err(VaultError::db("storing a secret"))?;
-            let action = match outcome {
-                SetOutcome::Created => "secret.set",
-                SetOutcome::Overwritten => "secret.overwrite",
-            };
-            audit::record(tx, actor, action, Some(scope), Some(name.as_str()), "")
+            Ok(())
         })?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     pub fn delete_secret(&mut self, scope: &Scope, name: &SecretName) -> Result<(), VaultError> {
@@ -348,13 +332,67 @@ impl Vault {
         tx.commit().map_err(VaultError::db("committing"))?;
         store::checkpoint(&self.conn)
     }
+}
 
-    pub(crate) fn fingerprint(&self, value: &SecretValue) -> Vec<u8> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.fingerprint_key)
-            .expect("HMAC takes keys of any length");
-        mac.update(value.expose().as_bytes());
-        mac.finalize().into_bytes().to_vec()
+/// HMAC-SHA256(fingerprint key, value).
+fn fingerprint(fingerprint_key: &[u8], value: &SecretValue) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(fingerprint_key)
+        .expect("HMAC takes keys of any length");
+    mac.update(value.expose().as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Seals and stores one value inside the caller's transaction, with its
+/// audit entry.
+fn store_one(
+    tx: &Transaction<'_>,
+    actor: &str,
+    key: &MasterKey,
+    scope: &Scope,
+    name: &SecretName,
+    value: &SecretValue,
+    fingerprint: &[u8],
+) -> Result<SetOutcome, VaultError> {
+    let (kind, owner_id) = owner(tx, scope)?;
+    let identity = Identity {
+        kind,
+        owner_id,
+        name: name.as_str(),
+    };
+    let sealed = record::seal(key, identity, value)?;
+    let now = now_ms();
+    let column = owner_column(kind);
+    let existing: Option<i64> = tx
+        .prepare_cached(&format!(
+            "SELECT id FROM secrets WHERE {column} = ?1 AND name = ?2"
+        ))
+        .and_then(|mut s| {
+            s.query_row(params![owner_id, name.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(VaultError::db("looking up a secret"))?;
+    let outcome = match existing {
+        Some(id) => tx
+            .prepare_cached(
+                "UPDATE secrets SET record = ?1, fingerprint = ?2, updated_at = ?3 WHERE id = ?4",
+            )
+            .and_then(|mut s| s.execute(params![sealed, fingerprint, now, id]))
+            .map(|_| SetOutcome::Overwritten),
+        None => tx
+            .prepare_cached(&format!(
+                "INSERT INTO secrets({column}, name, record, fingerprint, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+            ))
+            .and_then(|mut s| s.execute(params![owner_id, name.as_str(), sealed, fingerprint, now]))
+            .map(|_| SetOutcome::Created),
     }
+    .map_err(VaultError::db("storing a secret"))?;
+    let action = match outcome {
+        SetOutcome::Created => "secret.set",
+        SetOutcome::Overwritten => "secret.overwrite",
+    };
+    audit::record(tx, actor, action, Some(scope), Some(name.as_str()), "")?;
+    Ok(outcome)
 }
 
 fn owner_column(kind: ScopeKind) -> &'static str {

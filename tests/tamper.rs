@@ -1,0 +1,299 @@
+//! Records moved, copied or altered in the database file fail to decrypt,
+//! with an error that names the secret; wrong keys fail at open and write
+//! nothing.
+
+mod common;
+
+use common::TestVault;
+use narakim::vault::{ResolveError, SecretResolver};
+
+/// Two teams, two bots each with the same secret names, distinct values.
+fn fixture() -> TestVault {
+    let v = TestVault::new();
+    for team in ["red", "blue"] {
+        v.run(&["team", "create", team]).ok();
+        v.set(
+            "TEAM_TOKEN",
+            "--team",
+            team,
+            &format!("{team}-team-token-value"),
+        );
+    }
+    for (bot, team) in [("alpha", "red"), ("beta", "blue")] {
+        v.run(&["bot", "create", bot, "--team", team]).ok();
+        v.set(
+            "DISCORD_BOT_TOKEN",
+            "--bot",
+            bot,
+            &format!("{bot}-discord-token-value"),
+        );
+        v.set(
+            "OPENROUTER_API_KEY",
+            "--bot",
+            bot,
+            &format!("{bot}-openrouter-key-value"),
+        );
+    }
+    v
+}
+
+fn swap(v: &TestVault, where_a: &str, where_b: &str) {
+    let db = v.raw_db();
+    let get = |w: &str| -> (i64, Vec<u8>) {
+        db.query_row(
+            &format!("SELECT id, record FROM secrets WHERE {w}"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    };
+    let ((id_a, rec_a), (id_b, rec_b)) = (get(where_a), get(where_b));
+    db.execute(
+        "UPDATE secrets SET record = ?1 WHERE id = ?2",
+        rusqlite::params![rec_b, id_a],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE secrets SET record = ?1 WHERE id = ?2",
+        rusqlite::params![rec_a, id_b],
+    )
+    .unwrap();
+}
+
+fn bot_where(bot: &str, name: &str) -> String {
+    format!("name = '{name}' AND bot_id = (SELECT id FROM bots WHERE name = '{bot}')")
+}
+
+fn team_where(team: &str, name: &str) -> String {
+    format!("name = '{name}' AND team_id = (SELECT id FROM teams WHERE name = '{team}')")
+}
+
+#[track_caller]
+fn assert_undecryptable(v: &TestVault, bot: &str, name: &str) {
+    let snapshot = v.open().snapshot_for_bot(bot).unwrap();
+    match snapshot.resolve(name) {
+        Err(err @ ResolveError::Undecryptable { .. }) => {
+            let msg = err.to_string();
+            assert!(
+                msg.contains(name) && msg.contains("cannot be decrypted"),
+                "{msg}"
+            );
+        }
+        Err(other) => panic!("{bot}/{name}: expected Undecryptable, got {other}"),
+        Ok(_) => panic!("{bot}/{name}: a moved record decrypted"),
+    }
+}
+
+#[test]
+fn rows_swapped_between_bots_fail() {
+    let v = fixture();
+    swap(
+        &v,
+        &bot_where("alpha", "DISCORD_BOT_TOKEN"),
+        &bot_where("beta", "DISCORD_BOT_TOKEN"),
+    );
+    assert_undecryptable(&v, "alpha", "DISCORD_BOT_TOKEN");
+    assert_undecryptable(&v, "beta", "DISCORD_BOT_TOKEN");
+    // The untouched secrets still work.
+    let s = v.open().snapshot_for_bot("alpha").unwrap();
+    assert!(
+        s.resolve("OPENROUTER_API_KEY")
+            .unwrap()
+            .matches(b"alpha-openrouter-key-value")
+    );
+    // `key verify` names both and fails.
+    let out = v.run(&["key", "verify"]);
+    let err = out.fails_with("do not decrypt");
+    assert!(
+        err.contains("DISCORD_BOT_TOKEN (bot \"alpha\")")
+            && err.contains("DISCORD_BOT_TOKEN (bot \"beta\")"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rows_swapped_between_teams_fail() {
+    let v = fixture();
+    swap(
+        &v,
+        &team_where("red", "TEAM_TOKEN"),
+        &team_where("blue", "TEAM_TOKEN"),
+    );
+    assert_undecryptable(&v, "alpha", "TEAM_TOKEN");
+    assert_undecryptable(&v, "beta", "TEAM_TOKEN");
+    v.run(&["key", "verify"])
+        .fails_with("TEAM_TOKEN (team \"red\")");
+}
+
+#[test]
+fn rows_swapped_between_names_fail() {
+    let v = fixture();
+    swap(
+        &v,
+        &bot_where("alpha", "DISCORD_BOT_TOKEN"),
+        &bot_where("alpha", "OPENROUTER_API_KEY"),
+    );
+    assert_undecryptable(&v, "alpha", "DISCORD_BOT_TOKEN");
+    assert_undecryptable(&v, "alpha", "OPENROUTER_API_KEY");
+}
+
+#[test]
+fn a_bot_record_copied_to_team_scope_fails() {
+    let v = fixture();
+    let db = v.raw_db();
+    let record: Vec<u8> = db
+        .query_row(
+            &format!(
+                "SELECT record FROM secrets WHERE {}",
+                bot_where("alpha", "DISCORD_BOT_TOKEN")
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute(
+        "INSERT INTO secrets(team_id, name, record, fingerprint, created_at, updated_at)
+         VALUES ((SELECT id FROM teams WHERE name = 'blue'), 'DISCORD_BOT_TOKEN', ?1, x'00', 0, 0)",
+        [record],
+    )
+    .unwrap();
+    drop(db);
+    // gamma has no bot secret of that name, so it resolves to the team row.
+    v.run(&["bot", "create", "gamma", "--team", "blue"]).ok();
+    assert_undecryptable(&v, "gamma", "DISCORD_BOT_TOKEN");
+}
+
+#[test]
+fn a_record_replayed_onto_a_recreated_bot_of_the_same_name_fails() {
+    let v = fixture();
+    let record: Vec<u8> = v
+        .raw_db()
+        .query_row(
+            &format!(
+                "SELECT record FROM secrets WHERE {}",
+                bot_where("alpha", "DISCORD_BOT_TOKEN")
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    v.run(&["bot", "delete", "alpha"]).ok();
+    v.run(&["bot", "create", "alpha", "--team", "red"]).ok();
+    v.raw_db()
+        .execute(
+            "INSERT INTO secrets(bot_id, name, record, fingerprint, created_at, updated_at)
+             VALUES ((SELECT id FROM bots WHERE name = 'alpha'), 'DISCORD_BOT_TOKEN', ?1, x'00', 0, 0)",
+            [record],
+        )
+        .unwrap();
+    assert_undecryptable(&v, "alpha", "DISCORD_BOT_TOKEN");
+}
+
+#[test]
+fn flipped_bits_anywhere_fail() {
+    let v = fixture();
+    let w = bot_where("beta", "OPENROUTER_API_KEY");
+    let original: Vec<u8> = v
+        .raw_db()
+        .query_row(&format!("SELECT record FROM secrets WHERE {w}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    // Version, key id, wrap nonce, wrapped key, its tag, value nonce,
+    // ciphertext, value tag.
+    for at in [0, 1, 9, 21, 60, 69, 81, original.len() - 1] {
+        let mut bad = original.clone();
+        bad[at] ^= 0x10;
+        v.raw_db()
+            .execute(&format!("UPDATE secrets SET record = ?1 WHERE {w}"), [bad])
+            .unwrap();
+        assert_undecryptable(&v, "beta", "OPENROUTER_API_KEY");
+        v.run(&["key", "verify"])
+            .fails_with("OPENROUTER_API_KEY (bot \"beta\")");
+    }
+    v.raw_db()
+        .execute(
+            &format!("UPDATE secrets SET record = ?1 WHERE {w}"),
+            [original],
+        )
+        .unwrap();
+    v.run(&["key", "verify"]).ok();
+}
+
+#[test]
+fn rotation_refuses_to_carry_a_broken_record_and_changes_nothing() {
+    let v = fixture();
+    swap(
+        &v,
+        &bot_where("alpha", "DISCORD_BOT_TOKEN"),
+        &bot_where("beta", "DISCORD_BOT_TOKEN"),
+    );
+    let (dump, key) = (v.dump(), std::fs::read(&v.key_file).unwrap());
+    v.run(&["key", "rotate"])
+        .fails_with("DISCORD_BOT_TOKEN (bot \"alpha\")");
+    assert_eq!(v.dump(), dump);
+    assert_eq!(std::fs::read(&v.key_file).unwrap(), key);
+    assert_eq!(
+        std::fs::read_dir(v.key_file.parent().unwrap())
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn wrong_key_fails_at_open_and_writes_nothing() {
+    let v = fixture();
+    let other = TestVault::new(); // another vault, another key
+    let before = v.file_bytes();
+    let run = {
+        let mut cmd = common::command();
+        cmd.arg("--data-dir")
+            .arg(&v.data_dir)
+            .arg("--key-file")
+            .arg(&other.key_file);
+        cmd.args(["secret", "list", "--bot", "alpha"]);
+        common::run_command(cmd, None)
+    };
+    run.fails_with("wrong vault");
+    assert_eq!(
+        v.file_bytes(),
+        before,
+        "a wrong key must not change any file"
+    );
+
+    // A bare key (no vault id in the file) is simply the wrong key.
+    use base64::Engine as _;
+    let bare = v.root.path().join("bare/master.key");
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    std::fs::write(
+        &bare,
+        base64::engine::general_purpose::STANDARD.encode([42u8; 32]),
+    )
+    .unwrap();
+    std::fs::set_permissions(&bare, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut cmd = common::command();
+    cmd.arg("--data-dir")
+        .arg(&v.data_dir)
+        .arg("--key-file")
+        .arg(&bare);
+    cmd.args(["secret", "set", "NEW_SECRET", "--bot", "alpha"]);
+    common::run_command(cmd, Some(b"would-be-stored-value")).fails_with("wrong key");
+    assert_eq!(v.file_bytes(), before);
+}
+
+#[test]
+fn the_previous_key_after_rotation_is_named_as_such() {
+    let v = fixture();
+    let saved = v.root.path().join("saved/master.key");
+    std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
+    std::fs::copy(&v.key_file, &saved).unwrap();
+    v.run(&["key", "rotate"]).ok();
+    let mut cmd = common::command();
+    cmd.arg("--data-dir")
+        .arg(&v.data_dir)
+        .arg("--key-file")
+        .arg(&saved)
+        .args(["bot", "list"]);
+    common::run_command(cmd, None).fails_with("previous master key");
+}
