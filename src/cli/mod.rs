@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use narakim::vault::{InitOutcome, Scope, SecretName, SetOutcome, Vault, VaultConfig, format_time};
+use narakim::vault::{
+    InitOutcome, Scope, SecretName, SetOutcome, Vault, VaultConfig, VaultError, format_time,
+};
 
 /// narakim: an encrypted secrets vault and sandboxed runtime for bot extensions.
 #[derive(Parser, Debug)]
@@ -111,7 +113,7 @@ enum SecretCommand {
         #[arg(long, hide = true, value_name = "VALUE")]
         value: Option<String>,
         /// Refused: a value on the command line is visible to other users.
-        #[arg(hide = true, num_args = 0.., allow_hyphen_values = true)]
+        #[arg(hide = true, num_args = 0..)]
         extra: Vec<String>,
     },
     /// List secret names, scopes and update times (never values)
@@ -230,7 +232,12 @@ fn team(vault: &mut Vault, cmd: TeamCommand) -> Result<()> {
 fn bot(vault: &mut Vault, cmd: BotCommand) -> Result<()> {
     match cmd {
         BotCommand::Create { name, team } => {
-            vault.create_bot(&name, &team)?;
+            vault.create_bot(&name, &team).map_err(|err| match err {
+                VaultError::TeamNotFound(_) => {
+                    anyhow::anyhow!("{err}; create it with `narakim team create {team}`")
+                }
+                other => other.into(),
+            })?;
             println!("Created bot \"{name}\" in team \"{team}\".");
         }
         BotCommand::List => {

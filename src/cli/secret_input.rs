@@ -22,6 +22,11 @@ pub fn read_value(name: &SecretName) -> Result<SecretValue> {
         .lock()
         .take(MAX_VALUE_LEN as u64 + 3)
         .read_to_end(&mut buf)?;
+    if buf.len() > MAX_VALUE_LEN + 2 {
+        bail!(
+            "the value on stdin is more than {MAX_VALUE_LEN} bytes; secrets may be at most {MAX_VALUE_LEN} bytes (64 KiB)"
+        );
+    }
     if buf.is_empty() {
         bail!(
             "stdin was empty: pipe the value in, for example `printf %s \"$VALUE\" | narakim secret set {name} --bot BOT`"

@@ -78,10 +78,14 @@ pub enum VaultError {
     )]
     KeyFilePermissions { path: PathBuf, mode: u32 },
 
-    #[error("master key file {} is malformed: {reason}", path.display())]
+    #[error(
+        "master key file {} is malformed: {reason}. Restore the vault's key file from your backup, or point --key-file (NARAKIM_KEY_FILE) at the right file", path.display()
+    )]
     KeyFileMalformed { path: PathBuf, reason: String },
 
-    #[error("NARAKIM_MASTER_KEY is malformed: {reason}")]
+    #[error(
+        "NARAKIM_MASTER_KEY is malformed: {reason}; it must be the base64 of the vault's 32-byte master key"
+    )]
     KeyEnvMalformed { reason: String },
 
     #[error(
@@ -117,14 +121,10 @@ pub enum VaultError {
         data_dir: PathBuf,
     },
 
-    #[error(
-        "team \"{0}\" does not exist; create it with `narakim team create {0}` or see `narakim team list`"
-    )]
+    #[error("team \"{0}\" does not exist; `narakim team list` shows the teams there are")]
     TeamNotFound(String),
 
-    #[error(
-        "bot \"{0}\" does not exist; create it with `narakim bot create {0} --team TEAM` or see `narakim bot list`"
-    )]
+    #[error("bot \"{0}\" does not exist; `narakim bot list` shows the bots there are")]
     BotNotFound(String),
 
     #[error("team \"{0}\" already exists")]
@@ -161,6 +161,11 @@ pub enum VaultError {
         failed: Vec<String>,
         backup: PathBuf,
     },
+
+    #[error(
+        "{} exists but is not a directory; choose another --data-dir (NARAKIM_DATA_DIR) or --key-file location", path.display()
+    )]
+    NotADirectory { path: PathBuf },
 
     #[error("{}: {source}", path.display())]
     Io {

@@ -330,6 +330,11 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), VaultError> {
     if dir.is_dir() {
         return Ok(());
     }
+    if dir.exists() {
+        return Err(VaultError::NotADirectory {
+            path: dir.to_owned(),
+        });
+    }
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -131,19 +131,44 @@ impl Vault {
                 key_id: vault.key.id(),
             });
         }
+        if let KeySource::File(path) = &config.key
+            && path.exists()
+        {
+            return Err(VaultError::KeyExists { path: path.clone() });
+        }
         let vault_id = VaultId::generate()?;
-        let key = match &config.key {
+        key::create_private_dir(&config.data_dir)?;
+        let (key, written_key) = match &config.key {
             KeySource::File(path) => {
-                if path.exists() {
-                    return Err(VaultError::KeyExists { path: path.clone() });
-                }
                 let key = MasterKey::generate()?;
                 key::write_key_file(path, &key, vault_id)?;
-                key
+                (key, Some(path))
             }
-            KeySource::Env(_) => config.key.load()?.key,
+            KeySource::Env(_) => (config.key.load()?.key, None),
         };
-        key::create_private_dir(&config.data_dir)?;
+        let created = Self::create_database(config, vault_id, &key);
+        if created.is_err() {
+            // Leave nothing half-made: a retry must start clean.
+            for file in store::database_files(&config.data_dir) {
+                let _ = std::fs::remove_file(file);
+            }
+            if let Some(path) = written_key {
+                key::shred_file(path)?;
+            }
+        }
+        created?;
+        Ok(InitOutcome::Created {
+            vault_id,
+            key_id: key.id(),
+        })
+    }
+
+    fn create_database(
+        config: &VaultConfig,
+        vault_id: VaultId,
+        key: &MasterKey,
+    ) -> Result<(), VaultError> {
+        let db = config.db_path();
         let mut fingerprint_key = Zeroizing::new(vec![0u8; 32]);
         key::fill_random(&mut fingerprint_key)?;
         let conn = store::create(&db)?;
@@ -155,7 +180,7 @@ impl Vault {
         store::set_meta(
             &tx,
             META_FINGERPRINT_KEY,
-            &record::seal_blob(&key, &fingerprint_label(vault_id), &fingerprint_key)?,
+            &record::seal_blob(key, &fingerprint_label(vault_id), &fingerprint_key)?,
         )?;
         audit::record(
             &tx,
@@ -165,11 +190,7 @@ impl Vault {
             None,
             &format!("vault {vault_id}, key {}", key.id()),
         )?;
-        tx.commit().map_err(VaultError::db("finishing init"))?;
-        Ok(InitOutcome::Created {
-            vault_id,
-            key_id: key.id(),
-        })
+        tx.commit().map_err(VaultError::db("finishing init"))
     }
 
     /// Opens the vault, verifying the master key before any secret row is

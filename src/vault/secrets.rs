@@ -410,6 +410,9 @@ fn owner(conn: &rusqlite::Connection, scope: &Scope) -> Result<(ScopeKind, i64),
 }
 
 pub(crate) fn team_id(conn: &rusqlite::Connection, name: &str) -> Result<i64, VaultError> {
+    // An invalid name cannot exist; saying so also keeps raw input out of
+    // the not-found message.
+    validate_entity_name("team", name)?;
     conn.query_row("SELECT id FROM teams WHERE name = ?1", [name], |r| r.get(0))
         .optional()
         .map_err(VaultError::db("looking up a team"))?
@@ -424,6 +427,7 @@ pub(crate) fn bot_and_team_id(
     conn: &rusqlite::Connection,
     name: &str,
 ) -> Result<(i64, i64), VaultError> {
+    validate_entity_name("bot", name)?;
     conn.prepare_cached("SELECT id, team_id FROM bots WHERE name = ?1")
         .and_then(|mut s| {
             s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))

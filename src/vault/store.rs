@@ -11,6 +11,7 @@
 //! ([`checkpoint`]), so an overwritten or deleted ciphertext survives
 //! neither in the database file nor in its WAL.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,16 +83,25 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Opens an existing database without changing it: migrations run only
 /// after the master key is verified (see [`migrate`]).
 pub(crate) fn open_existing(db: &Path) -> Result<Connection, VaultError> {
+    let not_a_vault = |reason: String| VaultError::NotAVault {
+        path: db.to_owned(),
+        reason,
+    };
+    // Look before SQLite does: a junk file would otherwise fail deep inside
+    // with "file is not a database".
+    let mut header = [0u8; 16];
+    let read = std::fs::File::open(db)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut header))
+        .map_err(VaultError::io(db))?;
+    if read < header.len() || &header != b"SQLite format 3\0" {
+        return Err(not_a_vault("it is not a SQLite database".into()));
+    }
     let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(VaultError::db("opening the database"))?;
     configure(&conn)?;
-    let not_a_vault = |reason: String| VaultError::NotAVault {
-        path: db.to_owned(),
-        reason,
-    };
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| not_a_vault(e.to_string()))?;
@@ -110,6 +120,14 @@ pub(crate) fn open_existing(db: &Path) -> Result<Connection, VaultError> {
 
 /// Creates a new database file. Fails if one exists.
 pub(crate) fn create(db: &Path) -> Result<Connection, VaultError> {
+    // Create the file ourselves, 0600 whatever the umask: SQLite gives its
+    // WAL and shared-memory files the same mode.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db)
+        .map_err(VaultError::io(db))?;
     let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE

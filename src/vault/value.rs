@@ -37,8 +37,12 @@ impl SecretName {
         let first_ok = bytes.next().is_some_and(|b| b.is_ascii_uppercase());
         let rest_ok = bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if !first_ok || !rest_ok || name.len() > MAX_NAME_LEN {
-            // `NAME=value` or a pasted token: do not echo what may be a value.
-            let looks_like_value = name.contains(['=', ':', ' ']) || name.len() > MAX_NAME_LEN;
+            // Echo only what looks like a mistyped name; a pasted token or
+            // `NAME=value` may hold a value and is never repeated.
+            let looks_like_value = name.len() > 32
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
             return Err(InputError::SecretName {
                 name: if looks_like_value {
                     "(not shown: it may contain a value)".to_owned()

@@ -163,9 +163,11 @@ impl TestVault {
     /// ciphertext in hex), audit entries and meta. Used to prove a failed
     /// command changed nothing.
     pub fn dump(&self) -> String {
+        // immutable=1: no locks, no -wal or -shm files left behind, so a
+        // dump never changes what it inspects.
         let conn = rusqlite::Connection::open_with_flags(
-            self.db_path(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            format!("file:{}?immutable=1", self.db_path().display()),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
         )
         .expect("open read-only");
         let mut out = String::new();
