@@ -58,25 +58,36 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum TeamCommand {
     /// Create a team
-    Create { name: String },
+    Create {
+        /// Team name: 1-64 of A-Z a-z 0-9 . _ -
+        name: String,
+    },
     /// List teams with their bot and secret counts
     List,
     /// Delete a team and its team secrets (refused while it has bots)
-    Delete { name: String },
+    Delete {
+        /// Team name
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum BotCommand {
     /// Create a bot in a team
     Create {
+        /// Bot name, unique across the vault: 1-64 of A-Z a-z 0-9 . _ -
         name: String,
+        /// The team the bot belongs to
         #[arg(long)]
         team: String,
     },
     /// List bots
     List,
     /// Delete a bot and all its bot secrets
-    Delete { name: String },
+    Delete {
+        /// Bot name
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +117,7 @@ enum SecretCommand {
     /// not a terminal, otherwise asked for twice at a hidden prompt. It is
     /// never accepted on the command line.
     Set {
+        /// Secret name, for example DISCORD_BOT_TOKEN
         name: String,
         #[command(flatten)]
         scope: ScopeArgs,
@@ -123,6 +135,7 @@ enum SecretCommand {
     },
     /// Delete a secret
     Delete {
+        /// Secret name
         name: String,
         #[command(flatten)]
         scope: ScopeArgs,

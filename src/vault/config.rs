@@ -135,8 +135,28 @@ fn default_actor() -> String {
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    match std::env::var("USER") {
-        Ok(user) if !user.is_empty() => format!("{user} (uid {uid})"),
-        _ => format!("uid {uid}"),
+    match std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| user_name(uid))
+    {
+        Some(user) => format!("{user} (uid {uid})"),
+        None => format!("uid {uid}"),
     }
+}
+
+/// The login name of `uid` from the password database.
+fn user_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; getpwuid_r writes only
+    // into `pwd` and `buf` (of the length given) and sets `found`.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    name.to_str().ok().map(str::to_owned)
 }

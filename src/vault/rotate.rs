@@ -289,6 +289,17 @@ pub(crate) fn retire_verified_backup(vault: &mut Vault) -> Result<(), VaultError
     if !backup.exists() {
         return Ok(());
     }
+    // Verify the key as it is on disk, not just the one in memory.
+    let on_disk = KeySource::File(key_file.clone()).load()?.key.id();
+    if on_disk != vault.key.id() {
+        vault.notes.push(format!(
+            "the key file {} holds key {on_disk}, not the vault's key {}; the previous key is kept at {}",
+            key_file.display(),
+            vault.key.id(),
+            backup.display()
+        ));
+        return Ok(());
+    }
     let report = vault.verify()?;
     if report.failed.is_empty() {
         pause::point("rotate:verified");
