@@ -8,10 +8,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -185,38 +184,10 @@ impl Invocation {
     }
 
     fn run(self) -> (Run, Vec<String>) {
-        (run_piped(self.cmd, self.stdin.as_deref()), self.never_shown)
-    }
-}
-
-/// Like `common::run_command`, but the binary may exit before reading all
-/// of stdin (it refuses bad input early): a broken pipe is not an error.
-fn run_piped(mut cmd: Command, input: Option<&[u8]>) -> Run {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn narakim");
-    let writer = input.map(|input| {
-        let mut stdin = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        std::thread::spawn(move || match stdin.write_all(&input) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            Err(e) => panic!("writing stdin: {e}"),
-        })
-    });
-    let out = child.wait_with_output().expect("wait narakim");
-    if let Some(writer) = writer {
-        writer.join().expect("stdin writer");
-    }
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        (
+            common::run_command(self.cmd, self.stdin.as_deref()),
+            self.never_shown,
+        )
     }
 }
 
@@ -1366,7 +1337,7 @@ fn error_messages_do_not_repeat_their_cause() {
         .arg("--key-file")
         .arg(&f.v.key_file)
         .args(["team", "list"]);
-    let run = run_piped(cmd, None);
+    let run = common::run_command(cmd, None);
     let msg = run.stderr.trim_end();
     let parts: Vec<&str> = msg.split(": ").collect();
     for w in parts.windows(2) {

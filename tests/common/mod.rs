@@ -196,6 +196,9 @@ impl TestVault {
     }
 }
 
+/// Runs `cmd` with `input` on stdin (a pipe, so not a terminal). The binary
+/// may exit before reading all of it (it refuses bad input early): a broken
+/// pipe is not an error.
 pub fn run_command(mut cmd: Command, input: Option<&[u8]>) -> Run {
     cmd.stdin(if input.is_some() {
         Stdio::piped()
@@ -205,11 +208,20 @@ pub fn run_command(mut cmd: Command, input: Option<&[u8]>) -> Run {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn narakim");
-    if let Some(input) = input {
+    let writer = input.map(|input| {
         let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input).expect("write stdin");
+        let input = input.to_vec();
+        std::thread::spawn(move || match stdin.write_all(&input) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Err(e) => panic!("writing stdin: {e}"),
+        })
+    });
+    let out = child.wait_with_output().expect("wait narakim");
+    if let Some(writer) = writer {
+        writer.join().expect("stdin writer");
     }
-    Run::from(child.wait_with_output().expect("wait narakim"))
+    Run::from(out)
 }
 
 /// Every encoding of `value` a careless leak would show: raw, hex (both
