@@ -288,3 +288,79 @@ fn demo_runs_end_to_end() {
     assert!(text.contains("[REDACTED]"), "{text}");
     assert!(target.join("data/vault.db").exists());
 }
+
+/// At a terminal, `secret set` asks twice at a hidden prompt. `script` gives
+/// the binary a real pseudo-terminal; each line is typed only after its
+/// prompt shows, as a person would.
+#[test]
+fn hidden_prompt_asks_twice_and_never_echoes() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+
+    fn type_at_prompts(v: &TestVault, name: &str, lines: [&str; 2]) -> String {
+        let cmdline = format!(
+            "{} --data-dir {} --key-file {} secret set {name} --team ops",
+            common::binary(),
+            v.data_dir.display(),
+            v.key_file.display()
+        );
+        let mut child = command_for_script(&cmdline)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("`script` (util-linux) runs the binary on a pseudo-terminal");
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        for (prompt, line) in ["(input hidden): ", "Repeat the value"].iter().zip(lines) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !String::from_utf8_lossy(&seen).contains(prompt) {
+                assert!(std::time::Instant::now() < deadline, "no prompt: {seen:?}");
+                let mut buf = [0u8; 256];
+                let n = stdout.read(&mut buf).unwrap();
+                assert!(
+                    n > 0,
+                    "terminal closed early: {}",
+                    String::from_utf8_lossy(&seen)
+                );
+                seen.extend_from_slice(&buf[..n]);
+            }
+            // Let the prompt finish switching echo off before typing.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            stdin.write_all(format!("{line}\r").as_bytes()).unwrap();
+            stdin.flush().unwrap();
+        }
+        stdout.read_to_end(&mut seen).unwrap();
+        drop(stdin);
+        child.wait().unwrap();
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    fn command_for_script(cmdline: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("script");
+        // A clean environment: no NARAKIM_* from the machine running the tests.
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .args(["-qec", cmdline, "/dev/null"])
+            .env("NARAKIM_ACTOR", "test-suite");
+        cmd
+    }
+
+    let v = vault_with_bot();
+    let screen = type_at_prompts(&v, "TYPED_TOKEN", ["typed-value-1234", "typed-value-1234"]);
+    assert!(screen.contains("Saved TYPED_TOKEN"), "{screen}");
+    assert!(!screen.contains("typed-value-1234"), "echoed: {screen}");
+    let snapshot = v.open().snapshot_for_bot("greeter").unwrap();
+    assert!(
+        snapshot
+            .resolve("TYPED_TOKEN")
+            .unwrap()
+            .matches(b"typed-value-1234")
+    );
+
+    let dump = v.dump();
+    let screen = type_at_prompts(&v, "OTHER_TOKEN", ["first-typing-123", "second-typing-45"]);
+    assert!(screen.contains("differ; nothing was saved"), "{screen}");
+    assert!(!screen.contains("first-typing") && !screen.contains("second-typing"));
+    assert_eq!(v.dump(), dump, "a mismatch stores nothing");
+}
