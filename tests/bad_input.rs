@@ -893,7 +893,7 @@ fn cases() -> Vec<Case> {
                 f.with_key(&key, &["team", "list"])
             },
             exit: Error,
-            expect: &["readable by group or others (mode 644)", "chmod 600"],
+            expect: &["accessible by group or others (mode 644)", "chmod 600"],
         },
         Case {
             what: "key file with mode 0640 on a secret set",

@@ -297,3 +297,45 @@ fn the_previous_key_after_rotation_is_named_as_such() {
         .args(["bot", "list"]);
     common::run_command(cmd, None).fails_with("previous master key");
 }
+
+/// A backup key that cannot be retired (a record fails verification) is kept,
+/// reported on every command, and blocks a new rotation until fixed.
+#[test]
+fn an_unverified_rotation_keeps_its_backup_and_blocks_the_next() {
+    let v = fixture();
+    let backup = v.key_file.with_file_name("master.key.previous");
+    std::fs::copy(&v.key_file, &backup).unwrap();
+    let w = bot_where("alpha", "OPENROUTER_API_KEY");
+    let db = v.raw_db();
+    let mut record: Vec<u8> = db
+        .query_row(&format!("SELECT record FROM secrets WHERE {w}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    record[90] ^= 1;
+    db.execute(
+        &format!("UPDATE secrets SET record = ?1 WHERE {w}"),
+        [record],
+    )
+    .unwrap();
+    drop(db);
+    let out = v.run(&["bot", "list"]);
+    out.ok();
+    assert!(
+        out.stderr.contains("note:") && out.stderr.contains("OPENROUTER_API_KEY (bot \"alpha\")"),
+        "{out:?}"
+    );
+    assert!(backup.exists(), "the backup stays while a record fails");
+    v.run(&["key", "rotate"])
+        .fails_with("previous master key from an earlier rotation");
+    // Fix what the note names, then `key verify` (as the message says): the
+    // vault opens clean and retires the backup.
+    v.run(&["secret", "delete", "OPENROUTER_API_KEY", "--bot", "alpha"])
+        .ok();
+    let verify = v.run(&["key", "verify"]);
+    verify.ok();
+    assert!(!verify.stderr.contains("note:"), "{verify:?}");
+    assert!(!backup.exists());
+    v.run(&["key", "rotate"]).ok();
+    v.run(&["key", "verify"]).ok();
+}

@@ -74,7 +74,7 @@ pub enum VaultError {
     KeyExists { path: PathBuf },
 
     #[error(
-        "master key file {} is readable by group or others (mode {mode:03o}); fix it with `chmod 600 {}`", path.display(), path.display()
+        "master key file {} is accessible by group or others (mode {mode:03o}); only its owner may read it: fix it with `chmod 600 {}`", path.display(), path.display()
     )]
     KeyFilePermissions { path: PathBuf, mode: u32 },
 
@@ -155,6 +155,11 @@ pub enum VaultError {
         "cannot rotate the master key: {} secret(s) do not decrypt with the current key: {}. Overwrite them with `narakim secret set` or delete them, then rotate again; nothing was changed", failed.len(), failed.join(", ")
     )]
     RotationBlocked { failed: Vec<String> },
+
+    #[error(
+        "the previous master key from an earlier rotation is still at {} because that rotation could not be verified (see the note above); fix what the note names, run `narakim key verify`, then rotate again", backup.display()
+    )]
+    RotationPending { backup: PathBuf },
 
     #[error("{} secret(s) failed verification after key rotation: {}; the previous key is kept at {}", failed.len(), failed.join(", "), backup.display())]
     RotationUnverified {

@@ -151,6 +151,11 @@ impl Vault {
             return Err(VaultError::RotateNeedsKeyFile);
         };
         let (staged, backup) = (staged_path(&key_file), backup_path(&key_file));
+        // open() retires a verified backup, so one still here guards an
+        // unverified rotation: keep it, and do not stack another on top.
+        if backup.exists() {
+            return Err(VaultError::RotationPending { backup });
+        }
         // Left by a rotation that crashed before its commit: never current.
         key::shred_file(&staged)?;
 
