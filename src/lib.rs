@@ -10,10 +10,14 @@
 //! - [`vault`]: values sealed with AES-256-GCM under a master key kept apart
 //!   from the SQLite database; write-only; per-execution snapshots.
 //!
-//! The runtime (wasmtime sandbox), the scrubber and the engine (bot graphs)
-//! build on it. See `docs/ARCHITECTURE.md`.
+//! - [`redact`]: the streaming scrubber that replaces every revealed value,
+//!   raw or encoded, with `[REDACTED:NAME]` in everything an execution emits.
+//!
+//! The runtime (wasmtime sandbox) and the engine (bot graphs) build on them.
+//! See `docs/ARCHITECTURE.md`.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 
+pub mod redact;
 pub mod vault;
