@@ -2,6 +2,7 @@
 //! results. The only place that uses `anyhow`.
 
 mod demo;
+mod scrub;
 mod secret_input;
 
 use std::path::PathBuf;
@@ -47,6 +48,11 @@ enum Command {
     /// Read the audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Copy stdin to stdout with every value of a bot's (or team's) secrets, raw or encoded, replaced by [REDACTED:NAME]
+    Scrub {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
     /// Walk through the vault on a throwaway copy: init, teams, bots, secrets, rotation, proof of encryption at rest
     Demo {
         /// Directory for the demo vault (must not exist yet) [default: a new temporary directory]
@@ -188,6 +194,7 @@ pub fn run() -> Result<()> {
         Command::Secret(cmd) => secret(&mut vault, cmd),
         Command::Key(cmd) => key(&mut vault, cmd),
         Command::Audit(AuditCommand::List { limit }) => audit(&vault, limit),
+        Command::Scrub { scope } => scrub::run(&vault, &scope.scope()),
     }
 }
 

@@ -4,7 +4,7 @@
 //! in turn wrapped by a master key kept outside the database (see
 //! [`record`] for the exact byte layout and [`key`] for the key file). The
 //! vault is write-only: nothing here returns a stored plaintext. The only
-//! way to a value is a per-execution [`BotSecrets`] snapshot, which the
+//! way to a value is a per-execution [`SecretSnapshot`] snapshot, which the
 //! runtime asks for one declared name at a time.
 //!
 //! Threats it guards against:
@@ -69,7 +69,7 @@ pub use key::{KeyId, KeySource, MasterKey, VaultId};
 pub use rotate::{RotationReport, VerifyReport};
 pub use scope::{Scope, ScopeKind};
 pub use secrets::{BotInfo, SecretInfo, SetOutcome, TeamInfo};
-pub use snapshot::{BotSecrets, SecretResolver};
+pub use snapshot::{SecretResolver, SecretSnapshot};
 pub use value::{MAX_NAME_LEN, MAX_VALUE_LEN, MIN_VALUE_LEN, SecretName, SecretValue};
 
 const META_VAULT_ID: &str = "vault_id";

@@ -16,7 +16,7 @@ use super::error::{ResolveError, VaultError};
 use super::key::MasterKey;
 use super::record::{self, Identity};
 use super::scope::{Scope, ScopeKind};
-use super::secrets::bot_and_team_id;
+use super::secrets::{bot_and_team_id, team_id};
 use super::value::SecretValue;
 
 /// Turns a secret name into its plaintext for one execution.
@@ -38,27 +38,28 @@ struct Sealed {
     record: Vec<u8>,
 }
 
-/// The sealed secrets one bot can see, taken at one instant.
-pub struct BotSecrets {
-    bot: String,
+/// The sealed secrets a bot (or a team) can see, taken at one instant.
+pub struct SecretSnapshot {
+    scope: Scope,
     key: Arc<MasterKey>,
     entries: HashMap<String, Sealed>,
 }
 
-impl std::fmt::Debug for BotSecrets {
+impl std::fmt::Debug for SecretSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&String> = self.entries.keys().collect();
         names.sort();
-        f.debug_struct("BotSecrets")
-            .field("bot", &self.bot)
+        f.debug_struct("SecretSnapshot")
+            .field("scope", &self.scope)
             .field("names", &names)
             .finish_non_exhaustive()
     }
 }
 
-impl BotSecrets {
-    pub fn bot(&self) -> &str {
-        &self.bot
+impl SecretSnapshot {
+    /// Whose secrets these are.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
     }
 
     /// Configured names, each with the scope it resolves to.
@@ -84,7 +85,7 @@ fn scope_of(s: &Sealed) -> Scope {
     }
 }
 
-impl SecretResolver for BotSecrets {
+impl SecretResolver for SecretSnapshot {
     fn resolve(&self, name: &str) -> Result<SecretValue, ResolveError> {
         let sealed = self
             .entries
@@ -111,8 +112,20 @@ impl SecretResolver for BotSecrets {
 impl Vault {
     /// Takes a snapshot of `bot`'s secrets: its bot secrets, and its team's
     /// secrets for names it does not override.
-    pub fn snapshot_for_bot(&self, bot: &str) -> Result<BotSecrets, VaultError> {
-        let (bot_id, team_id) = bot_and_team_id(&self.conn, bot)?;
+    pub fn snapshot_for_bot(&self, bot: &str) -> Result<SecretSnapshot, VaultError> {
+        self.snapshot(&Scope::Bot(bot.to_owned()))
+    }
+
+    /// Takes a snapshot of the secrets `scope` resolves: for a bot, its own
+    /// and its team's (bot first); for a team, the team secrets.
+    pub fn snapshot(&self, scope: &Scope) -> Result<SecretSnapshot, VaultError> {
+        let (bot_id, team_id) = match scope {
+            Scope::Bot(bot) => {
+                let (bot_id, team_id) = bot_and_team_id(&self.conn, bot)?;
+                (Some(bot_id), team_id)
+            }
+            Scope::Team(team) => (None, team_id(&self.conn, team)?),
+        };
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -123,7 +136,7 @@ impl Vault {
             .map_err(VaultError::db("taking a snapshot"))?;
         let mut entries: HashMap<String, Sealed> = HashMap::new();
         let rows = stmt
-            .query_map([bot_id, team_id], |r| {
+            .query_map(rusqlite::params![bot_id, team_id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get(1)?,
@@ -134,28 +147,27 @@ impl Vault {
             .map_err(VaultError::db("taking a snapshot"))?;
         for row in rows {
             let (name, record, is_bot, team) = row.map_err(VaultError::db("taking a snapshot"))?;
-            let sealed = if is_bot {
-                Sealed {
+            let sealed = match (is_bot, bot_id) {
+                (true, Some(bot_id)) => Sealed {
                     kind: ScopeKind::Bot,
                     owner_id: bot_id,
-                    owner: bot.to_owned(),
+                    owner: scope.owner().to_owned(),
                     record,
-                }
-            } else {
-                Sealed {
+                },
+                _ => Sealed {
                     kind: ScopeKind::Team,
                     owner_id: team_id,
                     owner: team,
                     record,
-                }
+                },
             };
             // A bot secret overrides the team secret of the same name.
             if is_bot || !entries.contains_key(&name) {
                 entries.insert(name, sealed);
             }
         }
-        Ok(BotSecrets {
-            bot: bot.to_owned(),
+        Ok(SecretSnapshot {
+            scope: scope.clone(),
             key: self.key.clone(),
             entries,
         })
