@@ -64,8 +64,8 @@ fn streams_large_input_across_read_boundaries() {
     while input.len() < 6 << 20 {
         i += 1;
         input.push_str(&format!("line {i:09} status=ok latency=12ms "));
-        if i % 17 == 0 {
-            input.push_str(if i % 2 == 0 { BOT_KEY } else { TEAM_TOKEN });
+        if i.is_multiple_of(17) {
+            input.push_str(if i.is_multiple_of(2) { BOT_KEY } else { TEAM_TOKEN });
         }
         input.push('\n');
     }
