@@ -286,6 +286,11 @@ fn demo_runs_end_to_end() {
     let text = out.ok();
     assert!(text.contains("0 occurrence(s)"), "{text}");
     assert!(text.contains("[REDACTED]"), "{text}");
+    assert!(
+        text.contains("base64 -> [REDACTED:OPENROUTER_API_KEY]"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-or-v1-demo"), "{text}");
     assert!(target.join("data/vault.db").exists());
 }
 

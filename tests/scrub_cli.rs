@@ -65,7 +65,11 @@ fn streams_large_input_across_read_boundaries() {
         i += 1;
         input.push_str(&format!("line {i:09} status=ok latency=12ms "));
         if i.is_multiple_of(17) {
-            input.push_str(if i.is_multiple_of(2) { BOT_KEY } else { TEAM_TOKEN });
+            input.push_str(if i.is_multiple_of(2) {
+                BOT_KEY
+            } else {
+                TEAM_TOKEN
+            });
         }
         input.push('\n');
     }

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use narakim::redact::Scrubber;
 use narakim::vault::{
     KeySource, Scope, SecretName, SecretResolver, SecretValue, Vault, VaultConfig, store,
 };
@@ -119,6 +120,35 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         Ok(_) => bail!("WEBHOOK_SECRET should not resolve"),
     }
 
+    println!(
+        "\n# Scrubbing: a log that leaks the bot's secrets, raw and encoded, written 7 bytes at a time:"
+    );
+    step("narakim scrub --bot greeter < leaky.log");
+    let leaky = leaky_log();
+    let names: Vec<String> = {
+        let mut n: Vec<String> = snapshot.names().map(|(name, _)| name.to_owned()).collect();
+        n.sort();
+        n
+    };
+    let values = names
+        .iter()
+        .map(|n| snapshot.resolve(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let scrubber = Scrubber::new(names.iter().map(String::as_str).zip(&values));
+    drop(values);
+    let mut stream = scrubber.stream();
+    let mut scrubbed = Vec::new();
+    for piece in leaky.as_bytes().chunks(7) {
+        stream.write(piece, &mut scrubbed);
+    }
+    stream.finish(&mut scrubbed);
+    for line in String::from_utf8_lossy(&scrubbed).lines() {
+        println!("  {line}");
+    }
+    println!(
+        "  (a Discord token begins with the base64 of the application id, so a token's replacement names both)"
+    );
+
     step("narakim key rotate");
     let report = vault.rotate_key(|_, _| {})?;
     println!(
@@ -168,6 +198,27 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     }
     println!("\nDone. Explore it yourself, for example:\n  narakim {flags} secret list --team ops");
     Ok(())
+}
+
+/// A log line per leak form: raw, `echo | base64`, hex, JSON, a URL.
+fn leaky_log() -> String {
+    use base64::Engine as _;
+    let token = SECRETS[2].2;
+    let key = SECRETS[3].2;
+    let app = SECRETS[0].2;
+    format!(
+        "POST /channels/1/messages Authorization: Bot {token}\n\
+         debug: echo $OPENROUTER_API_KEY | base64 -> {}\n\
+         hexdump of the header: {}\n\
+         request body: {}\n\
+         GET https://example.invalid/hook?app={app}&key={key}\n",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}\n")),
+        token
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        format_args!("{{\"token\":\"{token}\"}}"),
+    )
 }
 
 fn step(command: &str) {
