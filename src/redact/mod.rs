@@ -187,6 +187,23 @@ impl Scrubber {
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
+    /// Names of the secrets whose values occur in `data`, in any form,
+    /// sorted: how an outbound request is checked before it leaves (a value
+    /// may go only to the hosts it is bound to).
+    pub fn names_in(&self, data: &[u8]) -> Vec<&str> {
+        let mut owners: Vec<u32> = self
+            .merged_spans(data)
+            .into_iter()
+            .flat_map(|span| span.owners)
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+            .into_iter()
+            .map(|o| self.names[o as usize].as_str())
+            .collect()
+    }
+
     /// Names of the secrets this scrubber hides.
     pub fn names(&self) -> &[String] {
         &self.names
@@ -493,6 +510,26 @@ mod tests {
         assert_eq!(s.scrub(b"token: sk-or-v1-01"), b"token: [REDACTED:KEY]");
         // Too short to be sure it is a secret: released as is.
         assert_eq!(s.scrub(b"token: sk-o"), b"token: sk-o");
+    }
+
+    #[test]
+    fn names_in_finds_values_in_any_form() {
+        let (a, b) = (secret("token-aaaaaaaa"), secret("token-bbbbbbbb"));
+        let s = Scrubber::new([("A", &a), ("B", &b)]);
+        let hex: String = "token-bbbbbbbb"
+            .bytes()
+            .map(|x| format!("{x:02X}"))
+            .collect();
+        assert_eq!(
+            s.names_in(format!("Authorization: {hex}").as_bytes()),
+            vec!["B"]
+        );
+        assert_eq!(
+            s.names_in(b"x token-aaaaaaaa y token-bbbbbbbb"),
+            vec!["A", "B"]
+        );
+        assert!(s.names_in(b"token-cccccccc").is_empty());
+        assert!(Scrubber::empty().names_in(b"token-aaaaaaaa").is_empty());
     }
 
     #[test]
