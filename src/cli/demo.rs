@@ -125,17 +125,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     );
     step("narakim scrub --bot greeter < leaky.log");
     let leaky = leaky_log();
-    let names: Vec<String> = {
-        let mut n: Vec<String> = snapshot.names().map(|(name, _)| name.to_owned()).collect();
-        n.sort();
-        n
-    };
-    let values = names
-        .iter()
-        .map(|n| snapshot.resolve(n))
-        .collect::<Result<Vec<_>, _>>()?;
-    let scrubber = Scrubber::new(names.iter().map(String::as_str).zip(&values));
-    drop(values);
+    let scrubber = Scrubber::for_snapshot(&snapshot)?;
     let mut stream = scrubber.stream();
     let mut scrubbed = Vec::new();
     for piece in leaky.as_bytes().chunks(7) {

@@ -6,25 +6,18 @@ use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result};
 use narakim::redact::{ScrubWriter, Scrubber};
-use narakim::vault::{Scope, SecretResolver, SecretValue, Vault};
+use narakim::vault::{Scope, Vault};
 use zeroize::Zeroizing;
 
 const READ_SIZE: usize = 64 * 1024;
 
 pub fn run(vault: &Vault, scope: &Scope) -> Result<()> {
     let snapshot = vault.snapshot(scope)?;
-    let mut names: Vec<String> = snapshot.names().map(|(name, _)| name.to_owned()).collect();
-    names.sort();
-    if names.is_empty() {
+    if snapshot.is_empty() {
         eprintln!("note: {scope} has no secrets; the output equals the input");
     }
-    // Fail closed: scrubbing with some values missing would leak them.
-    let values = names
-        .iter()
-        .map(|name| snapshot.resolve(name))
-        .collect::<Result<Vec<SecretValue>, _>>()?;
-    let scrubber = Scrubber::new(names.iter().map(String::as_str).zip(&values));
-    drop(values);
+    // Fails closed: scrubbing with some values missing would leak them.
+    let scrubber = Scrubber::for_snapshot(&snapshot)?;
 
     let mut input = io::stdin().lock();
     let mut output = ScrubWriter::new(&scrubber, io::stdout().lock());

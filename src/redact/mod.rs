@@ -57,7 +57,7 @@ use zeroize::Zeroizing;
 
 use anchors::AnchorIndex;
 
-use crate::vault::SecretValue;
+use crate::vault::{ResolveError, SecretResolver, SecretSnapshot, SecretValue};
 
 /// Every form of `value` the scrubber looks for (see [`variants`]). Public
 /// for tests and benchmarks that need to plant or count them.
@@ -156,6 +156,20 @@ impl Scrubber {
             index,
             anchored,
         })
+    }
+
+    /// A scrubber for every secret a snapshot resolves (all of a bot's
+    /// effective secrets, or a team's), for scrubbing text from outside an
+    /// execution. Fails closed: if one value cannot be decrypted, there is
+    /// no scrubber.
+    pub fn for_snapshot(snapshot: &SecretSnapshot) -> Result<Arc<Self>, ResolveError> {
+        let mut names: Vec<&str> = snapshot.names().map(|(name, _)| name).collect();
+        names.sort_unstable();
+        let values = names
+            .iter()
+            .map(|name| snapshot.resolve(name))
+            .collect::<Result<Vec<SecretValue>, _>>()?;
+        Ok(Self::new(names.into_iter().zip(&values)))
     }
 
     /// A scrubber that changes nothing (an execution that revealed nothing).
