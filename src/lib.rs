@@ -20,4 +20,5 @@
 #![warn(missing_debug_implementations)]
 
 pub mod redact;
+pub mod runtime;
 pub mod vault;

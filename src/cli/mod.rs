@@ -2,6 +2,7 @@
 //! results. The only place that uses `anyhow`.
 
 mod demo;
+mod extension;
 mod scrub;
 mod secret_input;
 
@@ -48,6 +49,9 @@ enum Command {
     /// Read the audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Inspect and run extensions (WebAssembly components)
+    #[command(subcommand)]
+    Extension(ExtensionCommand),
     /// Copy stdin to stdout with every value of a bot's (or team's) secrets, raw or encoded, replaced by [REDACTED:NAME]
     Scrub {
         #[command(flatten)]
@@ -157,6 +161,29 @@ enum KeyCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum ExtensionCommand {
+    /// Print a component's self-description (rejects anything that is not an extension)
+    Inspect {
+        /// The component (.wasm built for wasm32-wasip2)
+        path: PathBuf,
+    },
+    /// Run one invocation with a bot's secrets: output JSON to stdout, logs to stderr
+    Run {
+        /// The component (.wasm built for wasm32-wasip2)
+        path: PathBuf,
+        /// The bot whose secrets (bot scope, then team scope) the invocation may read
+        #[arg(long)]
+        bot: String,
+        /// Node config: JSON, or @FILE
+        #[arg(long, value_name = "JSON|@FILE")]
+        config: Option<String>,
+        /// Input: JSON, or @FILE
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum AuditCommand {
     /// Show the audit trail, oldest first
     List {
@@ -174,6 +201,9 @@ pub fn run() -> Result<()> {
     let config = VaultConfig::from_env(cli.data_dir.clone(), cli.key_file.clone())?;
     if let Command::Init = cli.command {
         return init(&config);
+    }
+    if let Command::Extension(ExtensionCommand::Inspect { path }) = &cli.command {
+        return extension::inspect(&config, path);
     }
     // Validate what can be validated before the vault is even opened.
     if let Command::Secret(SecretCommand::Set { value, extra, .. }) = &cli.command
@@ -195,6 +225,17 @@ pub fn run() -> Result<()> {
         Command::Key(cmd) => key(&mut vault, cmd),
         Command::Audit(AuditCommand::List { limit }) => audit(&vault, limit),
         Command::Scrub { scope } => scrub::run(&vault, &scope.scope()),
+        Command::Extension(ExtensionCommand::Inspect { .. }) => unreachable!("handled above"),
+        Command::Extension(ExtensionCommand::Run {
+            path,
+            bot,
+            config,
+            input,
+        }) => {
+            let config = extension::json_arg("config", config.as_deref())?;
+            let input = extension::json_arg("input", input.as_deref())?;
+            extension::run(&vault, &path, &bot, &config, &input)
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 
 use narakim::vault::{KeySource, Vault, VaultConfig};
 
+pub mod guests;
+
 /// A vault in a temp dir: data in `root/data`, key in `root/config`.
 pub struct TestVault {
     pub root: tempfile::TempDir,

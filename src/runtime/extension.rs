@@ -1,0 +1,317 @@
+//! Loading a component as an extension: check it is a component of our
+//! world, compile it once (cached on disk by content hash and engine
+//! version), pre-link it, and read its self-description.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::Store;
+use wasmtime::component::{Component, ResourceTable};
+
+use super::bindings::{self, ExtensionPre};
+use super::error::LoadError;
+use super::{Invocation, Runtime, host, limits};
+use crate::vault::{SecretName, SecretResolver, SecretValue};
+
+/// A secret an extension always needs, and the hosts it may be sent to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequiredSecret {
+    pub name: String,
+    pub hosts: Vec<String>,
+}
+
+/// A config field whose value names a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretField {
+    pub pointer: String,
+    pub hosts: Vec<String>,
+}
+
+/// What an extension says about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExtensionDescription {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub required_secrets: Vec<RequiredSecret>,
+    pub secret_fields: Vec<SecretField>,
+    pub allowed_hosts: Vec<String>,
+    pub host_fields: Vec<String>,
+}
+
+/// A loaded, compiled, pre-linked extension. Cheap to invoke many times.
+pub struct Extension {
+    description: ExtensionDescription,
+    pre: ExtensionPre<Invocation>,
+    sha256: String,
+}
+
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extension")
+            .field("description", &self.description)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Extension {
+    pub fn name(&self) -> &str {
+        &self.description.name
+    }
+
+    pub fn description(&self) -> &ExtensionDescription {
+        &self.description
+    }
+
+    /// Hex SHA-256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub(crate) fn pre(&self) -> &ExtensionPre<Invocation> {
+        &self.pre
+    }
+
+    /// The names one invocation may read: the required secrets plus the
+    /// names taken from this node's config fields that name a secret.
+    pub fn declared_secrets(&self, config: &str) -> Result<HashSet<String>, String> {
+        let mut declared: HashSet<String> = self
+            .description
+            .required_secrets
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        if self.description.secret_fields.is_empty() {
+            return Ok(declared);
+        }
+        let config: serde_json::Value =
+            serde_json::from_str(config).map_err(|e| format!("config is not valid JSON: {e}"))?;
+        for field in &self.description.secret_fields {
+            match config.pointer(&field.pointer) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::String(name)) => {
+                    SecretName::new(name).map_err(|e| format!("{}: {e}", field.pointer))?;
+                    declared.insert(name.clone());
+                }
+                Some(_) => {
+                    return Err(format!(
+                        "{} must be a string naming a secret, for example \"MY_API_KEY\"",
+                        field.pointer
+                    ));
+                }
+            }
+        }
+        Ok(declared)
+    }
+}
+
+/// A resolver with nothing in it, for `describe` (which must not read secrets).
+struct NoSecrets;
+
+impl SecretResolver for NoSecrets {
+    fn resolve(&self, name: &str) -> Result<SecretValue, crate::vault::ResolveError> {
+        Err(crate::vault::ResolveError::NotConfigured {
+            name: name.to_owned(),
+        })
+    }
+
+    fn contains(&self, _: &str) -> bool {
+        false
+    }
+}
+
+impl Runtime {
+    /// Loads the component at `path`.
+    pub async fn load(&self, path: &Path) -> Result<Extension, LoadError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        self.load_bytes(&bytes, &shown).await
+    }
+
+    /// Loads a component from bytes; `origin` names it in errors.
+    pub async fn load_bytes(&self, bytes: &[u8], origin: &str) -> Result<Extension, LoadError> {
+        let not_component = |reason: &str| LoadError::NotAComponent {
+            path: origin.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if bytes.get(..4) != Some(b"\0asm") {
+            return Err(not_component("it does not start with the wasm magic bytes"));
+        }
+        if bytes.get(4..8) == Some(&[1, 0, 0, 0]) {
+            return Err(not_component("it is a core wasm module"));
+        }
+        let sha256 = hex(&Sha256::digest(bytes));
+        let component = self.compile(bytes, &sha256, origin)?;
+        let wrong_world = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: origin.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = ExtensionPre::new(pre).map_err(wrong_world)?;
+        let description = self.describe(&pre, origin).await?;
+        Ok(Extension {
+            description,
+            pre,
+            sha256,
+        })
+    }
+
+    /// Compiles, or loads the compiled form from the cache.
+    fn compile(&self, bytes: &[u8], sha256: &str, origin: &str) -> Result<Component, LoadError> {
+        let compile = || {
+            Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                path: origin.to_owned(),
+                reason: format!("{e:#}"),
+            })
+        };
+        let Some(dir) = &self.cache_dir else {
+            return compile();
+        };
+        let engine_hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            self.engine.precompile_compatibility_hash().hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        let dir = dir.join(format!(
+            "wasmtime-{}-{engine_hash}",
+            env!("CARGO_PKG_VERSION")
+        ));
+        let file = dir.join(format!("{sha256}.cwasm"));
+        if file.exists() {
+            // SAFETY: the file was written by `Component::serialize` of this
+            // engine version (its name holds the engine's compatibility hash)
+            // into narakim's private data directory.
+            if let Ok(component) = unsafe { Component::deserialize_file(&self.engine, &file) } {
+                return Ok(component);
+            }
+        }
+        let component = compile()?;
+        // A cache that cannot be written only costs a recompile next time.
+        if let Ok(serialized) = component.serialize() {
+            let tmp = dir.join(format!("{sha256}.cwasm.tmp{}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&tmp, serialized))
+                .and_then(|()| std::fs::rename(&tmp, &file));
+        }
+        Ok(component)
+    }
+
+    async fn describe(
+        &self,
+        pre: &ExtensionPre<Invocation>,
+        origin: &str,
+    ) -> Result<ExtensionDescription, LoadError> {
+        let failed = |e: wasmtime::Error| LoadError::Describe {
+            path: origin.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let mut store = Store::new(
+            &self.engine,
+            Invocation {
+                wasi: wasmtime_wasi::WasiCtxBuilder::new()
+                    .allow_tcp(false)
+                    .allow_udp(false)
+                    .build(),
+                http: wasmtime_wasi_http::WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                hooks: host::DenyEgress,
+                limiter: limits::Limiter::new(&self.limits),
+                secrets: host::SecretsHost::new(Arc::new(NoSecrets), HashSet::new()),
+                logs: host::LogSink::new(0),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(200); // about 2 s: describe is static data
+        store.epoch_deadline_trap();
+        let instance = pre.instantiate_async(&mut store).await.map_err(failed)?;
+        let d: bindings::narakim::extension::types::Description =
+            instance.call_describe(&mut store).await.map_err(failed)?;
+        let description = ExtensionDescription {
+            name: d.name,
+            version: d.version,
+            description: d.description,
+            required_secrets: d
+                .required_secrets
+                .into_iter()
+                .map(|s| RequiredSecret {
+                    name: s.name,
+                    hosts: s.hosts,
+                })
+                .collect(),
+            secret_fields: d
+                .secret_fields
+                .into_iter()
+                .map(|f| SecretField {
+                    pointer: f.pointer,
+                    hosts: f.hosts,
+                })
+                .collect(),
+            allowed_hosts: d.allowed_hosts,
+            host_fields: d.host_fields,
+        };
+        validate(&description).map_err(|reason| LoadError::BadDescription {
+            path: origin.to_owned(),
+            reason,
+        })?;
+        Ok(description)
+    }
+}
+
+fn validate(d: &ExtensionDescription) -> Result<(), String> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 64
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !name_ok(&d.name) {
+        return Err(format!(
+            "name {:?} must be 1-64 characters of a-z, 0-9 and -",
+            d.name
+        ));
+    }
+    for s in &d.required_secrets {
+        SecretName::new(&s.name).map_err(|e| e.to_string())?;
+    }
+    for p in d
+        .secret_fields
+        .iter()
+        .map(|f| &f.pointer)
+        .chain(&d.host_fields)
+    {
+        if !p.starts_with('/') {
+            return Err(format!(
+                "{p:?} is not a JSON pointer (it must start with /)"
+            ));
+        }
+    }
+    let hosts = d
+        .allowed_hosts
+        .iter()
+        .chain(d.required_secrets.iter().flat_map(|s| &s.hosts))
+        .chain(d.secret_fields.iter().flat_map(|f| &f.hosts));
+    for h in hosts {
+        let ok = !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !ok {
+            return Err(format!("host {h:?} must be a lower-case DNS name"));
+        }
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

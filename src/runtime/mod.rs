@@ -1,0 +1,331 @@
+//! The wasmtime host: runs one node invocation of an extension in a fresh,
+//! bounded sandbox and hands it only the secrets it declared.
+//!
+//! Per invocation: a new `Store` (nothing survives between invocations or
+//! crosses between bots), instantiated from a pre-linked `InstancePre`, with
+//! no filesystem, no environment variables and no sockets (clocks, random and
+//! outbound HTTP through the host only). Every limit is enforced and each
+//! breach is its own error naming the extension and the node:
+//! wall-clock time (epoch interruption, plus a tokio timeout for a guest
+//! blocked inside a host call), linear memory, tables and instances, stack,
+//! captured stdout/stderr (truncated, never trapping the guest) and output
+//! size. Everything the invocation emits is scrubbed of every value it was
+//! handed before anyone sees it.
+//!
+//! Status: this module is being built for the runtime issue. Secrets, log,
+//! limits, capture and scrubbing are in place; the egress policy for
+//! outbound HTTP (allow-lists, TLS, secret-to-host binding, upstream
+//! mapping) is not yet, so outbound requests are refused.
+
+mod bindings;
+mod capture;
+mod error;
+mod extension;
+mod host;
+mod limits;
+
+pub use error::{InvocationError, LoadError};
+pub use extension::{Extension, ExtensionDescription, RequiredSecret, SecretField};
+pub use limits::Limits;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::redact::Scrubber;
+use crate::vault::{SecretResolver, SecretValue};
+
+/// How often the epoch ticks; the wall-clock timeout is counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The shared engine and linker: build one per process and share it.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Invocation>,
+    limits: Limits,
+    /// Where compiled components are cached (`None`: no cache).
+    cache_dir: Option<PathBuf>,
+    _ticker: Ticker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct Ticker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (engine, flag) = (engine.weak(), stop.clone());
+        std::thread::Builder::new()
+            .name("narakim-epoch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// What one invocation produced, scrubbed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The output JSON, or the extension's error message.
+    pub result: Result<String, String>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Log calls, in order.
+    pub logs: Vec<(String, String)>,
+    /// Names of the secrets the invocation read.
+    pub secrets_read: Vec<String>,
+    pub duration: Duration,
+}
+
+/// The state of one invocation's `Store`.
+pub(crate) struct Invocation {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: host::DenyEgress,
+    pub(crate) limiter: limits::Limiter,
+    pub(crate) secrets: host::SecretsHost,
+    pub(crate) logs: host::LogSink,
+}
+
+impl WasiView for Invocation {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Invocation {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl Runtime {
+    /// A runtime with `limits`, caching compiled components under
+    /// `cache_dir` when given.
+    pub fn new(limits: Limits, cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(limits.stack_bytes);
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.max_memory_size(limits.memory_bytes)
+            .total_component_instances(limits.pooled_instances)
+            .total_memories(limits.pooled_instances * 2)
+            .total_tables(limits.pooled_instances * 2)
+            .total_core_instances(limits.pooled_instances * 4)
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let mut linker: Linker<Invocation> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            // Our own interfaces; WASI and wasi:http come from the lines above.
+            .and_then(|()| {
+                use bindings::narakim::extension::{log, secrets};
+                use wasmtime::component::HasSelf;
+                secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            })
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        let ticker = Ticker::start(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+            cache_dir,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Runs one node invocation. `secrets` is the execution's snapshot; the
+    /// invocation may read only the names the extension declared for this
+    /// node's `config`.
+    pub async fn invoke(
+        &self,
+        extension: &Extension,
+        node: &str,
+        secrets: Arc<dyn SecretResolver>,
+        config: &str,
+        input: &str,
+    ) -> Result<Outcome, InvocationError> {
+        let started = Instant::now();
+        let who = || (extension.name().to_owned(), node.to_owned());
+        let declared: HashSet<String> =
+            extension
+                .declared_secrets(config)
+                .map_err(|reason| InvocationError::BadConfig {
+                    extension: extension.name().to_owned(),
+                    node: node.to_owned(),
+                    reason,
+                })?;
+        let (stdout, stderr) = (
+            capture::Capture::new(self.limits.capture_bytes),
+            capture::Capture::new(self.limits.capture_bytes),
+        );
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            Invocation {
+                wasi,
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                hooks: host::DenyEgress,
+                limiter: limits::Limiter::new(&self.limits),
+                secrets: host::SecretsHost::new(secrets, declared),
+                logs: host::LogSink::new(self.limits.capture_bytes),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(
+            self.limits.timeout.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1,
+        );
+        store.epoch_deadline_trap();
+
+        let call = async {
+            let instance = extension.pre().instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, config, input).await
+        };
+        // The tokio timeout catches a guest blocked inside a host call, where
+        // epochs are not checked.
+        let called = tokio::time::timeout(self.limits.timeout + EPOCH_TICK * 5, call).await;
+
+        // Everything below is scrubbed of every value this invocation saw.
+        let state = store.into_data();
+        let (revealed, secrets_read) = state.secrets.finish();
+        let scrubber = Scrubber::new(revealed.iter().map(|(n, v)| (n.as_str(), v)));
+        let scrub = |bytes: &[u8], dropped: u64| {
+            let mut text = scrubber.scrub_str(&String::from_utf8_lossy(bytes));
+            if dropped > 0 {
+                text.push_str(&format!(
+                    "\n[narakim: {dropped} more bytes dropped past the capture limit]\n"
+                ));
+            }
+            text
+        };
+        let (out, out_dropped) = stdout.take();
+        let (err, err_dropped) = stderr.take();
+        let stdout_text = scrub(&out, out_dropped);
+        let stderr_text = scrub(&err, err_dropped);
+        let logs = state
+            .logs
+            .take()
+            .into_iter()
+            .map(|(level, message)| (level, scrubber.scrub_str(&message)))
+            .collect();
+        let memory_hit = state.limiter.memory_denied();
+        drop(revealed);
+
+        let (extension_name, node_name) = who();
+        let result = match called {
+            Err(_elapsed) => {
+                return Err(InvocationError::Timeout {
+                    extension: extension_name,
+                    node: node_name,
+                    limit: self.limits.timeout,
+                    stderr: stderr_text,
+                });
+            }
+            Ok(Err(error)) => {
+                return Err(error::classify(
+                    error,
+                    extension_name,
+                    node_name,
+                    &self.limits,
+                    memory_hit,
+                    &scrubber,
+                    stderr_text,
+                ));
+            }
+            Ok(Ok(Ok(output))) => {
+                if output.len() > self.limits.output_bytes {
+                    return Err(InvocationError::OutputTooLarge {
+                        extension: extension_name,
+                        node: node_name,
+                        size: output.len(),
+                        limit: self.limits.output_bytes,
+                    });
+                }
+                let output = scrubber.scrub_str(&output);
+                if serde_json::from_str::<serde_json::Value>(&output).is_err() {
+                    return Err(InvocationError::OutputNotJson {
+                        extension: extension_name,
+                        node: node_name,
+                    });
+                }
+                Ok(output)
+            }
+            Ok(Ok(Err(message))) => {
+                let mut message = scrubber.scrub_str(&message);
+                message.truncate(self.limits.output_bytes);
+                Err(message)
+            }
+        };
+        Ok(Outcome {
+            result,
+            stdout: stdout_text,
+            stderr: stderr_text,
+            logs,
+            secrets_read,
+            duration: started.elapsed(),
+        })
+    }
+}
+
+/// Declared and revealed secrets of one invocation, dropped (and wiped)
+/// when it ends.
+pub(crate) type Revealed = Vec<(String, SecretValue)>;
+
+/// Sorted names, for reports.
+pub(crate) fn sorted(names: &BTreeSet<String>) -> Vec<String> {
+    names.iter().cloned().collect()
+}

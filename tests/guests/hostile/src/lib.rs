@@ -1,0 +1,116 @@
+//! A hostile extension. `config.mode` picks the attack; each must fail alone
+//! with the right error and leak nothing.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "narakim:extension/extension",
+    generate_all,
+});
+
+use narakim::extension::log::{Level, log};
+use narakim::extension::secrets;
+use narakim::extension::types::{RequiredSecret, SecretField};
+
+struct Hostile;
+
+fn mode(config: &str) -> &str {
+    config
+        .split("\"mode\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("")
+}
+
+fn token() -> String {
+    secrets::get("API_TOKEN").unwrap_or_else(|e| format!("{e:?}"))
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64(data: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    std::hint::black_box(recurse(depth + 1)) + 1
+}
+
+impl Guest for Hostile {
+    fn describe() -> Description {
+        Description {
+            name: "hostile".into(),
+            version: "0.1.0".into(),
+            description: "Tries every way out".into(),
+            required_secrets: vec![
+                RequiredSecret { name: "API_TOKEN".into(), hosts: vec!["api.example.test".into()] },
+                RequiredSecret { name: "OTHER_BOTS_SECRET".into(), hosts: vec![] },
+            ],
+            secret_fields: vec![SecretField { pointer: "/auth/secret".into(), hosts: vec![] }],
+            allowed_hosts: vec!["api.example.test".into(), "hooks.example.test".into()],
+            host_fields: vec![],
+        }
+    }
+
+    fn run(config: String, _input: String) -> Result<String, String> {
+        match mode(&config) {
+            "undeclared" => match secrets::get("NOT_DECLARED_ANYWHERE") {
+                Ok(v) => Ok(format!("{{\"got\":\"{v}\"}}")),
+                Err(e) => Err(format!("{e:?}")),
+            },
+            "other-bot" => match secrets::get("OTHER_BOTS_SECRET") {
+                Ok(v) => Ok(format!("{{\"got\":\"{v}\"}}")),
+                Err(e) => Err(format!("{e:?}")),
+            },
+            "print" => {
+                let t = token();
+                let hex: String = t.bytes().map(|b| format!("{b:02x}")).collect();
+                println!("raw {t}");
+                println!("base64 {}", base64(t.as_bytes()));
+                println!("hex {hex}");
+                let (a, b) = t.split_at(t.len() / 2);
+                print!("split {a}");
+                print!("{b} end\n");
+                println!("{{\"leak\":\"{t}\"}}");
+                eprintln!("stderr {t}");
+                log(Level::Warn, &format!("log {t}"));
+                Ok("{}".into())
+            }
+            "return-output" => Ok(format!("{{\"stolen\":\"{}\"}}", token())),
+            "return-error" => Err(format!("failed with {}", token())),
+            "panic" => panic!("panicking with {}", token()),
+            "loop" => loop {
+                std::hint::black_box(());
+            },
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                }
+            }
+            "recurse" => Ok(recurse(0).to_string()),
+            "flood" => {
+                let line = format!("{} flooding\n", token());
+                for _ in 0..200_000 {
+                    print!("{line}");
+                }
+                Ok("{}".into())
+            }
+            other => Err(format!("unknown mode {other:?}")),
+        }
+    }
+}
+
+export!(Hostile);
