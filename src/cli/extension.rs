@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use narakim::runtime::{Limits, Runtime};
+use narakim::runtime::{Limits, Runtime, Upstream};
 use narakim::vault::{Scope, SecretResolver, Vault, VaultConfig};
 
 /// A tokio runtime for one command.
@@ -58,9 +58,10 @@ pub fn run(
     bot: &str,
     config_json: &str,
     input_json: &str,
+    upstreams: Vec<Upstream>,
 ) -> Result<()> {
     let snapshot: Arc<dyn SecretResolver> = Arc::new(vault.snapshot(&Scope::Bot(bot.to_owned()))?);
-    let runtime = runtime(vault.config())?;
+    let runtime = runtime(vault.config())?.with_upstreams(upstreams);
     let tokio = tokio()?;
     let extension = tokio.block_on(runtime.load(path))?;
     let node = "cli";
@@ -83,6 +84,15 @@ pub fn run(
     }
     for (level, message) in &outcome.logs {
         eprintln!("[log {level}] {message}");
+    }
+    for event in &outcome.egress {
+        match &event.refused {
+            None => eprintln!("[egress] {} {}: sent", event.method, event.host),
+            Some(reason) => eprintln!(
+                "[egress] {} {}: REFUSED: {reason}",
+                event.method, event.host
+            ),
+        }
     }
     eprintln!(
         "secrets read: {}",

@@ -180,6 +180,9 @@ enum ExtensionCommand {
         /// Input: JSON, or @FILE
         #[arg(long, value_name = "JSON|@FILE")]
         input: Option<String>,
+        /// Send requests for HOST to URL instead (repeatable), e.g. discord.com=http://127.0.0.1:8080
+        #[arg(long, value_name = "HOST=URL")]
+        upstream: Vec<narakim::runtime::Upstream>,
     },
 }
 
@@ -231,10 +234,11 @@ pub fn run() -> Result<()> {
             bot,
             config,
             input,
+            upstream,
         }) => {
             let config = extension::json_arg("config", config.as_deref())?;
             let input = extension::json_arg("input", input.as_deref())?;
-            extension::run(&vault, &path, &bot, &config, &input)
+            extension::run(&vault, &path, &bot, &config, &input, upstream)
         }
     }
 }

@@ -79,23 +79,33 @@ impl Extension {
     /// The names one invocation may read: the required secrets plus the
     /// names taken from this node's config fields that name a secret.
     pub fn declared_secrets(&self, config: &str) -> Result<HashSet<String>, String> {
-        let mut declared: HashSet<String> = self
-            .description
-            .required_secrets
-            .iter()
-            .map(|s| s.name.clone())
-            .collect();
-        if self.description.secret_fields.is_empty() {
-            return Ok(declared);
+        self.plan(config).map(|plan| plan.declared)
+    }
+
+    /// What one invocation with `config` may read and where it may send it.
+    pub(crate) fn plan(&self, config: &str) -> Result<Plan, String> {
+        let d = &self.description;
+        let mut plan = Plan {
+            declared: d.required_secrets.iter().map(|s| s.name.clone()).collect(),
+            allowed_hosts: d.allowed_hosts.iter().cloned().collect(),
+            bound: d
+                .required_secrets
+                .iter()
+                .map(|s| (s.name.clone(), s.hosts.clone()))
+                .collect(),
+        };
+        if d.secret_fields.is_empty() && d.host_fields.is_empty() {
+            return Ok(plan);
         }
         let config: serde_json::Value =
             serde_json::from_str(config).map_err(|e| format!("config is not valid JSON: {e}"))?;
-        for field in &self.description.secret_fields {
+        for field in &d.secret_fields {
             match config.pointer(&field.pointer) {
                 None | Some(serde_json::Value::Null) => {}
                 Some(serde_json::Value::String(name)) => {
                     SecretName::new(name).map_err(|e| format!("{}: {e}", field.pointer))?;
-                    declared.insert(name.clone());
+                    plan.declared.insert(name.clone());
+                    plan.bound.insert(name.clone(), field.hosts.clone());
                 }
                 Some(_) => {
                     return Err(format!(
@@ -105,8 +115,27 @@ impl Extension {
                 }
             }
         }
-        Ok(declared)
+        for pointer in &d.host_fields {
+            if let Some(url) = config.pointer(pointer).and_then(|v| v.as_str()) {
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|e| format!("{pointer}: {url:?} is not a URL: {e}"))?;
+                let host = uri
+                    .host()
+                    .ok_or_else(|| format!("{pointer}: {url:?} has no host"))?;
+                plan.allowed_hosts.insert(host.to_ascii_lowercase());
+            }
+        }
+        Ok(plan)
     }
+}
+
+/// What one invocation may read, and where it may send what.
+pub(crate) struct Plan {
+    pub(crate) declared: HashSet<String>,
+    pub(crate) allowed_hosts: HashSet<String>,
+    /// Secret → hosts it may be sent to (empty: any allowed host).
+    pub(crate) bound: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// A resolver with nothing in it, for `describe` (which must not read secrets).
@@ -225,9 +254,13 @@ impl Runtime {
                     .build(),
                 http: wasmtime_wasi_http::WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                hooks: host::DenyEgress,
+                hooks: Box::new(host::DenyEgress),
                 limiter: limits::Limiter::new(&self.limits),
-                secrets: host::SecretsHost::new(Arc::new(NoSecrets), HashSet::new()),
+                secrets: host::SecretsHost::new(
+                    Arc::new(NoSecrets),
+                    HashSet::new(),
+                    Arc::default(),
+                ),
                 logs: host::LogSink::new(0),
             },
         );

@@ -2,43 +2,53 @@
 //! interface, on the invocation's state.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::Invocation;
 use super::bindings::narakim::extension::{log, secrets, types};
-use crate::vault::{ResolveError, SecretResolver, SecretValue};
+use crate::vault::{ResolveError, SecretResolver};
 
 /// `secrets.get`: declared names only, decrypted on first use, kept in
 /// zeroizing memory until the invocation ends.
 pub(crate) struct SecretsHost {
     resolver: Arc<dyn SecretResolver>,
     declared: HashSet<String>,
-    revealed: super::Revealed,
+    /// Shared with the egress check, which must know what was handed out.
+    revealed: Arc<Mutex<super::Revealed>>,
     read: BTreeSet<String>,
 }
 
 impl SecretsHost {
-    pub(crate) fn new(resolver: Arc<dyn SecretResolver>, declared: HashSet<String>) -> Self {
+    pub(crate) fn new(
+        resolver: Arc<dyn SecretResolver>,
+        declared: HashSet<String>,
+        revealed: Arc<Mutex<super::Revealed>>,
+    ) -> Self {
         SecretsHost {
             resolver,
             declared,
-            revealed: Vec::new(),
+            revealed,
             read: BTreeSet::new(),
         }
     }
 
-    fn get(&mut self, name: &str) -> Result<&SecretValue, secrets::SecretError> {
+    /// The plaintext for the guest. The copy lowered into guest memory is
+    /// the guest's to keep; the host keeps its own only inside the zeroizing
+    /// `SecretValue`.
+    fn get(&mut self, name: &str) -> Result<String, secrets::SecretError> {
         if !self.declared.contains(name) {
             return Err(secrets::SecretError::NotDeclared(name.to_owned()));
         }
-        if let Some(i) = self.revealed.iter().position(|(n, _)| n == name) {
-            return Ok(&self.revealed[i].1);
+        let mut revealed = self.revealed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, value)) = revealed.iter().find(|(n, _)| n == name) {
+            return Ok(value.expose().to_owned());
         }
         match self.resolver.resolve(name) {
             Ok(value) => {
                 self.read.insert(name.to_owned());
-                self.revealed.push((name.to_owned(), value));
-                Ok(&self.revealed.last().expect("just pushed").1)
+                let plain = value.expose().to_owned();
+                revealed.push((name.to_owned(), value));
+                Ok(plain)
             }
             Err(ResolveError::NotConfigured { .. }) => {
                 Err(secrets::SecretError::NotConfigured(name.to_owned()))
@@ -51,15 +61,15 @@ impl SecretsHost {
 
     /// The values handed out (for the scrubber) and the names read.
     pub(crate) fn finish(self) -> (super::Revealed, Vec<String>) {
-        (self.revealed, super::sorted(&self.read))
+        let revealed =
+            std::mem::take(&mut *self.revealed.lock().unwrap_or_else(|e| e.into_inner()));
+        (revealed, super::sorted(&self.read))
     }
 }
 
 impl secrets::Host for Invocation {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, secrets::SecretError>> {
-        // The copy lowered into guest memory is the guest's to keep; the
-        // host keeps its own only inside the zeroizing SecretValue.
-        Ok(self.secrets.get(&name).map(|v| v.expose().to_owned()))
+        Ok(self.secrets.get(&name))
     }
 }
 
@@ -118,7 +128,7 @@ impl log::Host for Invocation {
 
 impl types::Host for Invocation {}
 
-/// Outbound HTTP until the egress policy lands: every request is refused.
+/// Outbound HTTP for `describe`, which has no business making requests.
 pub(crate) struct DenyEgress;
 
 impl wasmtime_wasi_http::WasiHttpHooks for DenyEgress {

@@ -12,23 +12,24 @@
 //! size. Everything the invocation emits is scrubbed of every value it was
 //! handed before anyone sees it.
 //!
-//! Status: this module is being built for the runtime issue. Secrets, log,
-//! limits, capture and scrubbing are in place; the egress policy for
-//! outbound HTTP (allow-lists, TLS, secret-to-host binding, upstream
-//! mapping) is not yet, so outbound requests are refused.
+//! Outbound HTTP goes through [`egress`]: allowed hosts only, TLS except to
+//! loopback, each secret only to the hosts it is bound to, no public name
+//! resolving to an internal address, and operator upstream mappings.
 
 mod bindings;
 mod capture;
+mod egress;
 mod error;
 mod extension;
 mod host;
 mod limits;
 
+pub use egress::{EgressEvent, Upstream};
 pub use error::{InvocationError, LoadError};
 pub use extension::{Extension, ExtensionDescription, RequiredSecret, SecretField};
 pub use limits::Limits;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,7 @@ pub struct Runtime {
     limits: Limits,
     /// Where compiled components are cached (`None`: no cache).
     cache_dir: Option<PathBuf>,
+    egress: Arc<egress::EgressPolicy>,
     _ticker: Ticker,
 }
 
@@ -105,6 +107,8 @@ pub struct Outcome {
     pub logs: Vec<(String, String)>,
     /// Names of the secrets the invocation read.
     pub secrets_read: Vec<String>,
+    /// Every outbound request, sent or refused.
+    pub egress: Vec<EgressEvent>,
     pub duration: Duration,
 }
 
@@ -113,7 +117,7 @@ pub(crate) struct Invocation {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    hooks: host::DenyEgress,
+    hooks: Box<dyn wasmtime_wasi_http::WasiHttpHooks>,
     pub(crate) limiter: limits::Limiter,
     pub(crate) secrets: host::SecretsHost,
     pub(crate) logs: host::LogSink,
@@ -133,7 +137,7 @@ impl WasiHttpView for Invocation {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.hooks,
+            hooks: &mut *self.hooks,
         }
     }
 }
@@ -173,8 +177,19 @@ impl Runtime {
             linker,
             limits,
             cache_dir,
+            egress: Arc::default(),
             _ticker: ticker,
         })
+    }
+
+    /// Maps hosts to other base URLs for every invocation (`--upstream`).
+    pub fn with_upstreams(mut self, upstreams: impl IntoIterator<Item = Upstream>) -> Self {
+        let mut policy = (*self.egress).clone();
+        policy
+            .upstreams
+            .extend(upstreams.into_iter().map(|u| (u.host, u.base)));
+        self.egress = Arc::new(policy);
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -194,14 +209,20 @@ impl Runtime {
     ) -> Result<Outcome, InvocationError> {
         let started = Instant::now();
         let who = || (extension.name().to_owned(), node.to_owned());
-        let declared: HashSet<String> =
-            extension
-                .declared_secrets(config)
-                .map_err(|reason| InvocationError::BadConfig {
-                    extension: extension.name().to_owned(),
-                    node: node.to_owned(),
-                    reason,
-                })?;
+        let plan = extension
+            .plan(config)
+            .map_err(|reason| InvocationError::BadConfig {
+                extension: extension.name().to_owned(),
+                node: node.to_owned(),
+                reason,
+            })?;
+        let revealed: Arc<std::sync::Mutex<Revealed>> = Arc::default();
+        let egress = Arc::new(egress::InvocationEgress {
+            allowed: plan.allowed_hosts,
+            bound: plan.bound,
+            revealed: revealed.clone(),
+            events: Default::default(),
+        });
         let (stdout, stderr) = (
             capture::Capture::new(self.limits.capture_bytes),
             capture::Capture::new(self.limits.capture_bytes),
@@ -219,9 +240,12 @@ impl Runtime {
                 wasi,
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                hooks: host::DenyEgress,
+                hooks: Box::new(egress::EgressHooks {
+                    policy: self.egress.clone(),
+                    invocation: egress.clone(),
+                }),
                 limiter: limits::Limiter::new(&self.limits),
-                secrets: host::SecretsHost::new(secrets, declared),
+                secrets: host::SecretsHost::new(secrets, plan.declared, revealed),
                 logs: host::LogSink::new(self.limits.capture_bytes),
             },
         );
@@ -264,6 +288,8 @@ impl Runtime {
             .collect();
         let memory_hit = state.limiter.memory_denied();
         drop(revealed);
+        let egress_events =
+            std::mem::take(&mut *egress.events.lock().unwrap_or_else(|e| e.into_inner()));
 
         let (extension_name, node_name) = who();
         let result = match called {
@@ -316,6 +342,7 @@ impl Runtime {
             stderr: stderr_text,
             logs,
             secrets_read,
+            egress: egress_events,
             duration: started.elapsed(),
         })
     }

