@@ -297,3 +297,92 @@ fn flooding_stdout_is_truncated_without_trapping() {
     assert!(out.stdout.starts_with("[REDACTED:API_TOKEN] flooding\n"));
     assert_clean(&out.stdout);
 }
+
+#[test]
+fn extension_commands_through_the_binary() {
+    let f = fixture();
+    let good = component("well-behaved");
+    let good = good.to_str().unwrap();
+    let inspect = f.vault.run(&["extension", "inspect", good]);
+    let shown: serde_json::Value = serde_json::from_str(inspect.ok()).unwrap();
+    assert_eq!(shown["name"], "well-behaved");
+    assert_eq!(shown["required_secrets"][0]["name"], "API_TOKEN");
+
+    let run = f.vault.run(&[
+        "extension",
+        "run",
+        good,
+        "--bot",
+        "greeter",
+        "--config",
+        r#"{"chatty":true}"#,
+        "--input",
+        r#"{"x":2}"#,
+    ]);
+    let output: serde_json::Value = serde_json::from_str(run.ok().trim()).unwrap();
+    assert_eq!(output["input"]["x"], 2);
+    assert!(
+        run.stderr
+            .contains("[log info] using token [REDACTED:API_TOKEN]"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("secrets read: API_TOKEN, APP_ID"),
+        "{run:?}"
+    );
+    assert_clean(&run.all_output());
+
+    // Errors: an extension error, a trap, a non-extension, bad JSON.
+    let hostile = component("hostile");
+    let hostile = hostile.to_str().unwrap();
+    let out = f.vault.run(&[
+        "extension",
+        "run",
+        hostile,
+        "--bot",
+        "greeter",
+        "--config",
+        r#"{"mode":"return-error"}"#,
+    ]);
+    out.fails_with("returned an error: failed with [REDACTED:API_TOKEN]");
+    let out = f.vault.run(&[
+        "extension",
+        "run",
+        hostile,
+        "--bot",
+        "greeter",
+        "--config",
+        r#"{"mode":"recurse"}"#,
+    ]);
+    out.fails_with("stack overflow");
+    assert_clean(&out.all_output());
+    f.vault
+        .run(&[
+            "extension",
+            "inspect",
+            component("not-an-extension").to_str().unwrap(),
+        ])
+        .fails_with("is not a narakim extension");
+    f.vault
+        .run(&[
+            "extension",
+            "run",
+            good,
+            "--bot",
+            "greeter",
+            "--config",
+            "{not json",
+        ])
+        .fails_with("config is not valid JSON");
+    f.vault
+        .run(&[
+            "extension",
+            "run",
+            good,
+            "--bot",
+            "greeter",
+            "--upstream",
+            "nonsense",
+        ])
+        .fails_with("is not HOST=URL");
+}
