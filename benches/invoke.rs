@@ -1,0 +1,187 @@
+//! Invocation overhead for a trivial component that reads two secrets
+//! (tests/guests/well-behaved), beside a bare wasmtime baseline in the same
+//! run.
+//!
+//! - `invoke/narakim`: what one node invocation costs: snapshot the bot's
+//!   secrets from SQLite, plan (config), new store, instantiate from the
+//!   pre-linked component, call `run`, two `secrets.get` (each decrypting),
+//!   scrub stdout/stderr/logs/output, drop. Goals: p50 ≤ 60 µs, ≥ 15,000
+//!   invocations per second per core, ≤ 1.3× the baseline.
+//! - `invoke/bare_wasmtime`: the same component instantiated from an
+//!   `InstancePre` on an engine with the same settings (pooling allocator,
+//!   epoch interruption) and called, with a host that answers `secrets.get`
+//!   from constants and captures nothing.
+//!
+//! Run `cargo bench --bench invoke` (it builds tests/guests first).
+
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use narakim::runtime::{Limits, Runtime};
+use narakim::vault::{
+    KeySource, Scope, SecretName, SecretResolver, SecretValue, Vault, VaultConfig,
+};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+mod bare {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "narakim:extension/extension",
+        imports: { default: trappable },
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        },
+    });
+}
+
+struct BareState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for BareState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for BareState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: wasmtime_wasi_http::default_hooks(),
+        }
+    }
+}
+
+impl bare::narakim::extension::secrets::Host for BareState {
+    fn get(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<String, bare::narakim::extension::secrets::SecretError>> {
+        Ok(Ok(format!("constant-value-of-{name}")))
+    }
+}
+
+impl bare::narakim::extension::log::Host for BareState {
+    fn log(&mut self, _: bare::narakim::extension::log::Level, _: String) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+fn guest() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
+    let status =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(&dir)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "well-behaved",
+            ])
+            .status()
+            .expect("building the test component");
+    assert!(status.success());
+    dir.join("target/wasm32-wasip2/release/well_behaved.wasm")
+}
+
+fn bench(c: &mut Criterion) {
+    let path = guest();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // narakim: a real vault with the two secrets.
+    let dir = tempfile::tempdir().unwrap();
+    let config = VaultConfig::new(
+        dir.path().join("data"),
+        KeySource::File(dir.path().join("config/master.key")),
+    );
+    Vault::init(&config).unwrap();
+    let mut vault = Vault::open(config).unwrap();
+    vault.create_team("ops").unwrap();
+    vault.create_bot("greeter", "ops").unwrap();
+    let bot = Scope::Bot("greeter".into());
+    for (name, value) in [
+        ("API_TOKEN", "tok-3f9a8b7c6d5e4f3a2b1c"),
+        ("APP_ID", "app-1234567890"),
+    ] {
+        vault
+            .set_secret(
+                &bot,
+                &SecretName::new(name).unwrap(),
+                &SecretValue::new(value.into()).unwrap(),
+            )
+            .unwrap();
+    }
+    let runtime = Runtime::new(Limits::default(), None).unwrap();
+    let extension = tokio.block_on(runtime.load(&path)).unwrap();
+
+    // Baseline: bare wasmtime, same engine settings.
+    let mut wasm_config = Config::new();
+    wasm_config
+        .wasm_component_model(true)
+        .epoch_interruption(true);
+    wasm_config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+        Default::default(),
+    ));
+    let engine = Engine::new(&wasm_config).unwrap();
+    let mut linker: Linker<BareState> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
+    bare::narakim::extension::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
+    bare::narakim::extension::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
+    let component = Component::from_file(&engine, &path).unwrap();
+    let pre = bare::ExtensionPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+
+    let mut group = c.benchmark_group("invoke");
+    group.bench_function("narakim", |b| {
+        b.iter(|| {
+            let snapshot: Arc<dyn SecretResolver> =
+                Arc::new(vault.snapshot_for_bot("greeter").unwrap());
+            let out = tokio
+                .block_on(runtime.invoke(&extension, "node", snapshot, "{}", "{}"))
+                .unwrap();
+            assert!(out.result.is_ok());
+        })
+    });
+    group.bench_function("bare_wasmtime", |b| {
+        b.iter(|| {
+            tokio.block_on(async {
+                let mut store = Store::new(
+                    &engine,
+                    BareState {
+                        wasi: WasiCtx::builder().build(),
+                        http: WasiHttpCtx::new(),
+                        table: ResourceTable::new(),
+                    },
+                );
+                store.set_epoch_deadline(1_000_000);
+                let instance = pre.instantiate_async(&mut store).await.unwrap();
+                let out = instance.call_run(&mut store, "{}", "{}").await.unwrap();
+                assert!(out.is_ok());
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
