@@ -265,3 +265,79 @@ fn a_guest_blocked_inside_a_host_call_times_out_alone() {
         Ok("{\"stolen\":\"[REDACTED:API_TOKEN]\"}".into())
     );
 }
+
+#[test]
+fn upstreams_and_limits_from_the_command_line() {
+    let f = fixture();
+    let hostile = component("hostile");
+    let file = f.vault.root.path().join("upstreams.txt");
+    std::fs::write(
+        &file,
+        format!(
+            "# stand-ins\napi.example.test=http://127.0.0.1:{}\n\n",
+            f.api.port
+        ),
+    )
+    .unwrap();
+    let out = f.vault.run(&[
+        "extension",
+        "run",
+        hostile.to_str().unwrap(),
+        "--bot",
+        "greeter",
+        "--config",
+        &http("api.example.test", "header", false),
+        "--upstream-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.ok().trim(), "{\"status\":200}", "{out:?}");
+    assert!(
+        out.stderr.contains("[egress] POST api.example.test: sent"),
+        "{out:?}"
+    );
+    assert!(!out.all_output().contains(TOKEN));
+
+    let out = f.vault.run(&[
+        "extension",
+        "run",
+        hostile.to_str().unwrap(),
+        "--bot",
+        "greeter",
+        "--config",
+        &http("hooks.example.test", "header", false),
+        "--upstream-file",
+        file.to_str().unwrap(),
+    ]);
+    out.fails_with("HttpRequestDenied");
+    assert!(
+        out.stderr
+            .contains("REFUSED: the request carries secret API_TOKEN"),
+        "{out:?}"
+    );
+
+    std::fs::write(&file, "api.example.test http://nope\n").unwrap();
+    f.vault
+        .run(&[
+            "extension",
+            "run",
+            hostile.to_str().unwrap(),
+            "--bot",
+            "greeter",
+            "--upstream-file",
+            file.to_str().unwrap(),
+        ])
+        .fails_with("upstreams.txt:1:");
+
+    let out = f.vault.run(&[
+        "extension",
+        "run",
+        hostile.to_str().unwrap(),
+        "--bot",
+        "greeter",
+        "--config",
+        r#"{"mode":"loop"}"#,
+        "--timeout",
+        "1",
+    ]);
+    out.fails_with("timed out after 1s");
+}

@@ -19,16 +19,31 @@ fn tokio() -> Result<tokio::runtime::Runtime> {
 
 /// The wasmtime runtime, caching compiled components in the data directory
 /// when one exists.
-fn runtime(config: &VaultConfig) -> Result<Runtime> {
+fn runtime(config: &VaultConfig, limits: Limits) -> Result<Runtime> {
     let cache = config
         .data_dir
         .is_dir()
         .then(|| config.data_dir.join("cache"));
-    Ok(Runtime::new(Limits::default(), cache)?)
+    Ok(Runtime::new(limits, cache)?)
+}
+
+/// `HOST=URL` mappings, one per line; blank lines and `#` comments skipped.
+pub fn upstream_file(path: &Path) -> Result<Vec<Upstream>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the upstream file {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(i, line)| {
+            line.parse::<Upstream>()
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 pub fn inspect(config: &VaultConfig, path: &Path) -> Result<()> {
-    let runtime = runtime(config)?;
+    let runtime = runtime(config, Limits::default())?;
     let extension = tokio()?.block_on(runtime.load(path))?;
     let mut shown = serde_json::to_value(extension.description())?;
     shown["sha256"] = extension.sha256().into();
@@ -59,9 +74,10 @@ pub fn run(
     config_json: &str,
     input_json: &str,
     upstreams: Vec<Upstream>,
+    limits: Limits,
 ) -> Result<()> {
     let snapshot: Arc<dyn SecretResolver> = Arc::new(vault.snapshot(&Scope::Bot(bot.to_owned()))?);
-    let runtime = runtime(vault.config())?.with_upstreams(upstreams);
+    let runtime = runtime(vault.config(), limits)?.with_upstreams(upstreams);
     let tokio = tokio()?;
     let extension = tokio.block_on(runtime.load(path))?;
     let node = "cli";

@@ -183,7 +183,48 @@ enum ExtensionCommand {
         /// Send requests for HOST to URL instead (repeatable), e.g. discord.com=http://127.0.0.1:8080
         #[arg(long, value_name = "HOST=URL")]
         upstream: Vec<narakim::runtime::Upstream>,
+        /// Read more HOST=URL mappings from a file, one per line (# comments)
+        #[arg(long, value_name = "FILE", env = "NARAKIM_UPSTREAMS")]
+        upstream_file: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
+}
+
+/// Invocation limits; each defaults to the runtime's default.
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// Wall-clock limit in seconds [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Linear memory limit in MiB [default: 64]
+    #[arg(long, value_name = "MIB")]
+    memory: Option<usize>,
+    /// Captured stdout and stderr limit, each, in KiB [default: 1024]
+    #[arg(long, value_name = "KIB")]
+    capture: Option<usize>,
+    /// Output size limit in KiB [default: 1024]
+    #[arg(long, value_name = "KIB")]
+    output: Option<usize>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> narakim::runtime::Limits {
+        let mut limits = narakim::runtime::Limits::default();
+        if let Some(s) = self.timeout {
+            limits.timeout = std::time::Duration::from_secs(s);
+        }
+        if let Some(m) = self.memory {
+            limits.memory_bytes = m << 20;
+        }
+        if let Some(k) = self.capture {
+            limits.capture_bytes = k << 10;
+        }
+        if let Some(k) = self.output {
+            limits.output_bytes = k << 10;
+        }
+        limits
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,11 +275,24 @@ pub fn run() -> Result<()> {
             bot,
             config,
             input,
-            upstream,
+            mut upstream,
+            upstream_file,
+            limits,
         }) => {
             let config = extension::json_arg("config", config.as_deref())?;
             let input = extension::json_arg("input", input.as_deref())?;
-            extension::run(&vault, &path, &bot, &config, &input, upstream)
+            if let Some(file) = upstream_file {
+                upstream.extend(extension::upstream_file(&file)?);
+            }
+            extension::run(
+                &vault,
+                &path,
+                &bot,
+                &config,
+                &input,
+                upstream,
+                limits.limits(),
+            )
         }
     }
 }
