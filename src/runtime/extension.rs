@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use wasmtime::Store;
-use wasmtime::component::{Component, ResourceTable};
+use wasmtime::component::Component;
 
 use super::bindings::{self, ExtensionPre};
 use super::error::LoadError;
-use super::{Invocation, Runtime, host, limits};
+use super::{Invocation, Runtime, host};
 use crate::vault::{SecretName, SecretResolver, SecretValue};
 
 /// A secret an extension always needs, and the hosts it may be sent to.
@@ -245,28 +244,13 @@ impl Runtime {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
         };
-        let mut store = Store::new(
-            &self.engine,
-            Invocation {
-                wasi: wasmtime_wasi::WasiCtxBuilder::new()
-                    .allow_tcp(false)
-                    .allow_udp(false)
-                    .build(),
-                http: wasmtime_wasi_http::WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                hooks: Box::new(host::DenyEgress),
-                limiter: limits::Limiter::new(&self.limits),
-                secrets: host::SecretsHost::new(
-                    Arc::new(NoSecrets),
-                    HashSet::new(),
-                    Arc::default(),
-                ),
-                logs: host::LogSink::new(0),
-            },
+        // Describe is static data: no secrets, no network, two seconds.
+        let mut store = self.sandbox(
+            host::SecretsHost::new(Arc::new(NoSecrets), HashSet::new(), Arc::default()),
+            Box::new(host::DenyEgress),
+            None,
+            std::time::Duration::from_secs(2),
         );
-        store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(200); // about 2 s: describe is static data
-        store.epoch_deadline_trap();
         let instance = pre.instantiate_async(&mut store).await.map_err(failed)?;
         let d: bindings::narakim::extension::types::Description =
             instance.call_describe(&mut store).await.map_err(failed)?;

@@ -63,7 +63,7 @@ impl SecretsHost {
     pub(crate) fn finish(self) -> (super::Revealed, Vec<String>) {
         let revealed =
             std::mem::take(&mut *self.revealed.lock().unwrap_or_else(|e| e.into_inner()));
-        (revealed, super::sorted(&self.read))
+        (revealed, self.read.into_iter().collect())
     }
 }
 

@@ -29,7 +29,6 @@ pub use error::{InvocationError, LoadError};
 pub use extension::{Extension, ExtensionDescription, RequiredSecret, SecretField};
 pub use limits::Limits;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -196,6 +195,42 @@ impl Runtime {
         &self.limits
     }
 
+    /// A fresh store with the sandbox every guest call runs in: no
+    /// filesystem, environment or sockets, the memory and table limiter, and
+    /// an epoch deadline of `timeout`. `stdio` captures stdout and stderr
+    /// (none: discarded).
+    pub(crate) fn sandbox(
+        &self,
+        secrets: host::SecretsHost,
+        hooks: Box<dyn wasmtime_wasi_http::WasiHttpHooks>,
+        stdio: Option<(capture::Capture, capture::Capture)>,
+        timeout: Duration,
+    ) -> Store<Invocation> {
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some((stdout, stderr)) = stdio {
+            wasi.stdout(stdout).stderr(stderr);
+        }
+        let mut store = Store::new(
+            &self.engine,
+            Invocation {
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                hooks,
+                limiter: limits::Limiter::new(&self.limits),
+                secrets,
+                logs: host::LogSink::new(self.limits.capture_bytes),
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(timeout.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1);
+        store.epoch_deadline_trap();
+        store
+    }
+
     /// Runs one node invocation. `secrets` is the execution's snapshot; the
     /// invocation may read only the names the extension declared for this
     /// node's `config`.
@@ -208,7 +243,6 @@ impl Runtime {
         input: &str,
     ) -> Result<Outcome, InvocationError> {
         let started = Instant::now();
-        let who = || (extension.name().to_owned(), node.to_owned());
         let plan = extension
             .plan(config)
             .map_err(|reason| InvocationError::BadConfig {
@@ -227,33 +261,15 @@ impl Runtime {
             capture::Capture::new(self.limits.capture_bytes),
             capture::Capture::new(self.limits.capture_bytes),
         );
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let mut store = Store::new(
-            &self.engine,
-            Invocation {
-                wasi,
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                hooks: Box::new(egress::EgressHooks {
-                    policy: self.egress.clone(),
-                    invocation: egress.clone(),
-                }),
-                limiter: limits::Limiter::new(&self.limits),
-                secrets: host::SecretsHost::new(secrets, plan.declared, revealed),
-                logs: host::LogSink::new(self.limits.capture_bytes),
-            },
+        let mut store = self.sandbox(
+            host::SecretsHost::new(secrets, plan.declared, revealed),
+            Box::new(egress::EgressHooks {
+                policy: self.egress.clone(),
+                invocation: egress.clone(),
+            }),
+            Some((stdout.clone(), stderr.clone())),
+            self.limits.timeout,
         );
-        store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(
-            self.limits.timeout.as_millis() as u64 / EPOCH_TICK.as_millis() as u64 + 1,
-        );
-        store.epoch_deadline_trap();
 
         let call = async {
             let instance = extension.pre().instantiate_async(&mut store).await?;
@@ -291,7 +307,7 @@ impl Runtime {
         let egress_events =
             std::mem::take(&mut *egress.events.lock().unwrap_or_else(|e| e.into_inner()));
 
-        let (extension_name, node_name) = who();
+        let (extension_name, node_name) = (extension.name().to_owned(), node.to_owned());
         let result = match called {
             Err(_elapsed) => {
                 return Err(InvocationError::Timeout {
@@ -351,8 +367,3 @@ impl Runtime {
 /// Declared and revealed secrets of one invocation, dropped (and wiped)
 /// when it ends.
 pub(crate) type Revealed = Vec<(String, SecretValue)>;
-
-/// Sorted names, for reports.
-pub(crate) fn sorted(names: &BTreeSet<String>) -> Vec<String> {
-    names.iter().cloned().collect()
-}
