@@ -8,9 +8,12 @@
 //!   scrub stdout/stderr/logs/output, drop. Goals: p50 ≤ 60 µs, ≥ 15,000
 //!   invocations per second per core, ≤ 1.3× the baseline.
 //! - `invoke/bare_wasmtime`: the same component instantiated from an
-//!   `InstancePre` on an engine with the same settings (pooling allocator,
-//!   epoch interruption) and called, with a host that answers `secrets.get`
-//!   from constants and captures nothing.
+//!   `InstancePre` on the runtime's own engine (same pooling allocator,
+//!   limits and epoch interruption) and called, with a host that answers
+//!   `secrets.get` from constants and captures nothing.
+//! - `invoke/bare_wasmtime_default_pool`: the same bare host on an engine
+//!   with wasmtime's default pooling settings: what an embedder gets out of
+//!   the box.
 //!
 //! Run `cargo bench --bench invoke` (it builds tests/guests first).
 
@@ -134,15 +137,10 @@ fn bench(c: &mut Criterion) {
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let extension = tokio.block_on(runtime.load(&path)).unwrap();
 
-    // Baseline: bare wasmtime, same engine settings.
-    let mut wasm_config = Config::new();
-    wasm_config
-        .wasm_component_model(true)
-        .epoch_interruption(true);
-    wasm_config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
-        Default::default(),
-    ));
-    let engine = Engine::new(&wasm_config).unwrap();
+    // Baseline: bare wasmtime on the very same engine (same pooling
+    // allocator, limits and epoch interruption), so the ratio is the host's
+    // own overhead.
+    let engine = runtime.engine().clone();
     let mut linker: Linker<BareState> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
@@ -150,6 +148,28 @@ fn bench(c: &mut Criterion) {
     bare::narakim::extension::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
     let component = Component::from_file(&engine, &path).unwrap();
     let pre = bare::ExtensionPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+
+    // A second baseline: the same bare host on wasmtime's default pooling
+    // settings, what an embedder gets out of the box.
+    let mut default_config = Config::new();
+    default_config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+            Default::default(),
+        ));
+    let default_engine = Engine::new(&default_config).unwrap();
+    let mut default_linker: Linker<BareState> = Linker::new(&default_engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut default_linker).unwrap();
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut default_linker).unwrap();
+    bare::narakim::extension::secrets::add_to_linker::<_, HasSelf<_>>(&mut default_linker, |s| s)
+        .unwrap();
+    bare::narakim::extension::log::add_to_linker::<_, HasSelf<_>>(&mut default_linker, |s| s)
+        .unwrap();
+    let default_component = Component::from_file(&default_engine, &path).unwrap();
+    let default_pre =
+        bare::ExtensionPre::new(default_linker.instantiate_pre(&default_component).unwrap())
+            .unwrap();
 
     let mut group = c.benchmark_group("invoke");
     group.bench_function("narakim", |b| {
@@ -162,24 +182,29 @@ fn bench(c: &mut Criterion) {
             assert!(out.result.is_ok());
         })
     });
-    group.bench_function("bare_wasmtime", |b| {
-        b.iter(|| {
-            tokio.block_on(async {
-                let mut store = Store::new(
-                    &engine,
-                    BareState {
-                        wasi: WasiCtx::builder().build(),
-                        http: WasiHttpCtx::new(),
-                        table: ResourceTable::new(),
-                    },
-                );
-                store.set_epoch_deadline(1_000_000);
-                let instance = pre.instantiate_async(&mut store).await.unwrap();
-                let out = instance.call_run(&mut store, "{}", "{}").await.unwrap();
-                assert!(out.is_ok());
+    for (name, engine, pre) in [
+        ("bare_wasmtime", &engine, &pre),
+        ("bare_wasmtime_default_pool", &default_engine, &default_pre),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                tokio.block_on(async {
+                    let mut store = Store::new(
+                        engine,
+                        BareState {
+                            wasi: WasiCtx::builder().build(),
+                            http: WasiHttpCtx::new(),
+                            table: ResourceTable::new(),
+                        },
+                    );
+                    store.set_epoch_deadline(1_000_000);
+                    let instance = pre.instantiate_async(&mut store).await.unwrap();
+                    let out = instance.call_run(&mut store, "{}", "{}").await.unwrap();
+                    assert!(out.is_ok());
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
 }
 

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,20 +15,39 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "tok-egress-5a4b3c2d1e0f";
 
-/// A loopback HTTP stand-in that records each request (head and body) and
-/// answers `200 {}`; or, when `silent`, accepts and never answers.
+/// A loopback HTTP/1.1 stand-in that records each request (head and body)
+/// and answers `200 {}`, keeping the connection open for the next one; or,
+/// when `silent`, accepts and never answers. It counts the connections it
+/// accepted.
 struct StandIn {
     port: u16,
     seen: Arc<Mutex<Vec<String>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+/// The length of the first complete request in `buf`, if there is one.
+fn request_len(buf: &[u8]) -> Option<usize> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let length = String::from_utf8_lossy(&buf[..end])
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    (buf.len() >= end + 4 + length).then_some(end + 4 + length)
 }
 
 async fn stand_in(silent: bool) -> StandIn {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let record = seen.clone();
+    let connections: Arc<AtomicUsize> = Arc::default();
+    let (record, count) = (seen.clone(), connections.clone());
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
             let record = record.clone();
             tokio::spawn(async move {
                 if silent {
@@ -36,41 +56,35 @@ async fn stand_in(silent: bool) -> StandIn {
                 }
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
-                // Head, then as much body as content-length says.
                 loop {
-                    let n = conn.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + length {
-                            break;
+                    // Head, then as much body as content-length says.
+                    while request_len(&buf).is_none() {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
+                    let request: Vec<u8> = buf.drain(..request_len(&buf).unwrap()).collect();
+                    record
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&request).into_owned());
+                    if conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
-                record
-                    .lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&buf).into_owned());
-                let _ = conn
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
-                    )
-                    .await;
             });
         }
     });
-    StandIn { port, seen }
+    StandIn {
+        port,
+        seen,
+        connections,
+    }
 }
 
 struct Fixture {
@@ -150,6 +164,13 @@ fn http(authority: &str, leak: &str, plain: bool) -> String {
     format!(r#"{{"mode":"http","authority":"{authority}","leak":"{leak}","plain":{plain}}}"#)
 }
 
+/// `http` made `times` times in one invocation.
+fn http_times(authority: &str, times: u32) -> String {
+    format!(
+        r#"{{"mode":"http","authority":"{authority}","leak":"none","plain":false,"times":"{times}"}}"#
+    )
+}
+
 #[test]
 fn a_secret_goes_to_its_own_host_and_nowhere_else() {
     let f = fixture();
@@ -201,6 +222,39 @@ fn a_secret_goes_to_its_own_host_and_nowhere_else() {
         .invoke(&runtime, &ext, &http("hooks.example.test", "none", false))
         .unwrap();
     assert_eq!(out.result, Ok("{\"status\":200}".into()), "{out:?}");
+}
+
+#[test]
+fn connections_are_pooled_across_requests_and_invocations() {
+    let f = fixture();
+    let runtime = f.runtime(false);
+    let ext = f
+        .tokio
+        .block_on(runtime.load(&component("hostile")))
+        .unwrap();
+
+    // Two requests in one invocation, then two more in the next one.
+    for round in 1..=2 {
+        let out = f
+            .invoke(&runtime, &ext, &http_times("api.example.test", 2))
+            .unwrap();
+        assert_eq!(out.result, Ok("{\"status\":200}".into()), "{out:?}");
+        assert_eq!(out.egress.len(), 2, "{out:?}");
+        assert!(out.egress.iter().all(|e| e.refused.is_none()), "{out:?}");
+        assert_eq!(f.api.seen.lock().unwrap().len(), 2 * round);
+    }
+    // All four over the one connection the first opened.
+    assert_eq!(f.api.connections.load(Ordering::SeqCst), 1);
+
+    // Another host gets its own connection, and keeps it too.
+    for _ in 0..2 {
+        let out = f
+            .invoke(&runtime, &ext, &http("hooks.example.test", "none", false))
+            .unwrap();
+        assert_eq!(out.result, Ok("{\"status\":200}".into()), "{out:?}");
+    }
+    assert_eq!(f.hooks.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(f.api.connections.load(Ordering::SeqCst), 1);
 }
 
 #[test]

@@ -106,27 +106,30 @@ impl Scrubber {
         let mut names = Vec::new();
         let mut patterns: Vec<Zeroizing<Vec<u8>>> = Vec::new();
         let mut owner = Vec::new();
-        let mut seen = std::collections::HashMap::new();
         for (name, value) in secrets {
             let index = names.len() as u32;
             names.push(name.to_owned());
-            for form in variants::variants(value.expose()) {
-                let form = Zeroizing::new(form);
-                // The same bytes under two names: the first name keeps them.
-                if seen.contains_key(&*form) {
-                    continue;
-                }
-                seen.insert(form.to_vec(), ());
+            for form in variants::variants_with_repeats(value.expose()) {
                 owner.push(index);
-                patterns.push(form);
+                patterns.push(Zeroizing::new(form));
             }
         }
-        // `seen` held copies of the patterns: wipe them.
-        for (mut key, ()) in seen {
-            zeroize::Zeroize::zeroize(&mut key);
+        // The same bytes twice (within a value, or under two names): the
+        // first keeps them. `sorted` is then renumbered to the kept ids.
+        let (order, first) = variants::sort_and_mark_firsts(&patterns);
+        let mut renumbered = Vec::with_capacity(first.len());
+        let mut next = 0u32;
+        for &kept in &first {
+            renumbered.push(next);
+            next += kept as u32;
         }
-        let mut sorted: Vec<u32> = (0..patterns.len() as u32).collect();
-        sorted.sort_unstable_by(|a, b| patterns[*a as usize].cmp(&patterns[*b as usize]));
+        let sorted: Vec<u32> = order
+            .into_iter()
+            .filter(|&id| first[id as usize])
+            .map(|id| renumbered[id as usize])
+            .collect();
+        variants::retain_marked(&mut owner, &first);
+        variants::retain_marked(&mut patterns, &first);
         let mut starts = [false; 256];
         for p in &patterns {
             starts[p[0] as usize] = true;

@@ -24,8 +24,6 @@
 //! Duplicates (for most tokens, JSON and percent forms equal the raw value)
 //! are removed.
 
-use std::collections::HashSet;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
@@ -35,6 +33,15 @@ const BASE64_WRAP: usize = 76;
 
 /// All leak forms of `value`, deduplicated, in a stable order.
 pub(crate) fn variants(value: &str) -> Vec<Vec<u8>> {
+    let mut out = variants_with_repeats(value);
+    let (_, first) = sort_and_mark_firsts(&out);
+    retain_marked(&mut out, &first);
+    out
+}
+
+/// All leak forms of `value`, some possibly repeated (the scrubber removes
+/// repeats across all values at once).
+pub(crate) fn variants_with_repeats(value: &str) -> Vec<Vec<u8>> {
     let bytes = value.as_bytes();
     let mut out = Vec::new();
     out.push(bytes.to_vec());
@@ -44,14 +51,42 @@ pub(crate) fn variants(value: &str) -> Vec<Vec<u8>> {
     percent_forms(bytes, &mut out);
     json_forms(value, &mut out);
 
-    let mut seen = HashSet::new();
     // Every form of a valid value (8 bytes or more) is at least 8 bytes.
-    out.retain(|v| v.len() >= super::anchors::ANCHOR_LEN && seen.insert(v.clone()));
-    // `seen` held copies: wipe them.
-    for mut form in seen {
-        zeroize::Zeroize::zeroize(&mut form);
-    }
+    out.retain(|v| v.len() >= super::anchors::ANCHOR_LEN);
     out
+}
+
+/// Indices of `items` in byte order (ties by index), and for each item
+/// whether it is the first occurrence of its bytes. Sorting indices rather
+/// than hashing copies: no stray copy of a form is made, and for a few dozen
+/// forms it is several times faster.
+pub(crate) fn sort_and_mark_firsts<T: AsRef<[u8]>>(items: &[T]) -> (Vec<u32>, Vec<bool>) {
+    let mut order: Vec<u32> = (0..items.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        items[a as usize]
+            .as_ref()
+            .cmp(items[b as usize].as_ref())
+            .then(a.cmp(&b))
+    });
+    let mut first = vec![true; items.len()];
+    for pair in order.windows(2) {
+        if items[pair[0] as usize].as_ref() == items[pair[1] as usize].as_ref() {
+            first[pair[1] as usize] = false;
+        }
+    }
+    (order, first)
+}
+
+/// Keeps the items `keep` marks, in order, wiping the others.
+pub(crate) fn retain_marked<T: zeroize::Zeroize>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut index = 0;
+    items.retain_mut(|item| {
+        index += 1;
+        if !keep[index - 1] {
+            item.zeroize();
+        }
+        keep[index - 1]
+    });
 }
 
 // Buffers here are sized up front (no reallocation leaves a stray copy

@@ -11,11 +11,19 @@
 //!    secret is not bound to;
 //! 4. its host is not mapped by the operator and resolves to a loopback,
 //!    private or link-local address (a DNS rebinding way into the host's
-//!    network).
+//!    network). The connector checks again the answer it connects to, so a
+//!    name that rebinds between the two look-ups is refused all the same.
 //!
 //! Then operator mappings (`--upstream HOST=URL`) rewrite the destination,
 //! without touching extension code or allow-lists: this is how tests and
 //! the offline demo reach loopback stand-ins of Discord and OpenRouter.
+//!
+//! What passes leaves through [`client::Pool`], one per runtime: pooled
+//! HTTP/1.1 connections (TLS by rustls with the webpki roots) reused across
+//! requests and invocations, with connect, first-byte and between-bytes
+//! timeouts set by the host.
+
+mod client;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -25,6 +33,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+use self::client::Pool;
 
 use crate::redact::Scrubber;
 
@@ -73,23 +83,43 @@ pub struct EgressEvent {
     pub refused: Option<String>,
 }
 
-/// The runtime-wide part: operator mappings and timeouts.
+/// The runtime-wide part: operator mappings, timeouts and the connection
+/// pool. A clone (as `Runtime::with_upstreams` makes) shares the pool.
 #[derive(Debug, Clone)]
 pub(crate) struct EgressPolicy {
     pub(crate) upstreams: HashMap<String, http::Uri>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) first_byte_timeout: Duration,
-    pub(crate) between_bytes_timeout: Duration,
+    /// A response head must arrive within this of handing the request to
+    /// the pool (connecting included); a guest may ask for less.
+    first_byte_timeout: Duration,
+    /// Longest wait for the next frame of a response body; a guest may ask
+    /// for less.
+    between_bytes_timeout: Duration,
+    /// Also holds the connect timeout (TCP connect plus TLS handshake).
+    pool: Arc<Pool>,
+}
+
+impl EgressPolicy {
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        first_byte_timeout: Duration,
+        between_bytes_timeout: Duration,
+    ) -> Self {
+        EgressPolicy {
+            upstreams: HashMap::new(),
+            first_byte_timeout,
+            between_bytes_timeout,
+            pool: Arc::new(Pool::new(connect_timeout)),
+        }
+    }
 }
 
 impl Default for EgressPolicy {
     fn default() -> Self {
-        EgressPolicy {
-            upstreams: HashMap::new(),
-            connect_timeout: Duration::from_secs(10),
-            first_byte_timeout: Duration::from_secs(30),
-            between_bytes_timeout: Duration::from_secs(30),
-        }
+        EgressPolicy::new(
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+            Duration::from_secs(30),
+        )
     }
 }
 
@@ -237,7 +267,14 @@ async fn send(
     zeroize::Zeroize::zeroize(&mut carried);
 
     match policy.upstreams.get(&host) {
-        Some(base) => parts.uri = rebase(base, &parts.uri),
+        Some(base) => {
+            parts.uri = rebase(base, &parts.uri);
+            // The operator chose this destination: the connector may reach
+            // it even if it is internal.
+            if let Some(target) = parts.uri.host() {
+                policy.pool.trust_mapped(target);
+            }
+        }
         None if !is_loopback_name(&host) => {
             let port = parts.uri.port_u16().unwrap_or(if https { 443 } else { 80 });
             match tokio::net::lookup_host((host.as_str(), port)).await {
@@ -252,29 +289,29 @@ async fn send(
         None => {}
     }
 
-    let body = Full::new(Bytes::from(buffered))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut options = options.unwrap_or_default();
-    options.connect_timeout = Some(policy.connect_timeout);
-    options.first_byte_timeout = Some(policy.first_byte_timeout);
-    options.between_bytes_timeout = Some(policy.between_bytes_timeout);
-    let sent = wasmtime_wasi_http::default_send_request(
-        http::Request::from_parts(parts, body),
-        Some(options),
-    )
-    .await;
-    match sent {
-        Ok((response, io)) => {
+    // The guest may shorten the host's timeouts, never lengthen them.
+    let options = options.unwrap_or_default();
+    let first_byte = options
+        .first_byte_timeout
+        .map_or(policy.first_byte_timeout, |t| {
+            t.min(policy.first_byte_timeout)
+        });
+    let between_bytes = options
+        .between_bytes_timeout
+        .map_or(policy.between_bytes_timeout, |t| {
+            t.min(policy.between_bytes_timeout)
+        });
+    let request = http::Request::from_parts(parts, Full::new(Bytes::from(buffered)));
+    match policy.pool.send(request, first_byte, between_bytes).await {
+        Ok(response) => {
             invocation.record(&method, &host, None);
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            // The pool drives the connection; nothing is left to await.
+            let io = async { Ok::<(), HttpError>(()) };
+            Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         }
-        Err(e) => {
-            invocation.record(&method, &host, Some(format!("sending failed: {e}")));
-            Err(e)
+        Err(failure) => {
+            invocation.record(&method, &host, Some(failure.reason));
+            Err(failure.error)
         }
     }
 }

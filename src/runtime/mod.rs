@@ -156,7 +156,12 @@ impl Runtime {
             .total_memories(limits.pooled_instances * 2)
             .total_tables(limits.pooled_instances * 2)
             .total_core_instances(limits.pooled_instances * 4)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            // Reset small memories and tables by zeroing in place rather
+            // than returning pages to the kernel: no page faults, no TLB
+            // shootdowns on the next instantiation.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 16);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         let mut linker: Linker<Invocation> = Linker::new(&engine);
@@ -193,6 +198,13 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The wasmtime engine every invocation runs on (for embedders that
+    /// link their own host against the same engine, and for the invocation
+    /// benchmark's baseline).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// A fresh store with the sandbox every guest call runs in: no

@@ -88,6 +88,9 @@ pub struct Vault {
     /// stored wrapped by the master key, so fingerprints survive rotation.
     fingerprint_key: Zeroizing<Vec<u8>>,
     notes: Vec<String>,
+    /// Recent snapshots (sealed records only), reused while the database is
+    /// unchanged: see [`snapshot::SnapshotCache`].
+    snapshots: snapshot::SnapshotCache,
 }
 
 impl std::fmt::Debug for Vault {
@@ -261,6 +264,7 @@ impl Vault {
             vault_id,
             fingerprint_key,
             notes,
+            snapshots: Default::default(),
         };
         rotate::retire_verified_backup(&mut vault)?;
         Ok(vault)

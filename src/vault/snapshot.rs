@@ -7,9 +7,15 @@
 //! execution, never one in flight. Nothing is decrypted until a name is
 //! resolved, and each resolve decrypts afresh into a [`SecretValue`] the
 //! caller drops when done.
+//!
+//! Taking a snapshot of an unchanged database reuses the sealed records read
+//! last time (ciphertext only: the same bytes the database file holds). Any
+//! write, by this connection (`total_changes`) or another
+//! (`PRAGMA data_version`), and any key rotation, makes the next snapshot
+//! read afresh.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::Vault;
 use super::error::{ResolveError, VaultError};
@@ -42,8 +48,30 @@ struct Sealed {
 pub struct SecretSnapshot {
     scope: Scope,
     key: Arc<MasterKey>,
-    entries: HashMap<String, Sealed>,
+    entries: Arc<HashMap<String, Sealed>>,
 }
+
+/// The database state a cached snapshot was read at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    /// Changes committed by other connections (`PRAGMA data_version`).
+    data_version: i64,
+    /// Rows changed by this connection.
+    total_changes: u64,
+}
+
+/// Most scopes whose sealed records are kept; past it the cache starts over.
+const CACHED_SCOPES: usize = 4096;
+
+/// Sealed records per scope, each with the stamp and key they were read
+/// under.
+#[derive(Default)]
+pub(super) struct SnapshotCache {
+    entries: Mutex<HashMap<Scope, Cached>>,
+}
+
+/// One scope's sealed records, and the stamp and key they were read under.
+type Cached = (Stamp, Arc<MasterKey>, Arc<HashMap<String, Sealed>>);
 
 impl std::fmt::Debug for SecretSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +147,43 @@ impl Vault {
     /// Takes a snapshot of the secrets `scope` resolves: for a bot, its own
     /// and its team's (bot first); for a team, the team secrets.
     pub fn snapshot(&self, scope: &Scope) -> Result<SecretSnapshot, VaultError> {
+        let stamp = Stamp {
+            data_version: self
+                .conn
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(VaultError::db("taking a snapshot"))?,
+            total_changes: self.conn.total_changes(),
+        };
+        let mut cache = self
+            .snapshots
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((at, key, entries)) = cache.get(scope)
+            && *at == stamp
+            && Arc::ptr_eq(key, &self.key)
+        {
+            return Ok(SecretSnapshot {
+                scope: scope.clone(),
+                key: self.key.clone(),
+                entries: entries.clone(),
+            });
+        }
+        let entries = Arc::new(self.read_sealed(scope)?);
+        if cache.len() >= CACHED_SCOPES {
+            cache.clear();
+        }
+        cache.insert(scope.clone(), (stamp, self.key.clone(), entries.clone()));
+        Ok(SecretSnapshot {
+            scope: scope.clone(),
+            key: self.key.clone(),
+            entries,
+        })
+    }
+
+    /// Reads the sealed records `scope` resolves, in one query.
+    fn read_sealed(&self, scope: &Scope) -> Result<HashMap<String, Sealed>, VaultError> {
         let (bot_id, team_id) = match scope {
             Scope::Bot(bot) => {
                 let (bot_id, team_id) = bot_and_team_id(&self.conn, bot)?;
@@ -166,10 +231,6 @@ impl Vault {
                 entries.insert(name, sealed);
             }
         }
-        Ok(SecretSnapshot {
-            scope: scope.clone(),
-            key: self.key.clone(),
-            entries,
-        })
+        Ok(entries)
     }
 }

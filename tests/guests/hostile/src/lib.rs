@@ -50,10 +50,22 @@ fn field<'a>(config: &'a str, key: &str) -> Option<&'a str> {
         .and_then(|rest| rest.split('"').next())
 }
 
+/// `config.times` POSTs (one unless given) through wasi:http, each response
+/// read to its end; the last status is returned.
+fn http_posts(config: &str) -> Result<String, String> {
+    let times: u32 = field(config, "times").map_or(Ok(1), str::parse).map_err(|e| format!("times: {e}"))?;
+    let mut last = Err("no request made".to_string());
+    for _ in 0..times {
+        last = Ok(http_post(config)?);
+    }
+    last
+}
+
 /// One POST through wasi:http. `authority` is `host[:port]`; the token goes
 /// where `config.leak` says: `header`, `body-base64`, or nowhere.
 fn http_post(config: &str) -> Result<String, String> {
-    use wasi::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasi::http::types::{Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme};
+    use wasi::io::streams::StreamError;
     let authority = field(config, "authority").ok_or("no authority")?;
     let https = !config.contains("\"plain\":true");
     let token = token();
@@ -93,6 +105,19 @@ fn http_post(config: &str) -> Result<String, String> {
     let response = response
         .map_err(|()| "response taken twice")?
         .map_err(|e| format!("http error: {e:?}"))?;
+    // Read the body to its end, as a real extension would.
+    let body = response.consume().map_err(|()| "response body taken twice")?;
+    {
+        let stream = body.stream().map_err(|()| "response stream taken twice")?;
+        loop {
+            match stream.blocking_read(4096) {
+                Ok(_) => {}
+                Err(StreamError::Closed) => break,
+                Err(e) => return Err(format!("reading the response: {e:?}")),
+            }
+        }
+    }
+    drop(IncomingBody::finish(body));
     Ok(format!("{{\"status\":{}}}", response.status()))
 }
 
@@ -161,7 +186,7 @@ impl Guest for Hostile {
                 }
                 Ok("{}".into())
             }
-            "http" => http_post(&config),
+            "http" => http_posts(&config),
             other => Err(format!("unknown mode {other:?}")),
         }
     }
