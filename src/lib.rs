@@ -19,6 +19,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 
+pub mod engine;
 pub mod redact;
 pub mod runtime;
+pub mod standin;
 pub mod vault;

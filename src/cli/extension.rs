@@ -8,7 +8,7 @@ use narakim::runtime::{Limits, Runtime, Upstream};
 use narakim::vault::{Scope, SecretResolver, Vault, VaultConfig};
 
 /// A tokio runtime for one command.
-fn tokio() -> Result<tokio::runtime::Runtime> {
+pub fn tokio() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()

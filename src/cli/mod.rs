@@ -5,6 +5,7 @@ mod demo;
 mod extension;
 mod scrub;
 mod secret_input;
+mod standin;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,17 @@ enum Command {
     Scrub {
         #[command(flatten)]
         scope: ScopeArgs,
+    },
+    /// Serve a loopback stand-in of Discord or OpenRouter that accepts the bot's credentials (for `extension run --upstream`)
+    Standin {
+        #[arg(value_enum)]
+        api: standin::Api,
+        /// The bot whose credentials the stand-in accepts
+        #[arg(long)]
+        bot: String,
+        /// Answer every request after this many milliseconds
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        delay_ms: u64,
     },
     /// Walk through the vault on a throwaway copy: init, teams, bots, secrets, rotation, proof of encryption at rest
     Demo {
@@ -269,6 +281,7 @@ pub fn run() -> Result<()> {
         Command::Key(cmd) => key(&mut vault, cmd),
         Command::Audit(AuditCommand::List { limit }) => audit(&vault, limit),
         Command::Scrub { scope } => scrub::run(&vault, &scope.scope()),
+        Command::Standin { api, bot, delay_ms } => standin::run(&vault, api, &bot, delay_ms),
         Command::Extension(ExtensionCommand::Inspect { .. }) => unreachable!("handled above"),
         Command::Extension(ExtensionCommand::Run {
             path,

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
@@ -16,21 +16,21 @@ use super::{Invocation, Runtime, host};
 use crate::vault::{SecretName, SecretResolver, SecretValue};
 
 /// A secret an extension always needs, and the hosts it may be sent to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequiredSecret {
     pub name: String,
     pub hosts: Vec<String>,
 }
 
 /// A config field whose value names a secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretField {
     pub pointer: String,
     pub hosts: Vec<String>,
 }
 
 /// What an extension says about itself (`describe`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionDescription {
     pub name: String,
     pub version: String,
@@ -83,7 +83,26 @@ impl Extension {
 
     /// What one invocation with `config` may read and where it may send it.
     pub(crate) fn plan(&self, config: &str) -> Result<Plan, String> {
-        let d = &self.description;
+        self.description.plan(config)
+    }
+}
+
+impl ExtensionDescription {
+    /// Checks `config` against what the extension declared about it: each
+    /// secret field, when present, is a string naming a secret, and each
+    /// host field a URL with a host. The error says which field and why.
+    pub fn check_config(&self, config: &str) -> Result<(), String> {
+        self.plan(config).map(|_| ())
+    }
+
+    /// The names one invocation with `config` may read.
+    pub fn declared_secrets(&self, config: &str) -> Result<HashSet<String>, String> {
+        self.plan(config).map(|plan| plan.declared)
+    }
+
+    /// What one invocation with `config` may read and where it may send it.
+    pub(crate) fn plan(&self, config: &str) -> Result<Plan, String> {
+        let d = self;
         let mut plan = Plan {
             declared: d.required_secrets.iter().map(|s| s.name.clone()).collect(),
             allowed_hosts: d.allowed_hosts.iter().cloned().collect(),
@@ -245,6 +264,7 @@ impl Runtime {
             reason: format!("{e:#}"),
         };
         // Describe is static data: no secrets, no network, two seconds.
+        let _slot = self.slot().await;
         let mut store = self.sandbox(
             host::SecretsHost::new(Arc::new(NoSecrets), HashSet::new(), Arc::default()),
             Box::new(host::DenyEgress),

@@ -52,6 +52,9 @@ pub struct Runtime {
     /// Where compiled components are cached (`None`: no cache).
     cache_dir: Option<PathBuf>,
     egress: Arc<egress::EgressPolicy>,
+    /// One permit per pooled instance slot: invocations past the pool's
+    /// size wait for a slot instead of failing.
+    slots: Arc<tokio::sync::Semaphore>,
     _ticker: Ticker,
 }
 
@@ -176,12 +179,16 @@ impl Runtime {
             })
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker = Ticker::start(&engine);
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            limits.pooled_instances as usize,
+        ));
         Ok(Runtime {
             engine,
             linker,
             limits,
             cache_dir,
             egress: Arc::default(),
+            slots,
             _ticker: ticker,
         })
     }
@@ -205,6 +212,14 @@ impl Runtime {
     /// benchmark's baseline).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Waits for a free instance slot of the pool.
+    pub(crate) async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.slots
+            .acquire()
+            .await
+            .expect("the slot semaphore is never closed")
     }
 
     /// A fresh store with the sandbox every guest call runs in: no
@@ -262,6 +277,9 @@ impl Runtime {
                 node: node.to_owned(),
                 reason,
             })?;
+        // Declared before the store, so dropped after it: the slot is free
+        // only once the instance is gone.
+        let _slot = self.slot().await;
         let revealed: Arc<std::sync::Mutex<Revealed>> = Arc::default();
         let egress = Arc::new(egress::InvocationEgress {
             allowed: plan.allowed_hosts,

@@ -68,7 +68,7 @@ pub use error::{InputError, ResolveError, VaultError};
 pub use key::{KeyId, KeySource, MasterKey, VaultId};
 pub use rotate::{RotationReport, VerifyReport};
 pub use scope::{Scope, ScopeKind};
-pub use secrets::{BotInfo, SecretInfo, SetOutcome, TeamInfo};
+pub use secrets::{BotInfo, SecretInfo, SetOutcome, StoredMatch, TeamInfo};
 pub use snapshot::{SecretResolver, SecretSnapshot};
 pub use value::{MAX_NAME_LEN, MAX_VALUE_LEN, MIN_VALUE_LEN, SecretName, SecretValue};
 

@@ -270,6 +270,54 @@ impl Vault {
         })
     }
 
+    /// The stored secrets, anywhere in the vault, whose value equals one of
+    /// `candidates`: how deploy refuses a config that holds a stored value.
+    /// Compares keyed fingerprints (HMAC with the vault's fingerprint key),
+    /// so nothing is decrypted and no value is ever returned; each match
+    /// names the candidate by its index, and the secret by scope and name.
+    pub fn stored_values_among(&self, candidates: &[&str]) -> Result<Vec<StoredMatch>, VaultError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.name, s.fingerprint, s.bot_id IS NOT NULL, t.name, b.name
+                 FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id",
+            )
+            .map_err(VaultError::db("comparing fingerprints"))?;
+        let mut stored: std::collections::HashMap<Vec<u8>, Vec<(Scope, String)>> =
+            std::collections::HashMap::new();
+        let rows = stmt
+            .query_map([], |r| {
+                let scope = if r.get::<_, bool>(2)? {
+                    Scope::Bot(r.get(4)?)
+                } else {
+                    Scope::Team(r.get(3)?)
+                };
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, scope))
+            })
+            .map_err(VaultError::db("comparing fingerprints"))?;
+        for row in rows {
+            let (name, fingerprint, scope) =
+                row.map_err(VaultError::db("comparing fingerprints"))?;
+            stored.entry(fingerprint).or_default().push((scope, name));
+        }
+        let mut out = Vec::new();
+        for (index, candidate) in candidates.iter().enumerate() {
+            // Shorter strings cannot be stored values.
+            if candidate.len() < super::MIN_VALUE_LEN {
+                continue;
+            }
+            let fingerprint = fingerprint_bytes(&self.fingerprint_key, candidate.as_bytes());
+            for (scope, name) in stored.get(&fingerprint).into_iter().flatten() {
+                out.push(StoredMatch {
+                    candidate: index,
+                    scope: scope.clone(),
+                    name: name.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Names, scopes, times and fingerprints of the secrets in `scope`. For a
     /// bot this includes its team's secrets, each marked with whether the
     /// bot resolves to it.
@@ -336,10 +384,24 @@ impl Vault {
 
 /// HMAC-SHA256(fingerprint key, value).
 fn fingerprint(fingerprint_key: &[u8], value: &SecretValue) -> Vec<u8> {
+    fingerprint_bytes(fingerprint_key, value.expose().as_bytes())
+}
+
+fn fingerprint_bytes(fingerprint_key: &[u8], value: &[u8]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(fingerprint_key)
         .expect("HMAC takes keys of any length");
-    mac.update(value.expose().as_bytes());
+    mac.update(value);
     mac.finalize().into_bytes().to_vec()
+}
+
+/// A stored secret whose value equals a candidate string (see
+/// [`Vault::stored_values_among`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMatch {
+    /// Index of the candidate that matched.
+    pub candidate: usize,
+    pub scope: Scope,
+    pub name: String,
 }
 
 /// Seals and stores one value inside the caller's transaction, with its

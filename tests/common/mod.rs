@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use narakim::vault::{KeySource, Vault, VaultConfig};
 
+pub mod extensions;
 pub mod guests;
 
 /// A vault in a temp dir: data in `root/data`, key in `root/config`.

@@ -1,0 +1,818 @@
+//! A small blocking HTTP client over `wasi:http/outgoing-handler`.
+//!
+//! Every request goes through the host's egress policy: the host must be one
+//! of the extension's allowed hosts (or the host of a declared URL field), and
+//! a request carrying a secret may go only to the hosts that secret is bound
+//! to. The host sets the timeouts.
+//!
+//! ```no_run
+//! use narakim_extension::http::{Method, Request};
+//! # fn main() -> Result<(), narakim_extension::Error> {
+//! let response = Request::new(Method::Post, "https://api.example.test/v1/things")
+//!     .header("User-Agent", "my-extension/0.1.0")
+//!     .json(&serde_json::json!({"name": "thing"}))
+//!     .send()?;
+//! response.error_for_status(None)?;
+//! let created: serde_json::Value = response.json()?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use zeroize::Zeroize;
+
+use crate::bindings::wasi;
+use crate::bindings::wasi::http::types::{
+    ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest, Scheme,
+};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::{Error, Secret};
+
+/// Responses larger than this are refused (16 MiB).
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// How long [`send_with_retry`] waits for a rate limit at most, by default.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Request bodies are written in chunks of this size (the most
+/// `blocking-write-and-flush` takes at once).
+const CHUNK: usize = 4096;
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    /// Parses `GET`, `post`, … (case-insensitive).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "GET" => Self::Get,
+            "HEAD" => Self::Head,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "DELETE" => Self::Delete,
+            "OPTIONS" => Self::Options,
+            _ => return None,
+        })
+    }
+
+    /// The method's name, upper case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+        }
+    }
+
+    fn to_wasi(self) -> WasiMethod {
+        match self {
+            Self::Get => WasiMethod::Get,
+            Self::Head => WasiMethod::Head,
+            Self::Post => WasiMethod::Post,
+            Self::Put => WasiMethod::Put,
+            Self::Patch => WasiMethod::Patch,
+            Self::Delete => WasiMethod::Delete,
+            Self::Options => WasiMethod::Options,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a request got no response. Messages name the host, never a header
+/// value or body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// The URL or a header cannot be sent.
+    InvalidRequest(String),
+    /// The host's egress policy refused the request.
+    Denied { host: String },
+    /// No answer in time (connect, first byte or between bytes).
+    Timeout { host: String },
+    /// The name does not resolve.
+    Dns { host: String },
+    /// Nothing listens there, or it cannot be reached.
+    Unreachable { host: String, reason: String },
+    /// TLS failed.
+    Tls { host: String, reason: String },
+    /// The response body is over [`MAX_RESPONSE_BYTES`].
+    TooLarge { host: String },
+    /// Anything else.
+    Failed { host: String, reason: String },
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidRequest(reason) => write!(f, "invalid request: {reason}"),
+            Self::Denied { host } => write!(
+                f,
+                "the host refused the request to {host} (not an allowed host, or it carries a secret not bound to that host)"
+            ),
+            Self::Timeout { host } => write!(f, "{host} did not answer in time"),
+            Self::Dns { host } => write!(f, "cannot resolve {host} (DNS lookup failed)"),
+            Self::Unreachable { host, reason } => write!(f, "cannot connect to {host}: {reason}"),
+            Self::Tls { host, reason } => write!(f, "TLS with {host} failed: {reason}"),
+            Self::TooLarge { host } => write!(
+                f,
+                "the response from {host} is larger than {} MiB",
+                MAX_RESPONSE_BYTES >> 20
+            ),
+            Self::Failed { host, reason } => write!(f, "the request to {host} failed: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+fn map_error_code(host: &str, code: &ErrorCode) -> HttpError {
+    let host = host.to_owned();
+    match code {
+        ErrorCode::HttpRequestDenied => HttpError::Denied { host },
+        ErrorCode::DnsTimeout
+        | ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout => HttpError::Timeout { host },
+        ErrorCode::DnsError(_) | ErrorCode::DestinationNotFound => HttpError::Dns { host },
+        ErrorCode::ConnectionRefused => HttpError::Unreachable {
+            host,
+            reason: "connection refused (nothing listens there)".into(),
+        },
+        ErrorCode::DestinationUnavailable
+        | ErrorCode::DestinationIpProhibited
+        | ErrorCode::DestinationIpUnroutable => HttpError::Unreachable {
+            host,
+            reason: "destination unreachable".into(),
+        },
+        ErrorCode::ConnectionTerminated | ErrorCode::HttpResponseIncomplete => HttpError::Failed {
+            host,
+            reason: "the connection closed before the response was complete".into(),
+        },
+        ErrorCode::TlsProtocolError => HttpError::Tls {
+            host,
+            reason: "protocol error".into(),
+        },
+        ErrorCode::TlsCertificateError => HttpError::Tls {
+            host,
+            reason: "certificate not trusted".into(),
+        },
+        ErrorCode::TlsAlertReceived(alert) => HttpError::Tls {
+            host,
+            reason: format!(
+                "alert received{}",
+                alert
+                    .alert_message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        },
+        ErrorCode::InternalError(Some(message)) => HttpError::Failed {
+            host,
+            reason: message.clone(),
+        },
+        other => HttpError::Failed {
+            host,
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+/// The parts of a URL a request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// `true` for `https`.
+    pub https: bool,
+    /// `host[:port]`.
+    pub authority: String,
+    /// The host alone (no port, no brackets around an IPv6 address).
+    pub host: String,
+    /// Path and query, at least `/`.
+    pub path_and_query: String,
+}
+
+impl Url {
+    /// Parses an absolute `http://` or `https://` URL. User info
+    /// (`user:pass@`) is refused (put credentials in a header); a fragment is
+    /// dropped.
+    pub fn parse(url: &str) -> Result<Self, HttpError> {
+        let invalid = |why: &str| HttpError::InvalidRequest(format!("URL {url:?}: {why}"));
+        let (https, rest) = if let Some(rest) = strip_prefix_ci(url, "https://") {
+            (true, rest)
+        } else if let Some(rest) = strip_prefix_ci(url, "http://") {
+            (false, rest)
+        } else {
+            return Err(invalid("must start with http:// or https://"));
+        };
+        let rest = rest.split('#').next().unwrap_or_default();
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.contains('@') {
+            return Err(invalid(
+                "user info (`user:password@`) is not supported; send credentials in a header",
+            ));
+        }
+        if authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid("the host contains whitespace"));
+        }
+        let host = if let Some(v6) = authority.strip_prefix('[') {
+            v6.split(']').next().unwrap_or_default()
+        } else {
+            authority.split(':').next().unwrap_or_default()
+        };
+        if host.is_empty() {
+            return Err(invalid("has no host"));
+        }
+        if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid("the path contains whitespace; percent-encode it"));
+        }
+        let path_and_query = match path {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
+        Ok(Self {
+            https,
+            authority: authority.to_ascii_lowercase(),
+            host: host.to_ascii_lowercase(),
+            path_and_query,
+        })
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    (s.len() >= prefix.len()
+        && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()))
+    .then(|| &s[prefix.len()..])
+}
+
+/// An outgoing request, built with chained calls and sent with
+/// [`Request::send`]. Header values and the body are wiped when it is dropped.
+#[derive(Clone)]
+pub struct Request {
+    method: Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    error: Option<String>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values and the body may carry secrets: names only.
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        for (_, value) in &mut self.headers {
+            value.zeroize();
+        }
+        self.body.zeroize();
+    }
+}
+
+impl Request {
+    /// A request with no headers and no body.
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        Self {
+            method,
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// A `GET` request.
+    pub fn get(url: impl Into<String>) -> Self {
+        Self::new(Method::Get, url)
+    }
+
+    /// A `POST` request.
+    pub fn post(url: impl Into<String>) -> Self {
+        Self::new(Method::Post, url)
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Adds a header (names are case-insensitive; adding one twice sends both).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds `header: scheme secret` (`Authorization: Bearer …`); an empty
+    /// scheme sends the secret bare.
+    pub fn auth(self, header: &str, scheme: &str, secret: &Secret) -> Self {
+        let value = if scheme.is_empty() {
+            secret.expose().to_owned()
+        } else {
+            format!("{scheme} {}", secret.expose())
+        };
+        self.header(header, value)
+    }
+
+    /// Adds `Authorization: Bearer SECRET`.
+    pub fn bearer(self, secret: &Secret) -> Self {
+        self.auth("Authorization", "Bearer", secret)
+    }
+
+    /// Sets a JSON body, and `Content-Type: application/json` unless a
+    /// content type is already set.
+    pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Self {
+        match serde_json::to_vec(body) {
+            Ok(bytes) => self.body = bytes,
+            Err(e) => self.error = Some(format!("the JSON body cannot be serialized: {e}")),
+        }
+        if self.header_value("content-type").is_none() {
+            self.headers
+                .push(("Content-Type".into(), "application/json".into()));
+        }
+        self
+    }
+
+    /// Sets the body as it is.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sends the request and reads the whole response. Any status is a
+    /// response; see [`Response::error_for_status`] and [`send_with_retry`].
+    pub fn send(&self) -> Result<Response, HttpError> {
+        if let Some(error) = &self.error {
+            return Err(HttpError::InvalidRequest(error.clone()));
+        }
+        let url = Url::parse(&self.url)?;
+        let host = url.host.clone();
+        let invalid =
+            |what: String| HttpError::InvalidRequest(format!("{} {}: {what}", self.method, host));
+
+        let fields = Fields::new();
+        for (name, value) in &self.headers {
+            fields
+                .append(name, value.as_bytes())
+                .map_err(|e| invalid(format!("header `{name}` cannot be sent ({e:?})")))?;
+        }
+        let needs_length = !self.body.is_empty()
+            || matches!(self.method, Method::Post | Method::Put | Method::Patch);
+        if needs_length && self.header_value("content-length").is_none() {
+            fields
+                .append("content-length", self.body.len().to_string().as_bytes())
+                .map_err(|e| invalid(format!("content-length ({e:?})")))?;
+        }
+
+        let request = OutgoingRequest::new(fields);
+        request
+            .set_method(&self.method.to_wasi())
+            .map_err(|()| invalid("the method is refused".into()))?;
+        request
+            .set_scheme(Some(if url.https {
+                &Scheme::Https
+            } else {
+                &Scheme::Http
+            }))
+            .map_err(|()| invalid("the scheme is refused".into()))?;
+        request
+            .set_authority(Some(&url.authority))
+            .map_err(|()| invalid(format!("the authority {:?} is refused", url.authority)))?;
+        request
+            .set_path_with_query(Some(&url.path_and_query))
+            .map_err(|()| invalid("the path is refused".into()))?;
+        let outgoing = request
+            .body()
+            .map_err(|()| invalid("the body was already taken".into()))?;
+
+        // Hand the request over first, so the host consumes the body while it
+        // is written (a large body would otherwise fill the pipe and block).
+        let future = wasi::http::outgoing_handler::handle(request, None)
+            .map_err(|code| map_error_code(&host, &code))?;
+
+        let write_failed = |e: StreamError| match e {
+            StreamError::LastOperationFailed(e) => match wasi::http::types::http_error_code(&e) {
+                Some(code) => map_error_code(&host, &code),
+                None => HttpError::Failed {
+                    host: host.clone(),
+                    reason: e.to_debug_string(),
+                },
+            },
+            StreamError::Closed => HttpError::Failed {
+                host: host.clone(),
+                reason: "the connection closed while the request body was sent".into(),
+            },
+        };
+        {
+            let stream = outgoing
+                .write()
+                .map_err(|()| invalid("the body stream was already taken".into()))?;
+            for chunk in self.body.chunks(CHUNK) {
+                if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                    // The response (or its error) says more than the write.
+                    drop(stream);
+                    drop(outgoing);
+                    return match wait(&future, &host) {
+                        Err(e) => Err(e),
+                        Ok(_) => Err(write_failed(e)),
+                    };
+                }
+            }
+        }
+        OutgoingBody::finish(outgoing, None).map_err(|code| map_error_code(&host, &code))?;
+
+        let response = wait(&future, &host)?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+            .collect();
+        let body = response.consume().map_err(|()| HttpError::Failed {
+            host: host.clone(),
+            reason: "the response body was already taken".into(),
+        })?;
+        let mut bytes = Vec::new();
+        {
+            let stream = body.stream().map_err(|()| HttpError::Failed {
+                host: host.clone(),
+                reason: "the response stream was already taken".into(),
+            })?;
+            loop {
+                match stream.blocking_read(64 * 1024) {
+                    Ok(chunk) => {
+                        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                            return Err(HttpError::TooLarge { host });
+                        }
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    Err(StreamError::Closed) => break,
+                    Err(e) => return Err(write_failed(e)),
+                }
+            }
+        }
+        drop(IncomingBody::finish(body));
+        Ok(Response {
+            status,
+            headers,
+            body: bytes,
+            host,
+        })
+    }
+}
+
+fn wait(
+    future: &wasi::http::types::FutureIncomingResponse,
+    host: &str,
+) -> Result<wasi::http::types::IncomingResponse, HttpError> {
+    let result = loop {
+        if let Some(result) = future.get() {
+            break result;
+        }
+        future.subscribe().block();
+    };
+    match result {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(code)) => Err(map_error_code(host, &code)),
+        Err(()) => Err(HttpError::Failed {
+            host: host.to_owned(),
+            reason: "the response was already taken".into(),
+        }),
+    }
+}
+
+/// A response, read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// Headers in the order received; names as the host gives them (lower case).
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+    /// The host the request went to (as the extension named it), for messages.
+    pub host: String,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `true` for 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body parsed as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::new(format!(
+                "{} answered HTTP {} with a body that is not the expected JSON: {e}",
+                self.host, self.status
+            ))
+        })
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The API's own error message, if the body has one: JSON `message`
+    /// (Discord, with its `errors` details), `error.message` (OpenRouter,
+    /// OpenAI), `error` as a string, or a short plain-text body. At most
+    /// about 300 characters.
+    pub fn api_message(&self) -> Option<String> {
+        let message = match serde_json::from_slice::<Value>(&self.body) {
+            Ok(json) => {
+                let mut message = json
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .or_else(|| json.pointer("/error/message").and_then(Value::as_str))
+                    .or_else(|| json.get("error").and_then(Value::as_str))
+                    .or_else(|| json.get("detail").and_then(Value::as_str))
+                    .map(str::to_owned)?;
+                if let Some(errors) = json.get("errors").filter(|e| !e.is_null()) {
+                    message.push_str(&format!(" {errors}"));
+                }
+                message
+            }
+            Err(_) => {
+                let text = self.text();
+                let text = text.trim();
+                let looks_like_markup = text.starts_with('<');
+                if text.is_empty() || looks_like_markup {
+                    return None;
+                }
+                text.to_owned()
+            }
+        };
+        Some(truncate(message.trim(), 300))
+    }
+
+    /// `Ok` for 1xx–3xx; otherwise an error for the operator:
+    ///
+    /// - 401/403: the credentials were rejected; with `secret`, names the
+    ///   secret to check and how to set it (never its value);
+    /// - 429: rate limited (use [`send_with_retry`] to wait once first);
+    /// - 5xx: the service failed, with its short message if it gave one;
+    /// - other 4xx: the request was refused, with the API's message.
+    pub fn error_for_status(&self, secret: Option<&str>) -> Result<(), Error> {
+        let (host, status) = (&self.host, self.status);
+        let said = |prefix: &str| {
+            self.api_message()
+                .map(|m| format!("{prefix}{m}"))
+                .unwrap_or_default()
+        };
+        match status {
+            0..=399 => Ok(()),
+            401 | 403 => Err(Error::new(match secret {
+                Some(name) => format!(
+                    "{host} rejected the credentials (HTTP {status}): check secret {name} \
+                     (`narakim secret set {name} --bot BOT`){}",
+                    said(&format!("; {host} said: "))
+                ),
+                None => format!("{host} refused the request (HTTP {status}){}", said(": ")),
+            })),
+            429 => Err(Error::new(format!(
+                "rate limited by {host} (HTTP 429){}",
+                retry_after(self)
+                    .map(|s| format!("; retry after {} s", secs(s)))
+                    .unwrap_or_default()
+            ))),
+            500.. => Err(Error::new(format!(
+                "{host} failed (HTTP {status}){}",
+                said(": ")
+            ))),
+            _ => Err(Error::new(format!(
+                "{host} refused the request (HTTP {status}){}",
+                said(": ")
+            ))),
+        }
+    }
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// How long a 429 asks to wait, in seconds: Discord's JSON `retry_after`
+/// (seconds, fractional), else the `Retry-After` header (seconds).
+pub fn retry_after(response: &Response) -> Option<f64> {
+    let from_body = serde_json::from_slice::<Value>(&response.body)
+        .ok()
+        .and_then(|json| json.get("retry_after").and_then(Value::as_f64));
+    from_body
+        .or_else(|| {
+            response
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .filter(|s| s.is_finite() && *s >= 0.0)
+}
+
+fn secs(s: f64) -> String {
+    let rounded = (s * 1000.0).round() / 1000.0;
+    format!("{rounded}")
+}
+
+/// Sleeps for `duration` (wasi monotonic clock).
+pub fn sleep(duration: Duration) {
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    wasi::clocks::monotonic_clock::subscribe_duration(nanos).block();
+}
+
+/// Sends the request `build` makes; on HTTP 429, waits as long as the
+/// response asks (JSON `retry_after` or the `Retry-After` header; 1 s if it
+/// says nothing) if that is at most `max_wait`, and sends a new request from
+/// `build` once more. A second 429, or a longer wait, is an error:
+/// `rate limited by discord.com (HTTP 429); retry after 12.5 s, longer than
+/// the 10 s this extension waits`. Any other status is returned as it is.
+pub fn send_with_retry(build: impl Fn() -> Request, max_wait: Duration) -> Result<Response, Error> {
+    let response = build().send()?;
+    if response.status != 429 {
+        return Ok(response);
+    }
+    let wait = retry_after(&response).unwrap_or(1.0);
+    if wait > max_wait.as_secs_f64() {
+        return Err(Error::new(format!(
+            "rate limited by {} (HTTP 429); retry after {} s, longer than the {} s this extension waits",
+            response.host,
+            secs(wait),
+            secs(max_wait.as_secs_f64())
+        )));
+    }
+    crate::debug!(
+        "rate limited by {}; retrying in {} s",
+        response.host,
+        secs(wait)
+    );
+    sleep(Duration::from_secs_f64(wait));
+    let again = build().send()?;
+    if again.status == 429 {
+        return Err(Error::new(format!(
+            "rate limited by {} (HTTP 429) again after waiting {} s{}",
+            again.host,
+            secs(wait),
+            retry_after(&again)
+                .map(|s| format!("; retry after {} s", secs(s)))
+                .unwrap_or_default()
+        )));
+    }
+    Ok(again)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
+        Response {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).into(), (*v).into()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+            host: "discord.com".into(),
+        }
+    }
+
+    #[test]
+    fn parses_urls() {
+        let url =
+            Url::parse("https://Discord.com/api/v10/channels/1/messages?wait=true#frag").unwrap();
+        assert!(url.https);
+        assert_eq!(url.authority, "discord.com");
+        assert_eq!(url.path_and_query, "/api/v10/channels/1/messages?wait=true");
+        let url = Url::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (
+                url.host.as_str(),
+                url.authority.as_str(),
+                url.path_and_query.as_str()
+            ),
+            ("127.0.0.1", "127.0.0.1:8080", "/")
+        );
+        assert_eq!(Url::parse("http://[::1]:80/x").unwrap().host, "::1");
+        assert!(Url::parse("ftp://x").is_err());
+        assert!(Url::parse("https://").is_err());
+        assert!(Url::parse("https://user:pw@host/").is_err());
+    }
+
+    #[test]
+    fn reads_retry_after_and_messages() {
+        let limited = response(
+            429,
+            &[],
+            r#"{"message":"You are being rate limited.","retry_after":12.5,"global":false}"#,
+        );
+        assert_eq!(retry_after(&limited), Some(12.5));
+        assert_eq!(
+            retry_after(&response(429, &[("Retry-After", "3")], "")),
+            Some(3.0)
+        );
+        let bad = response(
+            400,
+            &[],
+            r#"{"message":"Invalid Form Body","code":50035,"errors":{"content":{"_errors":[{"code":"BASE_TYPE_MAX_LENGTH"}]}}}"#,
+        );
+        let error = bad
+            .error_for_status(Some("DISCORD_BOT_TOKEN"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("discord.com refused the request (HTTP 400): Invalid Form Body {"),
+            "{error}"
+        );
+        let denied = response(401, &[], r#"{"message":"401: Unauthorized","code":0}"#);
+        let error = denied
+            .error_for_status(Some("DISCORD_BOT_TOKEN"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("discord.com rejected the credentials (HTTP 401): check secret DISCORD_BOT_TOKEN (`narakim secret set DISCORD_BOT_TOKEN --bot BOT`)"), "{error}");
+        let failed = response(502, &[], "<html>bad gateway</html>");
+        assert_eq!(
+            failed.error_for_status(None).unwrap_err().to_string(),
+            "discord.com failed (HTTP 502)"
+        );
+        let openrouter = response(
+            503,
+            &[],
+            r#"{"error":{"code":503,"message":"No instances available"}}"#,
+        );
+        assert_eq!(
+            openrouter.error_for_status(None).unwrap_err().to_string(),
+            "discord.com failed (HTTP 503): No instances available"
+        );
+        let long = response(
+            400,
+            &[],
+            &format!(r#"{{"message":"{}"}}"#, "x".repeat(1000)),
+        );
+        assert!(long.api_message().unwrap().chars().count() <= 301);
+        assert!(response(204, &[], "").error_for_status(None).is_ok());
+    }
+}

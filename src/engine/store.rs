@@ -1,0 +1,1287 @@
+//! The engine's database: `engine.db` in the data directory, apart from the
+//! vault's `vault.db`.
+//!
+//! The vault holds secrets and nothing else; everything the engine keeps
+//! (installed extensions, deployed graphs, paused bots, execution history)
+//! lives here. Keeping the two files apart means the engine's busy,
+//! append-heavy history never shares a lock, a WAL or a backup policy with
+//! the secrets, and this file can be inspected, copied or deleted without
+//! touching them.
+//!
+//! **This database never holds a plaintext secret.** Everything passed in
+//! (triggers, node outputs, errors, logs, stdout, stderr) has already been
+//! scrubbed by the runtime of every value the invocation was handed;
+//! `secrets_read` holds secret *names* only. The store does not scrub again:
+//! it has no values to scrub with.
+//!
+//! Settings applied on every connection:
+//! - `journal_mode=WAL` (persistent, set when the file is created), so
+//!   readers (`narakim executions list`) never block the executor;
+//! - `synchronous=NORMAL`: with WAL a power cut may lose the last few
+//!   commits but never corrupts the file, which is the right trade for
+//!   execution history (the vault, which holds secrets, uses `FULL`);
+//! - `foreign_keys=ON`, so an execution's node runs go with it;
+//! - `busy_timeout` of 5 s, so a CLI command and a running engine can share
+//!   the file.
+//!
+//! The schema is versioned with `PRAGMA user_version` and append-only
+//! [`MIGRATIONS`], like the vault's. Tables are `STRICT`.
+//!
+//! Times are Unix milliseconds throughout.
+//!
+//! One [`EngineStore`] is one connection. It is `Send` but not `Sync`:
+//! the executor shares one behind a `Mutex`, which also serialises its
+//! writes; other processes open their own.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::ExtensionDescription;
+
+use super::ExtensionCatalog;
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "engine.db";
+
+/// Versioned migrations. Index `i` moves the schema from version `i` to
+/// `i + 1` (recorded in `PRAGMA user_version`). Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: extensions, deployments, bot state, executions.
+    r#"
+    -- `path` is relative to the data directory, so the directory can move.
+    CREATE TABLE extensions (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        name         TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        installed_at INTEGER NOT NULL,
+        UNIQUE (name, version)
+    ) STRICT;
+
+    CREATE TABLE deployments (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        bot           TEXT NOT NULL,
+        graph         TEXT NOT NULL,
+        graph_version TEXT NOT NULL,
+        deployed_at   INTEGER NOT NULL,
+        active        INTEGER NOT NULL CHECK (active IN (0, 1))
+    ) STRICT;
+    -- At most one active deployment per bot, enforced by SQLite.
+    CREATE UNIQUE INDEX deployments_active ON deployments(bot) WHERE active = 1;
+    CREATE INDEX deployments_bot ON deployments(bot, id);
+
+    CREATE TABLE bot_state (
+        bot        TEXT PRIMARY KEY,
+        paused     INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+        updated_at INTEGER
+    ) STRICT;
+
+    CREATE TABLE executions (
+        id            TEXT PRIMARY KEY,
+        bot           TEXT NOT NULL,
+        graph_version TEXT NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        started_at    INTEGER NOT NULL,
+        finished_at   INTEGER,
+        trigger       TEXT NOT NULL,
+        summary       TEXT
+    ) STRICT;
+    CREATE INDEX executions_bot_started ON executions(bot, started_at);
+    CREATE INDEX executions_started ON executions(started_at);
+
+    CREATE TABLE node_runs (
+        execution_id TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+        node         TEXT NOT NULL,
+        extension    TEXT NOT NULL,
+        status       TEXT NOT NULL CHECK (status IN ('succeeded', 'failed', 'skipped')),
+        started_at   INTEGER NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        output       TEXT,
+        error        TEXT,
+        logs         TEXT NOT NULL,
+        stdout       TEXT NOT NULL,
+        stderr       TEXT NOT NULL,
+        secrets_read TEXT NOT NULL,
+        PRIMARY KEY (execution_id, node)
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Why the engine database could not do what was asked. Each message names
+/// the operation and the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{} is not a narakim engine database: {reason}", path.display())]
+    NotAnEngineDatabase { path: PathBuf, reason: String },
+
+    #[error(
+        "{} has schema version {found}, newer than this build supports ({supported}); upgrade narakim",
+        path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error("engine database {}: {operation} failed: {source}", path.display())]
+    Db {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("extension {name} {version} is already recorded in the engine database")]
+    ExtensionExists { name: String, version: String },
+
+    #[error("no execution {0}; see `narakim executions list`")]
+    ExecutionNotFound(String),
+
+    #[error("execution {execution} already has a recorded run of node {node}")]
+    NodeRunExists { execution: String, node: String },
+
+    #[error("the engine database cannot store {what}: {reason}")]
+    Encode { what: &'static str, reason: String },
+
+    #[error("the operating system's random number generator failed: {0}")]
+    Random(String),
+}
+
+/// An extension recorded as installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstalledExtension {
+    pub id: i64,
+    pub name: String,
+    pub version: String,
+    /// Hex SHA-256 of the stored component.
+    pub sha256: String,
+    pub description: ExtensionDescription,
+    /// The stored component (absolute: the data directory joined with the
+    /// relative path the database keeps).
+    pub path: PathBuf,
+    /// Unix milliseconds.
+    pub installed_at: i64,
+}
+
+/// A graph deployed to a bot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub bot: String,
+    /// The graph as canonical JSON.
+    pub graph: String,
+    /// Hex hash of the canonical graph, recorded on each execution.
+    pub graph_version: String,
+    pub deployed_at: i64,
+    pub active: bool,
+}
+
+/// An execution's id: `ex_` and 16 random hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExecutionId(String);
+
+impl ExecutionId {
+    /// A fresh random id. 64 random bits: ids are only unique per database,
+    /// and a collision is reported by the primary key rather than merged.
+    fn generate() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+        Ok(ExecutionId(format!("ex_{}", hex(&bytes))))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Any string is accepted: an unknown id simply finds nothing.
+impl From<&str> for ExecutionId {
+    fn from(id: &str) -> Self {
+        ExecutionId(id.to_owned())
+    }
+}
+
+impl From<String> for ExecutionId {
+    fn from(id: String) -> Self {
+        ExecutionId(id)
+    }
+}
+
+/// Defines a status enum stored as lower-case text.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} {other:?}", stringify!($name)
+                    )),
+                }
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e: String| FromSqlError::Other(e.into()))
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where an execution is.
+    ExecutionStatus {
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+);
+
+text_enum!(
+    /// How one node of an execution ended.
+    NodeStatus {
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Skipped => "skipped",
+    }
+);
+
+/// One execution, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecutionSummary {
+    pub id: ExecutionId,
+    pub bot: String,
+    pub graph_version: String,
+    pub status: ExecutionStatus,
+    pub started_at: i64,
+    /// `None` while running (or if the engine stopped mid-execution).
+    pub finished_at: Option<i64>,
+    pub summary: Option<String>,
+}
+
+/// One execution in full (its node runs come separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Execution {
+    pub id: ExecutionId,
+    pub bot: String,
+    pub graph_version: String,
+    pub status: ExecutionStatus,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// The trigger payload as scrubbed JSON.
+    pub trigger: String,
+    pub summary: Option<String>,
+}
+
+/// One log call of an invocation, scrubbed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub level: String,
+    pub message: String,
+}
+
+/// What one node of an execution did. Every text field is already
+/// scrubbed by the runtime; `secrets_read` holds names, never values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeRun {
+    pub execution_id: ExecutionId,
+    pub node: String,
+    /// `name@version` or however the executor names the extension it ran.
+    pub extension: String,
+    pub status: NodeStatus,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    /// The output JSON, when the node succeeded.
+    pub output: Option<String>,
+    /// The error message, when it failed or was skipped for a reason.
+    pub error: Option<String>,
+    pub logs: Vec<LogEntry>,
+    pub stdout: String,
+    pub stderr: String,
+    pub secrets_read: Vec<String>,
+}
+
+/// The engine database: one connection to `engine.db`.
+#[derive(Debug)]
+pub struct EngineStore {
+    conn: Connection,
+    /// The data directory (stored component paths are relative to it).
+    data_dir: PathBuf,
+    /// `data_dir/engine.db`, for messages.
+    path: PathBuf,
+}
+
+/// Statically asserts `EngineStore: Send` (the executor moves it into a
+/// `Mutex` shared across tasks).
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<EngineStore>();
+};
+
+impl EngineStore {
+    /// Opens `data_dir/engine.db`, creating the directory (0700) and the
+    /// file (0600) if needed and migrating the schema to this build's.
+    pub fn open(data_dir: &Path) -> Result<EngineStore, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !data_dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(|source| StoreError::Io {
+                    action: "create the data directory",
+                    path: data_dir.to_owned(),
+                    source,
+                })?;
+        }
+        check_header(&path)?;
+        // Create the file ourselves, 0600 whatever the umask: SQLite gives
+        // its WAL and shared-memory files the same mode. `mode` only
+        // applies when the file is created; an existing file keeps its own.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::Io {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+        let db_err = |operation| {
+            let path = path.clone();
+            move |source| StoreError::Db {
+                operation,
+                path,
+                source,
+            }
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err("opening the database"))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(db_err("setting the busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err("enabling WAL"))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(db_err("configuring the connection"))?;
+        let store = EngineStore {
+            conn,
+            data_dir: data_dir.to_owned(),
+            path,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The data directory the store lives in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Maps a SQLite error to [`StoreError::Db`] naming `operation`.
+    fn db(&self, operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + use<> {
+        let path = self.path.clone();
+        move |source| StoreError::Db {
+            operation,
+            path,
+            source,
+        }
+    }
+
+    /// Applies every migration newer than the file's version, each in its
+    /// own transaction. Refuses a file from a newer build.
+    fn migrate(&self) -> Result<(), StoreError> {
+        let current: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.db("reading the schema version"))?;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path: self.path.clone(),
+                found: current,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = self
+                .conn
+                .unchecked_transaction()
+                .map_err(self.db("starting a migration"))?;
+            tx.execute_batch(sql)
+                .and_then(|()| tx.pragma_update(None, "user_version", i as i64 + 1))
+                .and_then(|()| tx.commit())
+                .map_err(self.db("migrating the schema"))?;
+        }
+        Ok(())
+    }
+
+    // ----- extensions -----
+
+    /// Records an installed extension whose component is stored at `path`
+    /// (inside the data directory; kept relative to it). Fails with
+    /// [`StoreError::ExtensionExists`] if that name and version are
+    /// already recorded: a recorded version is never overwritten.
+    pub fn record_extension(
+        &mut self,
+        description: &ExtensionDescription,
+        sha256: &str,
+        path: &Path,
+    ) -> Result<InstalledExtension, StoreError> {
+        let relative = path.strip_prefix(&self.data_dir).unwrap_or(path);
+        let relative_text = relative.to_str().ok_or_else(|| StoreError::Encode {
+            what: "the component path",
+            reason: format!("{} is not valid UTF-8", path.display()),
+        })?;
+        let description_json = to_json("the extension description", description)?;
+        let installed_at = now_ms();
+        let inserted = self.conn.execute(
+            "INSERT INTO extensions(name, version, sha256, description, path, installed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                description.name,
+                description.version,
+                sha256,
+                description_json,
+                relative_text,
+                installed_at
+            ],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(e) if duplicate(&e) => {
+                return Err(StoreError::ExtensionExists {
+                    name: description.name.clone(),
+                    version: description.version.clone(),
+                });
+            }
+            Err(e) => return Err(self.db("recording an installed extension")(e)),
+        }
+        Ok(InstalledExtension {
+            id: self.conn.last_insert_rowid(),
+            name: description.name.clone(),
+            version: description.version.clone(),
+            sha256: sha256.to_owned(),
+            description: description.clone(),
+            path: self.data_dir.join(relative),
+            installed_at,
+        })
+    }
+
+    /// Every installed extension, by name, newest version first.
+    pub fn extensions(&self) -> Result<Vec<InstalledExtension>, StoreError> {
+        let mut all = self.query_extensions(None)?;
+        all.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| newest_first(a, b)));
+        Ok(all)
+    }
+
+    /// Every installed version of `name`, newest first (see
+    /// [`compare_versions`]); empty when none is installed.
+    pub fn versions(&self, name: &str) -> Result<Vec<InstalledExtension>, StoreError> {
+        let mut all = self.query_extensions(Some(name))?;
+        all.sort_by(newest_first);
+        Ok(all)
+    }
+
+    /// `name` at `version`, or its newest version when `version` is `None`.
+    ///
+    /// "Newest" is by version number ([`compare_versions`]), not by install
+    /// time: installing 0.1.1 after 0.2.0 (a backport) must not make graphs
+    /// that pin no version fall back to 0.1.1. Equal versions by number
+    /// (`1.0` and `1.0.0`) are ordered by install time.
+    pub fn extension(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Option<InstalledExtension>, StoreError> {
+        match version {
+            None => Ok(self.versions(name)?.into_iter().next()),
+            Some(version) => Ok(self
+                .query_extensions(Some(name))?
+                .into_iter()
+                .find(|e| e.version == version)),
+        }
+    }
+
+    fn query_extensions(&self, name: Option<&str>) -> Result<Vec<InstalledExtension>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, name, version, sha256, description, path, installed_at
+                 FROM extensions WHERE ?1 IS NULL OR name = ?1",
+            )
+            .map_err(self.db("listing installed extensions"))?;
+        let rows = stmt
+            .query_map([name], |r| {
+                let path: String = r.get(5)?;
+                Ok(InstalledExtension {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    version: r.get(2)?,
+                    sha256: r.get(3)?,
+                    description: json_column(r, 4)?,
+                    path: self.data_dir.join(path),
+                    installed_at: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(self.db("listing installed extensions"))?;
+        Ok(rows)
+    }
+
+    // ----- deployments and bot state -----
+
+    /// Deploys `graph_json` (canonical JSON) to `bot`, deactivating its
+    /// previous deployment in the same transaction. Old deployments are
+    /// kept, inactive, as history.
+    pub fn deploy(
+        &mut self,
+        bot: &str,
+        graph_json: &str,
+        graph_version: &str,
+    ) -> Result<Deployment, StoreError> {
+        let deployed_at = now_ms();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db_err(&self.path, "starting a deployment"))?;
+        tx.execute(
+            "UPDATE deployments SET active = 0 WHERE bot = ?1 AND active = 1",
+            [bot],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "INSERT INTO deployments(bot, graph, graph_version, deployed_at, active)
+                 VALUES (?1, ?2, ?3, ?4, 1)",
+                params![bot, graph_json, graph_version, deployed_at],
+            )
+        })
+        .map_err(db_err(&self.path, "recording a deployment"))?;
+        let id = tx.last_insert_rowid();
+        tx.commit()
+            .map_err(db_err(&self.path, "committing a deployment"))?;
+        Ok(Deployment {
+            id,
+            bot: bot.to_owned(),
+            graph: graph_json.to_owned(),
+            graph_version: graph_version.to_owned(),
+            deployed_at,
+            active: true,
+        })
+    }
+
+    /// The graph currently deployed to `bot`, if any.
+    pub fn active_deployment(&self, bot: &str) -> Result<Option<Deployment>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, bot, graph, graph_version, deployed_at, active
+                 FROM deployments WHERE bot = ?1 AND active = 1",
+                [bot],
+                |r| {
+                    Ok(Deployment {
+                        id: r.get(0)?,
+                        bot: r.get(1)?,
+                        graph: r.get(2)?,
+                        graph_version: r.get(3)?,
+                        deployed_at: r.get(4)?,
+                        active: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.db("reading the active deployment"))
+    }
+
+    /// Pauses or resumes `bot` (its triggers are not executed while
+    /// paused). Works for a bot with no deployment yet.
+    pub fn set_paused(&mut self, bot: &str, paused: bool) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO bot_state(bot, paused, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(bot) DO UPDATE SET paused = excluded.paused,
+                                                updated_at = excluded.updated_at",
+                params![bot, paused, now_ms()],
+            )
+            .map(drop)
+            .map_err(self.db("setting the bot's paused state"))
+    }
+
+    /// Whether `bot` is paused; a bot never paused is not.
+    pub fn is_paused(&self, bot: &str) -> Result<bool, StoreError> {
+        self.conn
+            .query_row("SELECT paused FROM bot_state WHERE bot = ?1", [bot], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map(|paused| paused.unwrap_or(false))
+            .map_err(self.db("reading the bot's paused state"))
+    }
+
+    // ----- executions -----
+
+    /// Records the start of an execution (status `running`) and returns its
+    /// new id. `trigger_json` must already be scrubbed.
+    pub fn start_execution(
+        &mut self,
+        bot: &str,
+        graph_version: &str,
+        trigger_json: &str,
+    ) -> Result<ExecutionId, StoreError> {
+        let id = ExecutionId::generate()?;
+        self.conn
+            .execute(
+                "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id.as_str(),
+                    bot,
+                    graph_version,
+                    ExecutionStatus::Running,
+                    now_ms(),
+                    trigger_json
+                ],
+            )
+            .map_err(self.db("recording the start of an execution"))?;
+        Ok(id)
+    }
+
+    /// Records what one node did. Its execution must exist
+    /// ([`StoreError::ExecutionNotFound`]) and the node must not have been
+    /// recorded for it yet ([`StoreError::NodeRunExists`]).
+    pub fn record_node_run(&mut self, run: &NodeRun) -> Result<(), StoreError> {
+        let logs = to_json("the node's logs", &run.logs)?;
+        let secrets_read = to_json("the names of the secrets read", &run.secrets_read)?;
+        let inserted = self.conn.execute(
+            "INSERT INTO node_runs(execution_id, node, extension, status, started_at,
+                                   duration_ms, output, error, logs, stdout, stderr, secrets_read)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                run.execution_id.as_str(),
+                run.node,
+                run.extension,
+                run.status,
+                run.started_at,
+                run.duration_ms,
+                run.output,
+                run.error,
+                logs,
+                run.stdout,
+                run.stderr,
+                secrets_read
+            ],
+        );
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) if extended_code(&e) == Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+                Err(StoreError::ExecutionNotFound(run.execution_id.to_string()))
+            }
+            Err(e) if duplicate(&e) => Err(StoreError::NodeRunExists {
+                execution: run.execution_id.to_string(),
+                node: run.node.clone(),
+            }),
+            Err(e) => Err(self.db("recording a node run")(e)),
+        }
+    }
+
+    /// Records how an execution ended (normally `succeeded` or `failed`)
+    /// with an optional scrubbed one-line summary.
+    pub fn finish_execution(
+        &mut self,
+        id: &ExecutionId,
+        status: ExecutionStatus,
+        summary: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE executions SET status = ?2, finished_at = ?3, summary = ?4 WHERE id = ?1",
+                params![id.as_str(), status, now_ms(), summary],
+            )
+            .map_err(self.db("recording the end of an execution"))?;
+        if changed == 0 {
+            return Err(StoreError::ExecutionNotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` executions, of `bot` or of every bot, newest
+    /// first.
+    pub fn executions(
+        &self,
+        bot: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionSummary>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, bot, graph_version, status, started_at, finished_at, summary
+                 FROM executions WHERE ?1 IS NULL OR bot = ?1
+                 ORDER BY started_at DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(self.db("listing executions"))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        stmt.query_map(params![bot, limit], |r| {
+            Ok(ExecutionSummary {
+                id: ExecutionId(r.get(0)?),
+                bot: r.get(1)?,
+                graph_version: r.get(2)?,
+                status: r.get(3)?,
+                started_at: r.get(4)?,
+                finished_at: r.get(5)?,
+                summary: r.get(6)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.db("listing executions"))
+    }
+
+    /// One execution with its node runs in the order they started.
+    pub fn execution(
+        &self,
+        id: &ExecutionId,
+    ) -> Result<Option<(Execution, Vec<NodeRun>)>, StoreError> {
+        let execution = self
+            .conn
+            .query_row(
+                "SELECT id, bot, graph_version, status, started_at, finished_at, trigger, summary
+                 FROM executions WHERE id = ?1",
+                [id.as_str()],
+                |r| {
+                    Ok(Execution {
+                        id: ExecutionId(r.get(0)?),
+                        bot: r.get(1)?,
+                        graph_version: r.get(2)?,
+                        status: r.get(3)?,
+                        started_at: r.get(4)?,
+                        finished_at: r.get(5)?,
+                        trigger: r.get(6)?,
+                        summary: r.get(7)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.db("reading an execution"))?;
+        let Some(execution) = execution else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT execution_id, node, extension, status, started_at, duration_ms,
+                        output, error, logs, stdout, stderr, secrets_read
+                 FROM node_runs WHERE execution_id = ?1 ORDER BY started_at, rowid",
+            )
+            .map_err(self.db("reading an execution's node runs"))?;
+        let runs = stmt
+            .query_map([id.as_str()], node_run)
+            .and_then(|rows| rows.collect())
+            .map_err(self.db("reading an execution's node runs"))?;
+        Ok(Some((execution, runs)))
+    }
+
+    /// Deletes everything recorded for `bot` (deployments, paused state,
+    /// executions and their node runs) in one transaction, for when the bot
+    /// itself is deleted.
+    pub fn delete_bot_data(&mut self, bot: &str) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(db_err(&self.path, "starting to delete a bot's data"))?;
+        tx.execute("DELETE FROM deployments WHERE bot = ?1", [bot])
+            .and_then(|_| tx.execute("DELETE FROM bot_state WHERE bot = ?1", [bot]))
+            .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", [bot]))
+            .and_then(|_| tx.commit())
+            .map_err(db_err(&self.path, "deleting a bot's data"))
+    }
+}
+
+impl ExtensionCatalog for EngineStore {
+    /// A database error reads as "not installed" here: the trait has no
+    /// error channel, and deploy preflight reports a missing extension
+    /// clearly anyway.
+    fn find(&self, name: &str, version: Option<&str>) -> Option<ExtensionDescription> {
+        self.extension(name, version)
+            .ok()
+            .flatten()
+            .map(|e| e.description)
+    }
+}
+
+/// `value` as JSON text; `what` names it in the error.
+fn to_json(what: &'static str, value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Encode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Column `idx` as JSON, failing the row (not panicking) on bad data.
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = r.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn node_run(r: &Row<'_>) -> rusqlite::Result<NodeRun> {
+    Ok(NodeRun {
+        execution_id: ExecutionId(r.get(0)?),
+        node: r.get(1)?,
+        extension: r.get(2)?,
+        status: r.get(3)?,
+        started_at: r.get(4)?,
+        duration_ms: r.get(5)?,
+        output: r.get(6)?,
+        error: r.get(7)?,
+        logs: json_column(r, 8)?,
+        stdout: r.get(9)?,
+        stderr: r.get(10)?,
+        secrets_read: json_column(r, 11)?,
+    })
+}
+
+/// Refuses an existing, non-empty file that is not SQLite, before SQLite
+/// fails deep inside with "file is not a database".
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    let mut header = [0u8; 16];
+    let read = match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                action: "open",
+                path: path.to_owned(),
+                source,
+            });
+        }
+        Ok(mut file) => {
+            std::io::Read::read(&mut file, &mut header).map_err(|source| StoreError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            })?
+        }
+    };
+    if read == 0 {
+        return Ok(());
+    }
+    if read < header.len() || &header != b"SQLite format 3\0" {
+        return Err(StoreError::NotAnEngineDatabase {
+            path: path.to_owned(),
+            reason: "it is not a SQLite database".into(),
+        });
+    }
+    Ok(())
+}
+
+fn db_err(path: &Path, operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Db {
+        operation,
+        path,
+        source,
+    }
+}
+
+fn extended_code(e: &rusqlite::Error) -> Option<std::os::raw::c_int> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
+        _ => None,
+    }
+}
+
+/// A UNIQUE or PRIMARY KEY violation: the row already exists. Other
+/// constraint failures (CHECK, triggers) are real errors, reported as such.
+fn duplicate(e: &rusqlite::Error) -> bool {
+    matches!(
+        extended_code(e),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
+
+/// Orders installed versions newest first: by [`compare_versions`], then
+/// by install time and id.
+fn newest_first(a: &InstalledExtension, b: &InstalledExtension) -> Ordering {
+    compare_versions(&b.version, &a.version)
+        .then(b.installed_at.cmp(&a.installed_at))
+        .then(b.id.cmp(&a.id))
+}
+
+/// Compares two versions the way people read them, without requiring
+/// semver: split on `.`, and compare segment by segment by the leading
+/// number (numerically), then by what follows it, where nothing beats
+/// something (`0` > `0-rc1`, so a release is newer than its pre-release).
+/// A version that runs out of segments first is older (`1.0` < `1.0.1`).
+/// Build metadata after `+` is ignored.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    fn split(segment: &str) -> (Option<u64>, &str) {
+        let digits = segment.bytes().take_while(u8::is_ascii_digit).count();
+        (segment[..digits].parse().ok(), &segment[digits..])
+    }
+    fn strip(v: &str) -> &str {
+        v.split_once('+').map_or(v, |(v, _)| v)
+    }
+    let (mut a, mut b) = (strip(a).split('.'), strip(b).split('.'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let ((xn, xr), (yn, yr)) = (split(x), split(y));
+                let by_rest = match (xr.is_empty(), yr.is_empty()) {
+                    (true, true) => Ordering::Equal,
+                    (true, false) => Ordering::Greater,
+                    (false, true) => Ordering::Less,
+                    (false, false) => xr.cmp(yr),
+                };
+                let ordering = xn.cmp(&yn).then(by_rest);
+                if ordering != Ordering::Equal {
+                    return ordering;
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RequiredSecret;
+
+    fn store() -> (tempfile::TempDir, EngineStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EngineStore::open(&dir.path().join("data")).unwrap();
+        (dir, store)
+    }
+
+    fn description(name: &str, version: &str) -> ExtensionDescription {
+        ExtensionDescription {
+            name: name.into(),
+            version: version.into(),
+            description: "test".into(),
+            required_secrets: vec![RequiredSecret {
+                name: "TOKEN".into(),
+                hosts: vec!["api.example.test".into()],
+            }],
+            secret_fields: vec![],
+            allowed_hosts: vec!["api.example.test".into()],
+            host_fields: vec![],
+        }
+    }
+
+    fn run(id: &ExecutionId, node: &str) -> NodeRun {
+        NodeRun {
+            execution_id: id.clone(),
+            node: node.into(),
+            extension: "echo@0.1.0".into(),
+            status: NodeStatus::Succeeded,
+            started_at: now_ms(),
+            duration_ms: 3,
+            output: Some(r#"{"ok":true}"#.into()),
+            error: None,
+            logs: vec![LogEntry {
+                level: "info".into(),
+                message: "hello [TOKEN]".into(),
+            }],
+            stdout: "out".into(),
+            stderr: String::new(),
+            secrets_read: vec!["TOKEN".into()],
+        }
+    }
+
+    #[test]
+    fn creates_a_private_wal_file_with_the_current_schema() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, store) = store();
+        let path = dir.path().join("data").join(DB_FILE);
+        assert_eq!(store.path(), path);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (journal, version, fk): (String, i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT (SELECT journal_mode FROM pragma_journal_mode),
+                        (SELECT user_version FROM pragma_user_version),
+                        (SELECT foreign_keys FROM pragma_foreign_keys)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((journal.as_str(), version, fk), ("wal", SCHEMA_VERSION, 1));
+        drop(store);
+        // Reopening migrates nothing and keeps the data.
+        EngineStore::open(&dir.path().join("data")).unwrap();
+    }
+
+    #[test]
+    fn refuses_junk_and_newer_schemas() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), b"this is not a database at all").unwrap();
+        let err = EngineStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotAnEngineDatabase { .. }),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        drop(EngineStore::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = EngineStore::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::SchemaTooNew { .. }), "{err}");
+        assert!(err.to_string().contains("upgrade narakim"), "{err}");
+    }
+
+    #[test]
+    fn extensions_are_recorded_once_and_the_newest_is_by_version() {
+        let (dir, mut store) = store();
+        let file = dir.path().join("data/extensions/echo/0.10.0/abc.wasm");
+        for version in ["0.2.0", "0.10.0", "0.9.1"] {
+            store
+                .record_extension(&description("echo", version), "abc", &file)
+                .unwrap();
+        }
+        store
+            .record_extension(&description("zed", "1.0.0"), "def", &file)
+            .unwrap();
+        let err = store
+            .record_extension(&description("echo", "0.2.0"), "other", &file)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ExtensionExists { .. }), "{err}");
+
+        let newest = store.extension("echo", None).unwrap().unwrap();
+        assert_eq!(newest.version, "0.10.0");
+        assert_eq!(newest.path, file);
+        assert_eq!(newest.description, description("echo", "0.10.0"));
+        let pinned = store.extension("echo", Some("0.2.0")).unwrap().unwrap();
+        assert_eq!(pinned.version, "0.2.0");
+        assert!(store.extension("echo", Some("9.9.9")).unwrap().is_none());
+        assert!(store.extension("nope", None).unwrap().is_none());
+        let versions: Vec<_> = store
+            .versions("echo")
+            .unwrap()
+            .into_iter()
+            .map(|e| e.version)
+            .collect();
+        assert_eq!(versions, ["0.10.0", "0.9.1", "0.2.0"]);
+        let all: Vec<_> = store
+            .extensions()
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.name, e.version))
+            .collect();
+        assert_eq!(
+            all,
+            ["echo 0.10.0", "echo 0.9.1", "echo 0.2.0", "zed 1.0.0"]
+        );
+        assert_eq!(
+            store.find("echo", None).map(|d| d.version),
+            Some("0.10.0".into())
+        );
+        // The path is kept relative to the data directory.
+        let stored: String = store
+            .conn
+            .query_row("SELECT path FROM extensions LIMIT 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, "extensions/echo/0.10.0/abc.wasm");
+    }
+
+    #[test]
+    fn version_order() {
+        use Ordering::*;
+        for (a, b, want) in [
+            ("1.0.0", "1.0.0", Equal),
+            ("0.10.0", "0.9.0", Greater),
+            ("1.0", "1.0.1", Less),
+            ("1.0.0", "1.0.0-rc1", Greater),
+            ("1.0.0-rc2", "1.0.0-rc1", Greater),
+            ("1.0.0+build5", "1.0.0", Equal),
+            ("2", "10", Less),
+            ("abc", "abd", Less),
+        ] {
+            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn one_active_deployment_per_bot_and_pause_state() {
+        let (_dir, mut store) = store();
+        assert!(store.active_deployment("greeter").unwrap().is_none());
+        let first = store.deploy("greeter", "{\"v\":1}", "aaa").unwrap();
+        let second = store.deploy("greeter", "{\"v\":2}", "bbb").unwrap();
+        store.deploy("other", "{}", "ccc").unwrap();
+        assert_ne!(first.id, second.id);
+        assert_eq!(store.active_deployment("greeter").unwrap(), Some(second));
+        let active: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM deployments WHERE bot = 'greeter' AND active = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(active, 1);
+
+        assert!(!store.is_paused("greeter").unwrap());
+        store.set_paused("greeter", true).unwrap();
+        assert!(store.is_paused("greeter").unwrap());
+        assert!(!store.is_paused("other").unwrap());
+        store.set_paused("greeter", false).unwrap();
+        assert!(!store.is_paused("greeter").unwrap());
+    }
+
+    #[test]
+    fn executions_and_node_runs_round_trip() {
+        let (_dir, mut store) = store();
+        let id = store
+            .start_execution("greeter", "aaa", r#"{"text":"hi"}"#)
+            .unwrap();
+        assert!(
+            id.as_str().starts_with("ex_") && id.as_str().len() == 19,
+            "{id}"
+        );
+        let second = store.start_execution("other", "ccc", "{}").unwrap();
+        assert_ne!(id, second);
+
+        let a = run(&id, "a");
+        let mut b = run(&id, "b");
+        b.status = NodeStatus::Failed;
+        b.output = None;
+        b.error = Some("boom".into());
+        b.started_at = a.started_at + 1;
+        store.record_node_run(&a).unwrap();
+        store.record_node_run(&b).unwrap();
+        let err = store.record_node_run(&a).unwrap_err();
+        assert!(matches!(err, StoreError::NodeRunExists { .. }), "{err}");
+        let err = store
+            .record_node_run(&run(&ExecutionId::from("ex_missing"), "a"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ExecutionNotFound(_)), "{err}");
+        assert!(err.to_string().contains("narakim executions list"), "{err}");
+
+        store
+            .finish_execution(&id, ExecutionStatus::Failed, Some("node b failed"))
+            .unwrap();
+        let err = store
+            .finish_execution(&"ex_nope".into(), ExecutionStatus::Succeeded, None)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ExecutionNotFound(_)), "{err}");
+
+        let (execution, runs) = store.execution(&id).unwrap().unwrap();
+        assert_eq!(execution.status, ExecutionStatus::Failed);
+        assert_eq!(execution.trigger, r#"{"text":"hi"}"#);
+        assert_eq!(execution.summary.as_deref(), Some("node b failed"));
+        assert!(execution.finished_at.is_some());
+        assert_eq!(runs, vec![a, b]);
+        assert!(store.execution(&"ex_nope".into()).unwrap().is_none());
+
+        let listed = store.executions(None, 10).unwrap();
+        assert_eq!(listed.len(), 2);
+        let mine = store.executions(Some("greeter"), 10).unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].id, id);
+        assert_eq!(mine[0].status, ExecutionStatus::Failed);
+        assert_eq!(store.executions(None, 1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn deleting_a_bot_removes_only_its_data() {
+        let (_dir, mut store) = store();
+        store.deploy("gone", "{}", "aaa").unwrap();
+        store.set_paused("gone", true).unwrap();
+        let id = store.start_execution("gone", "aaa", "{}").unwrap();
+        store.record_node_run(&run(&id, "a")).unwrap();
+        store.deploy("kept", "{}", "bbb").unwrap();
+        let kept = store.start_execution("kept", "bbb", "{}").unwrap();
+
+        store.delete_bot_data("gone").unwrap();
+        assert!(store.active_deployment("gone").unwrap().is_none());
+        assert!(!store.is_paused("gone").unwrap());
+        assert!(store.execution(&id).unwrap().is_none());
+        let orphans: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM node_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(orphans, 0);
+        assert!(store.active_deployment("kept").unwrap().is_some());
+        assert!(store.execution(&kept).unwrap().is_some());
+    }
+}
