@@ -1,13 +1,23 @@
-//! `narakim demo`: the vault end to end on a throwaway directory, showing
-//! each step as the command an operator would type.
+//! `narakim demo`: the main job, offline, on a throwaway directory. It
+//! creates a vault, a team and a bot, stores demo secrets, installs the
+//! sample extensions, starts loopback stand-ins of OpenRouter and Discord,
+//! deploys a two-node bot (OpenRouter writes a message, Discord posts it),
+//! runs it and prints the execution, whose logs show `[REDACTED:…]`
+//! wherever a value would have appeared. Each step is shown as the command
+//! an operator would type.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use narakim::engine::executor::{Engine, SecretSource};
+use narakim::engine::graph::Graph;
+use narakim::engine::registry::Registry;
+use narakim::engine::store::EngineStore;
 use narakim::redact::Scrubber;
-use narakim::vault::{
-    KeySource, Scope, SecretName, SecretResolver, SecretValue, Vault, VaultConfig, store,
-};
+use narakim::runtime::{Limits, Runtime};
+use narakim::standin::{Kind, Options, StandIn};
+use narakim::vault::{KeySource, Scope, SecretName, SecretValue, Vault, VaultConfig, store};
 
 /// Demo secrets: shaped like the real thing, obviously fake.
 const SECRETS: &[(&str, &str, &str)] = &[
@@ -29,7 +39,46 @@ const SECRETS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub fn run(dir: Option<PathBuf>) -> Result<()> {
+/// The sample extensions the demo installs, by crate name.
+const EXTENSIONS: &[&str] = &[
+    "openrouter-chat",
+    "discord-send-message",
+    "discord-register-command",
+    "http-request",
+];
+
+/// The demo bot: OpenRouter writes a welcome, Discord posts it. `debug`
+/// makes both extensions log every request header as sent, the way a
+/// careless extension would: the execution record shows what is left.
+const GRAPH: &str = r#"{
+  "name": "greeter",
+  "description": "Welcome new members with a message written by an LLM",
+  "nodes": [
+    {
+      "id": "write",
+      "extension": "openrouter-chat",
+      "config": {
+        "model": "openai/gpt-4o-mini",
+        "system": "You write one short, friendly Discord message.",
+        "prompt": "Welcome {{trigger.user}} to the {{trigger.server}} server.",
+        "debug": true
+      }
+    },
+    {
+      "id": "post",
+      "extension": "discord-send-message",
+      "depends_on": ["write"],
+      "config": {
+        "channel_id": "876543210987654321",
+        "content": "{{nodes.write.output.reply}}",
+        "debug": true
+      }
+    }
+  ]
+}
+"#;
+
+pub fn run(dir: Option<PathBuf>, extensions: Option<PathBuf>) -> Result<()> {
     let root = match dir {
         Some(d) => {
             if d.exists() {
@@ -46,6 +95,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
             .context("creating a temporary directory")?
             .keep(),
     };
+    let components = sample_extensions(extensions)?;
     let data_dir = root.join("data");
     let key_file = root.join("config/master.key");
     let config = VaultConfig::new(data_dir.clone(), KeySource::File(key_file.clone()));
@@ -54,7 +104,10 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
         data_dir.display(),
         key_file.display()
     );
-    println!("narakim demo: a throwaway vault in {}", root.display());
+    println!(
+        "narakim demo: a throwaway vault and engine in {}",
+        root.display()
+    );
 
     step("narakim init");
     Vault::init(&config)?;
@@ -75,119 +128,262 @@ pub fn run(dir: Option<PathBuf>) -> Result<()> {
     step("narakim bot create greeter --team ops");
     vault.create_bot("greeter", "ops")?;
 
-    for (scope, name, value) in SECRETS {
-        let scope = match *scope {
-            "team" => Scope::Team("ops".into()),
-            _ => Scope::Bot("greeter".into()),
-        };
-        step(&format!(
-            "printf %s \"$VALUE\" | narakim secret set {name} {}",
-            scope.flag()
-        ));
-        vault.set_secret(
-            &scope,
-            &SecretName::new(name)?,
-            &SecretValue::new((*value).to_owned())?,
-        )?;
-        println!("  saved {name} for {scope}; the value is never shown again");
+    // Everything but the OpenRouter key, to show preflight first.
+    for (scope, name, value) in &SECRETS[..3] {
+        set_secret(&mut vault, scope, name, value)?;
     }
 
-    step("narakim secret list --bot greeter");
-    for s in vault.list_secrets(&Scope::Bot("greeter".into()))? {
+    // The stand-ins accept exactly the bot's credentials, as the real APIs
+    // would; the runtime reaches them through operator upstream mappings.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (discord, openrouter) = {
+        let _inside = tokio.enter();
+        let discord = StandIn::start(
+            Kind::Discord(narakim::standin::DiscordCredentials {
+                bot_token: SECRETS[2].2.into(),
+                application_id: SECRETS[0].2.into(),
+            }),
+            Options::default(),
+        )?;
+        let openrouter = StandIn::start(
+            Kind::OpenRouter(narakim::standin::OpenRouterCredentials {
+                api_key: SECRETS[3].2.into(),
+            }),
+            Options::default(),
+        )?;
+        (discord, openrouter)
+    };
+    println!(
+        "\n# Loopback stand-ins of the two APIs (no network needed): {} and {}",
+        discord.upstream_arg(),
+        openrouter.upstream_arg()
+    );
+
+    let runtime = Arc::new(
+        Runtime::new(Limits::default(), Some(data_dir.join("cache")))?
+            .with_upstreams([discord.upstream(), openrouter.upstream()]),
+    );
+    let mut registry = Registry::open(&data_dir, &runtime)?;
+    for name in EXTENSIONS {
+        let path = components.join(format!("{}.wasm", name.replace('-', "_")));
+        step(&format!("narakim extension install {}", path.display()));
+        let report = tokio.block_on(registry.install(&path))?;
+        println!("  {report}");
+    }
+    drop(registry);
+    step("narakim extension list");
+    for e in EngineStore::open(&data_dir)?.extensions()? {
+        let secrets: Vec<&str> = e
+            .description
+            .required_secrets
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         println!(
-            "  {:<24} {:<16} fingerprint {}  {}",
-            s.name,
-            s.scope.to_string(),
-            s.fingerprint,
-            if s.effective {
-                "resolves"
+            "  {:<26} {:<7} secrets: {:<48} hosts: {}",
+            e.name,
+            e.version,
+            if secrets.is_empty() {
+                "-".to_owned()
             } else {
-                "overridden by the bot secret"
+                secrets.join(", ")
+            },
+            if e.description.allowed_hosts.is_empty() {
+                "the url's host".to_owned()
+            } else {
+                e.description.allowed_hosts.join(", ")
             }
         );
     }
 
-    println!("\n# The bot secret overrides the team secret of the same name:");
-    let snapshot = vault.snapshot_for_bot("greeter")?;
-    let token = snapshot.resolve("DISCORD_BOT_TOKEN")?;
-    println!(
-        "  greeter's DISCORD_BOT_TOKEN is the bot's own: {}; printing it shows {token}",
-        token.matches(SECRETS[2].2.as_bytes())
-    );
-    drop(token);
-    match snapshot.resolve("WEBHOOK_SECRET") {
-        Err(e) => println!("  an unconfigured name fails clearly: {e}"),
-        Ok(_) => bail!("WEBHOOK_SECRET should not resolve"),
+    let graph_file = root.join("greeter.json");
+    std::fs::write(&graph_file, GRAPH).context("writing the demo graph")?;
+    let graph = Graph::load(&graph_file)?;
+    let engine = Arc::new(Engine::new(
+        runtime.clone(),
+        vault,
+        EngineStore::open(&data_dir)?,
+    ));
+
+    step(&format!(
+        "narakim bot status greeter --graph {}",
+        graph_file.display()
+    ));
+    let status = engine.status("greeter", Some(&graph))?;
+    for s in &status.secrets {
+        let source = match s.source {
+            SecretSource::Bot => "bot scope",
+            SecretSource::Team => "team scope",
+            SecretSource::Missing => "MISSING",
+        };
+        println!(
+            "  node {:<6} {:<32} {:<24} {source}",
+            s.node, s.extension, s.secret
+        );
+    }
+    step(&format!(
+        "narakim bot deploy greeter --graph {}",
+        graph_file.display()
+    ));
+    match engine.deploy("greeter", &graph) {
+        Err(e) => println!(
+            "  refused, as it should be:\n  {}",
+            e.to_string().replace('\n', "\n  ")
+        ),
+        Ok(_) => bail!("deploy should be refused while OPENROUTER_API_KEY is missing"),
     }
 
+    set_secret(
+        &mut engine.vault(),
+        SECRETS[3].0,
+        SECRETS[3].1,
+        SECRETS[3].2,
+    )?;
+
     println!(
-        "\n# Scrubbing: a log that leaks the bot's secrets, raw and encoded, written 7 bytes at a time:"
+        "\n# A config that holds a secret's value is refused too (compared by keyed fingerprint):"
+    );
+    let pasted = GRAPH.replace("{{nodes.write.output.reply}}", SECRETS[2].2);
+    let pasted_file = root.join("pasted-token.json");
+    std::fs::write(&pasted_file, &pasted).context("writing the demo graph")?;
+    step(&format!(
+        "narakim bot deploy greeter --graph {}",
+        pasted_file.display()
+    ));
+    match engine.deploy("greeter", &Graph::load(&pasted_file)?) {
+        Err(e) => println!("  refused:\n  {}", e.to_string().replace('\n', "\n  ")),
+        Ok(_) => bail!("a graph holding a token must be refused"),
+    }
+
+    step(&format!(
+        "narakim bot deploy greeter --graph {}",
+        graph_file.display()
+    ));
+    let deployment = engine.deploy("greeter", &graph)?;
+    println!("  deployed graph {}", &deployment.graph_version[..12]);
+
+    let trigger = serde_json::json!({"user": "Ada", "server": "Analytical Engines"});
+    step(&format!("narakim run greeter --input '{trigger}'"));
+    let report = tokio.block_on(engine.run("greeter", trigger))?;
+    println!(
+        "  execution {}: {} ({})",
+        report.id,
+        report.status.as_str(),
+        report.summary
+    );
+    if report.status != narakim::engine::store::ExecutionStatus::Succeeded {
+        bail!("the demo execution failed: {}", report.summary);
+    }
+    if let Some(posted) = discord.requests().last() {
+        println!(
+            "  the Discord stand-in received {} {} with the real token in its Authorization header: {}",
+            posted.method,
+            posted.path,
+            posted.header("authorization") == Some(format!("Bot {}", SECRETS[2].2).as_str())
+        );
+    }
+
+    step(&format!("narakim executions show {}", report.id));
+    super::engine::executions_show(&engine.store(), report.id.as_str(), false)?;
+
+    println!(
+        "\n# Scrubbing outside an execution: a log that leaks the bot's secrets, raw and encoded, written 7 bytes at a time:"
     );
     step("narakim scrub --bot greeter < leaky.log");
-    let leaky = leaky_log();
+    let snapshot = engine.vault().snapshot_for_bot("greeter")?;
     let scrubber = Scrubber::for_snapshot(&snapshot)?;
     let mut stream = scrubber.stream();
     let mut scrubbed = Vec::new();
-    for piece in leaky.as_bytes().chunks(7) {
+    for piece in leaky_log().as_bytes().chunks(7) {
         stream.write(piece, &mut scrubbed);
     }
     stream.finish(&mut scrubbed);
     for line in String::from_utf8_lossy(&scrubbed).lines() {
         println!("  {line}");
     }
-    println!(
-        "  (a Discord token begins with the base64 of the application id, so a token's replacement names both)"
-    );
 
     step("narakim key rotate");
-    let report = vault.rotate_key(|_, _| {})?;
+    let report = engine.vault().rotate_key(|_, _| {})?;
     println!(
         "  master key {} -> {}; {} record(s) re-wrapped, verified, previous key shredded",
         report.old_key, report.new_key, report.rewrapped
     );
-    step("narakim key verify");
-    let verify = vault.verify()?;
-    println!(
-        "  {} secret(s) checked, {} failed",
-        verify.checked,
-        verify.failed.len()
-    );
 
     println!(
-        "\n# Encryption at rest: search the database files for every value, raw, hex and base64:"
+        "\n# Encryption at rest: search the vault and engine databases for every value, raw, hex and base64:"
     );
-    drop(vault);
+    drop(engine);
     let hits = scan(&data_dir)?;
-    println!(
-        "  {} occurrence(s) in {}",
-        hits,
-        store::database_files(&data_dir)
-            .iter()
-            .filter(|p| p.exists())
-            .map(|p| p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("  {hits} occurrence(s) in vault.db, engine.db and their WAL files");
     if hits > 0 {
         bail!("a planted value was found in the database files");
     }
+    drop((discord, openrouter));
+    println!(
+        "\nDone. Explore it yourself, for example:\n  narakim {flags} executions list\n  narakim {flags} bot status greeter"
+    );
+    Ok(())
+}
 
-    step("narakim audit list");
-    let vault = Vault::open(config)?;
-    for e in vault.audit(None)? {
-        println!(
-            "  {:<17} {:<16} {}",
-            e.action,
-            e.owner.as_deref().unwrap_or("-"),
-            e.name.as_deref().unwrap_or(&e.detail)
+fn set_secret(vault: &mut Vault, scope: &str, name: &str, value: &str) -> Result<()> {
+    let scope = match scope {
+        "team" => Scope::Team("ops".into()),
+        _ => Scope::Bot("greeter".into()),
+    };
+    step(&format!(
+        "printf %s \"$VALUE\" | narakim secret set {name} {}",
+        scope.flag()
+    ));
+    vault.set_secret(
+        &scope,
+        &SecretName::new(name)?,
+        &SecretValue::new(value.to_owned())?,
+    )?;
+    println!("  saved {name} for {scope}; the value is never shown again");
+    Ok(())
+}
+
+/// The directory of the built sample extensions: `--extensions DIR`, or
+/// `extensions/` of this source tree, built for wasm32-wasip2 first (a
+/// no-op when up to date).
+fn sample_extensions(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir);
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("extensions");
+    if !source.join("Cargo.toml").exists() {
+        bail!(
+            "the demo builds the sample extensions from the source tree, which is not at {}; run it from a checkout (`cargo run -- demo`) or pass --extensions DIR with the built .wasm files",
+            source.display()
         );
     }
-    println!("\nDone. Explore it yourself, for example:\n  narakim {flags} secret list --team ops");
-    Ok(())
+    println!("building the sample extensions (extensions/, wasm32-wasip2) ...");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(&source)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .context("running cargo to build the sample extensions")?;
+    if !status.success() {
+        bail!(
+            "building extensions/ for wasm32-wasip2 failed; is the target installed? `rustup target add wasm32-wasip2`"
+        );
+    }
+    Ok(source.join("target/wasm32-wasip2/release"))
 }
 
 /// A log line per leak form: raw, `echo | base64`, hex, JSON, a URL.
@@ -236,7 +432,9 @@ fn scan(data_dir: &Path) -> Result<usize> {
         );
     }
     let mut hits = 0;
-    for file in store::database_files(data_dir) {
+    let mut files = store::database_files(data_dir);
+    files.extend(["engine.db", "engine.db-wal", "engine.db-shm"].map(|f| data_dir.join(f)));
+    for file in files {
         let Ok(bytes) = std::fs::read(&file) else {
             continue;
         };

@@ -2,6 +2,7 @@
 //! results. The only place that uses `anyhow`.
 
 mod demo;
+mod engine;
 mod extension;
 mod scrub;
 mod secret_input;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use narakim::runtime::Limits;
 use narakim::vault::{
     InitOutcome, Scope, SecretName, SetOutcome, Vault, VaultConfig, VaultError, format_time,
 };
@@ -53,6 +55,25 @@ enum Command {
     /// Inspect and run extensions (WebAssembly components)
     #[command(subcommand)]
     Extension(ExtensionCommand),
+    /// Run a bot's deployed graph once and print the execution
+    Run {
+        /// The bot to run
+        bot: String,
+        /// The trigger payload, available to templates as {{trigger.*}}: JSON, or @FILE
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+        /// Send requests for HOST to URL instead (repeatable), e.g. discord.com=http://127.0.0.1:8080
+        #[arg(long, value_name = "HOST=URL")]
+        upstream: Vec<narakim::runtime::Upstream>,
+        /// Read more HOST=URL mappings from a file, one per line (# comments)
+        #[arg(long, value_name = "FILE", env = "NARAKIM_UPSTREAMS")]
+        upstream_file: Option<PathBuf>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// List and show stored executions
+    #[command(subcommand)]
+    Executions(ExecutionsCommand),
     /// Copy stdin to stdout with every value of a bot's (or team's) secrets, raw or encoded, replaced by [REDACTED:NAME]
     Scrub {
         #[command(flatten)]
@@ -69,11 +90,14 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 0)]
         delay_ms: u64,
     },
-    /// Walk through the vault on a throwaway copy: init, teams, bots, secrets, rotation, proof of encryption at rest
+    /// The main job, offline: a throwaway vault, team and bot, the sample extensions installed, stand-ins of OpenRouter and Discord, a two-node bot deployed, run, and its scrubbed execution shown
     Demo {
         /// Directory for the demo vault (must not exist yet) [default: a new temporary directory]
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Directory of the built sample extensions (.wasm) [default: build extensions/ of this source tree]
+        #[arg(long, value_name = "DIR")]
+        extensions: Option<PathBuf>,
     },
 }
 
@@ -94,6 +118,27 @@ enum TeamCommand {
 }
 
 #[derive(Subcommand, Debug)]
+enum ExecutionsCommand {
+    /// List executions, newest first
+    List {
+        /// Only this bot's
+        #[arg(long)]
+        bot: Option<String>,
+        /// At most N
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+    },
+    /// Show one execution: every node's status, duration, secrets read, output and logs (all scrubbed)
+    Show {
+        /// The execution id (from `executions list` or `run`)
+        id: String,
+        /// Print it as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum BotCommand {
     /// Create a bot in a team
     Create {
@@ -107,6 +152,32 @@ enum BotCommand {
     List,
     /// Delete a bot and all its bot secrets
     Delete {
+        /// Bot name
+        name: String,
+    },
+    /// Show, for each node of the deployed graph (or --graph FILE), where each required secret comes from: bot scope, team scope, or MISSING
+    Status {
+        /// Bot name
+        name: String,
+        /// Check this graph document instead of the deployed one
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+    },
+    /// Validate a graph document (JSON or TOML) and deploy it; refused while a required secret is missing or a config holds a credential
+    Deploy {
+        /// Bot name
+        name: String,
+        /// The graph document
+        #[arg(long, value_name = "FILE")]
+        graph: PathBuf,
+    },
+    /// Stop the bot from executing
+    Pause {
+        /// Bot name
+        name: String,
+    },
+    /// Let a paused bot execute again
+    Resume {
         /// Bot name
         name: String,
     },
@@ -178,6 +249,18 @@ enum ExtensionCommand {
     Inspect {
         /// The component (.wasm built for wasm32-wasip2)
         path: PathBuf,
+    },
+    /// Check, precompile and store a component by name, version and content hash; a new version shows what changed in its secrets and hosts
+    Install {
+        /// The component (.wasm built for wasm32-wasip2)
+        path: PathBuf,
+    },
+    /// List installed extensions with their required secrets and allowed hosts
+    List,
+    /// Show an installed extension: required secrets, where each may be sent, allowed hosts
+    Show {
+        /// NAME or NAME@VERSION (default: the newest version)
+        name: String,
     },
     /// Run one invocation with a bot's secrets: output JSON to stdout, logs to stderr
     Run {
@@ -251,15 +334,23 @@ enum AuditCommand {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
-    if let Command::Demo { dir } = &cli.command {
-        return demo::run(dir.clone());
+    if let Command::Demo { dir, extensions } = &cli.command {
+        return demo::run(dir.clone(), extensions.clone());
     }
     let config = VaultConfig::from_env(cli.data_dir.clone(), cli.key_file.clone())?;
     if let Command::Init = cli.command {
         return init(&config);
     }
-    if let Command::Extension(ExtensionCommand::Inspect { path }) = &cli.command {
-        return extension::inspect(&config, path);
+    match &cli.command {
+        Command::Extension(ExtensionCommand::Inspect { path }) => {
+            return extension::inspect(&config, path);
+        }
+        Command::Extension(ExtensionCommand::Install { path }) => {
+            return engine::install(&config, path);
+        }
+        Command::Extension(ExtensionCommand::List) => return engine::list(&config),
+        Command::Extension(ExtensionCommand::Show { name }) => return engine::show(&config, name),
+        _ => {}
     }
     // Validate what can be validated before the vault is even opened.
     if let Command::Secret(SecretCommand::Set { value, extra, .. }) = &cli.command
@@ -276,13 +367,57 @@ pub fn run() -> Result<()> {
     match cli.command {
         Command::Init | Command::Demo { .. } => unreachable!("handled above"),
         Command::Team(cmd) => team(&mut vault, cmd),
-        Command::Bot(cmd) => bot(&mut vault, cmd),
         Command::Secret(cmd) => secret(&mut vault, cmd),
         Command::Key(cmd) => key(&mut vault, cmd),
         Command::Audit(AuditCommand::List { limit }) => audit(&vault, limit),
         Command::Scrub { scope } => scrub::run(&vault, &scope.scope()),
         Command::Standin { api, bot, delay_ms } => standin::run(&vault, api, &bot, delay_ms),
-        Command::Extension(ExtensionCommand::Inspect { .. }) => unreachable!("handled above"),
+        Command::Extension(
+            ExtensionCommand::Inspect { .. }
+            | ExtensionCommand::Install { .. }
+            | ExtensionCommand::List
+            | ExtensionCommand::Show { .. },
+        ) => unreachable!("handled above"),
+        Command::Bot(BotCommand::Status { name, graph }) => {
+            let engine = engine::engine(vault, Limits::default(), Vec::new())?;
+            engine::status(&engine, &name, graph.as_deref())
+        }
+        Command::Bot(BotCommand::Deploy { name, graph }) => {
+            let engine = engine::engine(vault, Limits::default(), Vec::new())?;
+            engine::deploy(&engine, &name, &graph)
+        }
+        Command::Bot(BotCommand::Pause { name }) => {
+            let engine = engine::engine(vault, Limits::default(), Vec::new())?;
+            engine::set_paused(&engine, &name, true)
+        }
+        Command::Bot(BotCommand::Resume { name }) => {
+            let engine = engine::engine(vault, Limits::default(), Vec::new())?;
+            engine::set_paused(&engine, &name, false)
+        }
+        Command::Run {
+            bot,
+            input,
+            mut upstream,
+            upstream_file,
+            limits,
+        } => {
+            let input = extension::json_arg("input", input.as_deref())?;
+            if let Some(file) = upstream_file {
+                upstream.extend(extension::upstream_file(&file)?);
+            }
+            let engine = engine::engine(vault, limits.limits(), upstream)?;
+            engine::run(&engine, &bot, &input)
+        }
+        Command::Bot(cmd) => bot(&mut vault, cmd),
+        Command::Executions(cmd) => {
+            let store = narakim::engine::store::EngineStore::open(&vault.config().data_dir)?;
+            match cmd {
+                ExecutionsCommand::List { bot, limit } => {
+                    engine::executions_list(&store, bot.as_deref(), limit)
+                }
+                ExecutionsCommand::Show { id, json } => engine::executions_show(&store, &id, json),
+            }
+        }
         Command::Extension(ExtensionCommand::Run {
             path,
             bot,
@@ -391,8 +526,15 @@ fn bot(vault: &mut Vault, cmd: BotCommand) -> Result<()> {
         }
         BotCommand::Delete { name } => {
             let n = vault.delete_bot(&name)?;
+            // Its deployments and execution records go with it.
+            narakim::engine::store::EngineStore::open(&vault.config().data_dir)?
+                .delete_bot_data(&name)?;
             println!("Deleted bot \"{name}\" and its {n} bot secret(s).");
         }
+        BotCommand::Status { .. }
+        | BotCommand::Deploy { .. }
+        | BotCommand::Pause { .. }
+        | BotCommand::Resume { .. } => unreachable!("engine commands are handled in run()"),
     }
     Ok(())
 }

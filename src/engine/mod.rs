@@ -5,10 +5,13 @@
 //! - [`graph`]: the bot graph document, its validation and its order.
 //! - [`template`]: `{{trigger.*}}` and `{{nodes.ID.output.*}}` in configs.
 //! - [`credentials`]: what in a config looks like a credential.
+//! - [`executor`]: the [`Engine`](executor::Engine): preflight, deploy, and
+//!   executions of a deployed graph.
 //! - [`store`]: the engine's SQLite database (`engine.db`, apart from the
 //!   vault's).
 
 pub mod credentials;
+pub mod executor;
 pub mod graph;
 pub mod registry;
 pub mod store;

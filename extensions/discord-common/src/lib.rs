@@ -34,6 +34,7 @@ pub fn is_snowflake(s: &str) -> bool {
 pub struct Discord {
     token: Secret,
     application_id: Secret,
+    verbose: bool,
 }
 
 impl Discord {
@@ -57,7 +58,15 @@ impl Discord {
         Ok(Self {
             token,
             application_id,
+            verbose: false,
         })
+    }
+
+    /// Logs each request and its headers at `debug` level (see
+    /// [`Request::verbose`]); the host scrubs the token out of the log.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
     }
 
     /// The application id (not secret in Discord's eyes, but kept as one).
@@ -70,6 +79,7 @@ impl Discord {
             .auth("Authorization", "Bot", &self.token)
             .header("User-Agent", USER_AGENT)
             .json(body)
+            .verbose(self.verbose)
     }
 
     /// Sends `body` as JSON to `API_BASE` + `path`, waiting out one rate

@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 
 #[derive(Deserialize)]
 struct Config {
+    /// Log each request and its headers at debug level (values scrubbed by the host).
+    #[serde(default)]
+    debug: bool,
     name: String,
     #[serde(default)]
     description: Option<String>,
@@ -121,7 +124,7 @@ impl Extension for RegisterCommand {
             body.insert("options".into(), options.clone());
         }
 
-        let discord = Discord::from_secrets()?;
+        let discord = Discord::from_secrets()?.verbose(config.debug);
         let application_id = discord.application_id().to_owned();
         info!(
             "registering command {:?} (type {})",

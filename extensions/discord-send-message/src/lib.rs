@@ -17,6 +17,9 @@ const MAX_CONTENT: usize = 2000;
 
 #[derive(Deserialize)]
 struct Config {
+    /// Log each request and its headers at debug level (values scrubbed by the host).
+    #[serde(default)]
+    debug: bool,
     channel_id: String,
     #[serde(default)]
     content: Option<String>,
@@ -105,7 +108,7 @@ impl Extension for SendMessage {
                 .unwrap_or_else(|| json!({"parse": []})),
         );
 
-        let discord = Discord::from_secrets()?;
+        let discord = Discord::from_secrets()?.verbose(config.debug);
         info!(
             "sending a message of {length} characters to channel {}",
             config.channel_id

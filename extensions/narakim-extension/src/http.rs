@@ -281,6 +281,7 @@ pub struct Request {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     error: Option<String>,
+    verbose: bool,
 }
 
 impl fmt::Debug for Request {
@@ -320,7 +321,18 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
             error: None,
+            verbose: false,
         }
+    }
+
+    /// Logs the request line, every header as sent and the response status
+    /// at `debug` level, like `curl -v`. Header values go to the log as
+    /// they are: narakim scrubs every secret value out of logs before anyone
+    /// sees them (an `Authorization` header shows as
+    /// `Bot [REDACTED:DISCORD_BOT_TOKEN]`), which is what makes this safe.
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
     }
 
     /// A `GET` request.
@@ -400,6 +412,12 @@ impl Request {
         }
         let url = Url::parse(&self.url)?;
         let host = url.host.clone();
+        if self.verbose {
+            crate::debug!("> {} {}", self.method, self.url);
+            for (name, value) in &self.headers {
+                crate::debug!("> {name}: {value}");
+            }
+        }
         let invalid =
             |what: String| HttpError::InvalidRequest(format!("{} {}: {what}", self.method, host));
 
@@ -506,6 +524,9 @@ impl Request {
             }
         }
         drop(IncomingBody::finish(body));
+        if self.verbose {
+            crate::debug!("< {status} ({} bytes)", bytes.len());
+        }
         Ok(Response {
             status,
             headers,

@@ -24,6 +24,9 @@ struct Config {
     max_tokens: Option<u32>,
     #[serde(default)]
     temperature: Option<f64>,
+    /// Log each request and its headers at debug level (values scrubbed by the host).
+    #[serde(default)]
+    debug: bool,
 }
 
 #[derive(Serialize)]
@@ -173,6 +176,7 @@ impl Extension for OpenRouterChat {
                     .bearer(&key)
                     .header("X-Title", "narakim")
                     .json(&body)
+                    .verbose(config.debug)
             },
             http::DEFAULT_MAX_WAIT,
         )?;

@@ -1,0 +1,570 @@
+//! The engine itself: deploy preflight, and executions of a deployed graph.
+//!
+//! One [`Engine`] per process holds the runtime, the vault and the engine
+//! store; executions share it (`Arc<Engine>`) and run concurrently.
+//!
+//! An execution:
+//! 1. refuses a paused or undeployed bot;
+//! 2. takes one snapshot of the bot's secrets, so a rotation or overwrite
+//!    during the execution affects the next one, never this one;
+//! 3. starts every node whose dependencies have finished, at once (a
+//!    tokio task each), rendering `{{trigger.*}}` and
+//!    `{{nodes.ID.output.*}}` into its config first;
+//! 4. on a failure, skips everything downstream of the failed node and
+//!    lets independent branches finish;
+//! 5. stores the execution with every node's status, duration, output,
+//!    logs and the names of the secrets it read, all scrubbed of every value
+//!    of the bot's secrets (the runtime already scrubbed each node of the
+//!    values it read; this second pass catches a value that reached a node
+//!    another way, for example through the trigger).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::credentials::{self, CredentialFinding};
+use super::graph::{Graph, GraphError, ValidatedGraph, ValidatedNode};
+use super::registry::{self, RegistryError};
+use super::store::{
+    Deployment, EngineStore, ExecutionId, ExecutionStatus, LogEntry, NodeRun, NodeStatus,
+    StoreError,
+};
+use super::template::{self, Context};
+use crate::redact::Scrubber;
+use crate::runtime::{Extension, Runtime};
+use crate::vault::{Scope, SecretResolver, SecretSnapshot, Vault, VaultError};
+
+/// What went wrong, engine-side. Node failures are not errors: they are
+/// recorded in the execution.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(
+        "bot {0:?} has no deployed graph; deploy one with `narakim bot deploy {0} --graph FILE`"
+    )]
+    NotDeployed(String),
+    #[error("bot {0:?} is paused; resume it with `narakim bot resume {0}`")]
+    Paused(String),
+    #[error("deploy of bot {bot:?} refused:\n{reasons}")]
+    DeployRefused { bot: String, reasons: String },
+    #[error("the trigger must be a JSON value: {0}")]
+    BadTrigger(String),
+    #[error(
+        "the secrets of bot {bot:?} cannot all be decrypted ({reason}), so its execution records could not be scrubbed; run `narakim key verify`"
+    )]
+    Unscrubbable { bot: String, reason: String },
+}
+
+/// Where a required secret of a node comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    Bot,
+    Team,
+    Missing,
+}
+
+/// One row of `bot status`: a node's required secret and where it resolves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretStatus {
+    pub node: String,
+    pub extension: String,
+    pub secret: String,
+    pub source: SecretSource,
+}
+
+/// The configurations view of a bot.
+#[derive(Debug, Clone, Serialize)]
+pub struct BotStatus {
+    pub bot: String,
+    pub paused: bool,
+    /// The deployed graph's version, if any.
+    pub graph_version: Option<String>,
+    pub secrets: Vec<SecretStatus>,
+}
+
+impl BotStatus {
+    pub fn missing(&self) -> impl Iterator<Item = &SecretStatus> {
+        self.secrets
+            .iter()
+            .filter(|s| s.source == SecretSource::Missing)
+    }
+}
+
+/// A node's result within an execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub extension: String,
+    pub status: NodeStatus,
+    pub duration_ms: i64,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub secrets_read: Vec<String>,
+}
+
+/// What `run` returns: the stored execution, in brief.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionReport {
+    pub id: ExecutionId,
+    pub bot: String,
+    pub graph_version: String,
+    pub status: ExecutionStatus,
+    pub duration_ms: i64,
+    pub nodes: Vec<NodeReport>,
+    pub summary: String,
+}
+
+/// The runtime, the vault and the engine store, shared by every execution.
+pub struct Engine {
+    runtime: Arc<Runtime>,
+    vault: Mutex<Vault>,
+    store: Mutex<EngineStore>,
+    /// Loaded (compiled, pre-linked) extensions by content hash.
+    loaded: Mutex<HashMap<String, Arc<Extension>>>,
+    /// Validated graphs by graph version.
+    graphs: Mutex<HashMap<String, Arc<ValidatedGraph>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    pub fn new(runtime: Arc<Runtime>, vault: Vault, store: EngineStore) -> Self {
+        Engine {
+            runtime,
+            vault: Mutex::new(vault),
+            store: Mutex::new(store),
+            loaded: Mutex::default(),
+            graphs: Mutex::default(),
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The vault, for commands that manage secrets alongside the engine.
+    pub fn vault(&self) -> MutexGuard<'_, Vault> {
+        lock(&self.vault)
+    }
+
+    /// The engine store, for listing executions and extensions.
+    pub fn store(&self) -> MutexGuard<'_, EngineStore> {
+        lock(&self.store)
+    }
+
+    /// Where each required secret of each node of `graph` resolves for
+    /// `bot`: its own scope, its team's, or missing.
+    pub fn secret_status(
+        &self,
+        bot: &str,
+        graph: &ValidatedGraph,
+    ) -> Result<Vec<SecretStatus>, EngineError> {
+        let snapshot = self.vault().snapshot_for_bot(bot)?;
+        let scopes: HashMap<&str, Scope> = snapshot.names().collect();
+        let mut out = Vec::new();
+        for node in graph.topological_order() {
+            let config = node.node.config.to_string();
+            let mut names: Vec<String> = node
+                .extension
+                .declared_secrets(&config)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            names.sort();
+            for secret in names {
+                let source = match scopes.get(secret.as_str()) {
+                    Some(Scope::Bot(_)) => SecretSource::Bot,
+                    Some(Scope::Team(_)) => SecretSource::Team,
+                    None => SecretSource::Missing,
+                };
+                out.push(SecretStatus {
+                    node: node.node.id.clone(),
+                    extension: extension_label(node),
+                    secret,
+                    source,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `bot status`: the deployed graph's secrets, or `graph`'s when given.
+    pub fn status(&self, bot: &str, graph: Option<&Graph>) -> Result<BotStatus, EngineError> {
+        // Fails clearly for an unknown bot.
+        self.vault().snapshot_for_bot(bot)?;
+        let (paused, deployment) = {
+            let store = self.store();
+            (store.is_paused(bot)?, store.active_deployment(bot)?)
+        };
+        let validated = match (graph, &deployment) {
+            (Some(graph), _) => Some(Arc::new(self.validate(graph)?)),
+            (None, Some(d)) => Some(self.deployed_graph(d)?),
+            (None, None) => None,
+        };
+        let secrets = match &validated {
+            Some(g) => self.secret_status(bot, g)?,
+            None => Vec::new(),
+        };
+        Ok(BotStatus {
+            bot: bot.to_owned(),
+            paused,
+            graph_version: deployment.map(|d| d.graph_version),
+            secrets,
+        })
+    }
+
+    fn validate(&self, graph: &Graph) -> Result<ValidatedGraph, EngineError> {
+        Ok(graph.validate(&*self.store())?)
+    }
+
+    /// Every reason `graph` may not be deployed for `bot`, or the validated
+    /// graph. Nothing is changed.
+    pub fn preflight(&self, bot: &str, graph: &Graph) -> Result<ValidatedGraph, EngineError> {
+        let validated = self.validate(graph)?;
+        let mut reasons = Vec::new();
+
+        // Raw credentials in configs or templates.
+        let findings: Vec<CredentialFinding> = graph.credential_findings();
+        if !findings.is_empty() {
+            reasons.push(credentials::refusal_message(&findings));
+        }
+
+        // Stored secret values pasted into a config, compared by keyed
+        // fingerprint: nothing is decrypted, nothing printed but names.
+        let mut candidates = Vec::new();
+        for node in &graph.nodes {
+            for (pointer, candidate) in credentials::candidate_values(&node.config) {
+                candidates.push((node.id.clone(), pointer, candidate));
+            }
+        }
+        let texts: Vec<&str> = candidates.iter().map(|(_, _, c)| c.as_str()).collect();
+        let matches = self.vault().stored_values_among(&texts)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for m in matches {
+            let (node, pointer, _) = &candidates[m.candidate];
+            if seen.insert((node.clone(), pointer.clone(), m.name.clone())) {
+                reasons.push(format!(
+                    "node {node:?}: config {pointer} holds the value of the stored secret {} ({}); \
+                     a config must not contain a secret: remove it and let the extension read {} from the vault",
+                    m.name,
+                    m.scope,
+                    m.name
+                ));
+            }
+        }
+        drop(candidates);
+
+        // Every required secret configured.
+        let missing: Vec<SecretStatus> = self
+            .secret_status(bot, &validated)?
+            .into_iter()
+            .filter(|s| s.source == SecretSource::Missing)
+            .collect();
+        if !missing.is_empty() {
+            let mut text = String::from("required secrets are missing:");
+            let mut names = std::collections::BTreeSet::new();
+            for s in &missing {
+                text.push_str(&format!(
+                    "\n  - {} (node {:?}, {})",
+                    s.secret, s.node, s.extension
+                ));
+                names.insert(s.secret.clone());
+            }
+            text.push_str("\nset them with:");
+            for name in names {
+                text.push_str(&format!(
+                    "\n  narakim secret set {name} --bot {bot}    (or --team TEAM to share it)"
+                ));
+            }
+            reasons.push(text);
+        }
+
+        if reasons.is_empty() {
+            Ok(validated)
+        } else {
+            Err(EngineError::DeployRefused {
+                bot: bot.to_owned(),
+                reasons: reasons.join("\n"),
+            })
+        }
+    }
+
+    /// Deploys `graph` for `bot` after [`Engine::preflight`].
+    pub fn deploy(&self, bot: &str, graph: &Graph) -> Result<Deployment, EngineError> {
+        let validated = self.preflight(bot, graph)?;
+        let version = graph.version();
+        let deployment = self
+            .store()
+            .deploy(bot, &graph.canonical_json(), &version)?;
+        lock(&self.graphs).insert(version, Arc::new(validated));
+        Ok(deployment)
+    }
+
+    pub fn set_paused(&self, bot: &str, paused: bool) -> Result<(), EngineError> {
+        self.vault().snapshot_for_bot(bot)?;
+        Ok(self.store().set_paused(bot, paused)?)
+    }
+
+    fn deployed_graph(&self, deployment: &Deployment) -> Result<Arc<ValidatedGraph>, EngineError> {
+        if let Some(g) = lock(&self.graphs).get(&deployment.graph_version) {
+            return Ok(g.clone());
+        }
+        let graph = Graph::parse(&deployment.graph, Some(super::graph::Format::Json))?;
+        let validated = Arc::new(self.validate(&graph)?);
+        lock(&self.graphs).insert(deployment.graph_version.clone(), validated.clone());
+        Ok(validated)
+    }
+
+    async fn extension_for(&self, node: &ValidatedNode) -> Result<Arc<Extension>, EngineError> {
+        let installed = self
+            .store()
+            .extension(&node.extension.name, Some(&node.extension.version))?
+            .ok_or_else(|| RegistryError::NotInstalled {
+                name: node.extension.name.clone(),
+            })?;
+        if let Some(e) = lock(&self.loaded).get(&installed.sha256) {
+            return Ok(e.clone());
+        }
+        let loaded = Arc::new(registry::load_installed(&self.runtime, &installed).await?);
+        lock(&self.loaded).insert(installed.sha256.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Runs the bot's deployed graph once with `trigger`.
+    pub async fn run(
+        self: &Arc<Self>,
+        bot: &str,
+        trigger: Value,
+    ) -> Result<ExecutionReport, EngineError> {
+        let started = Instant::now();
+        let deployment = {
+            let store = self.store();
+            if store.is_paused(bot)? {
+                return Err(EngineError::Paused(bot.to_owned()));
+            }
+            store
+                .active_deployment(bot)?
+                .ok_or_else(|| EngineError::NotDeployed(bot.to_owned()))?
+        };
+        let graph = self.deployed_graph(&deployment)?;
+        // One snapshot per execution: a rotation mid-way affects the next.
+        let snapshot: Arc<SecretSnapshot> = Arc::new(self.vault().snapshot_for_bot(bot)?);
+        let scrubber =
+            Scrubber::for_snapshot(&snapshot).map_err(|e| EngineError::Unscrubbable {
+                bot: bot.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let trigger_text = scrubber.scrub_str(&trigger.to_string());
+        let id = self
+            .store()
+            .start_execution(bot, &deployment.graph_version, &trigger_text)?;
+
+        let mut outputs: HashMap<String, Value> = HashMap::new();
+        let mut reports: BTreeMap<String, NodeReport> = BTreeMap::new();
+        let mut schedule = graph.schedule();
+        let mut running = tokio::task::JoinSet::new();
+        let mut failed = false;
+        loop {
+            for node in schedule.start() {
+                let rendered = template::render(
+                    &node.node.config,
+                    &Context {
+                        trigger: &trigger,
+                        outputs: &outputs,
+                    },
+                );
+                let input = serde_json::json!({
+                    "trigger": trigger,
+                    "nodes": node.dependencies.iter()
+                        .map(|d| (d.clone(), serde_json::json!({"output": outputs.get(d)})))
+                        .collect::<serde_json::Map<_, _>>(),
+                });
+                let extension = self.extension_for(node).await;
+                let (engine, resolver) =
+                    (self.clone(), snapshot.clone() as Arc<dyn SecretResolver>);
+                let (id, label) = (node.node.id.clone(), extension_label(node));
+                running.spawn(async move {
+                    let begun = now_ms();
+                    let clock = Instant::now();
+                    let result = match (rendered, extension) {
+                        (Err(e), _) => Err(format!("rendering the config: {e}")),
+                        (_, Err(e)) => Err(e.to_string()),
+                        (Ok(config), Ok(extension)) => engine
+                            .runtime
+                            .invoke(
+                                &extension,
+                                &id,
+                                resolver,
+                                &config.to_string(),
+                                &input.to_string(),
+                            )
+                            .await
+                            .map_err(|e| e.to_string()),
+                    };
+                    (id, label, begun, clock.elapsed(), result)
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (node, extension, begun, elapsed, result) =
+                joined.expect("a node task never panics: invocation errors are values");
+            let mut run = NodeRun {
+                execution_id: id.clone(),
+                node: node.clone(),
+                extension: extension.clone(),
+                status: NodeStatus::Succeeded,
+                started_at: begun,
+                duration_ms: elapsed.as_millis() as i64,
+                output: None,
+                error: None,
+                logs: Vec::new(),
+                stdout: String::new(),
+                stderr: String::new(),
+                secrets_read: Vec::new(),
+            };
+            let mut output_value = None;
+            match result {
+                Ok(outcome) => {
+                    run.logs = outcome
+                        .logs
+                        .iter()
+                        .map(|(level, message)| LogEntry {
+                            level: level.clone(),
+                            message: scrubber.scrub_str(message),
+                        })
+                        .collect();
+                    run.stdout = scrubber.scrub_str(&outcome.stdout);
+                    run.stderr = scrubber.scrub_str(&outcome.stderr);
+                    run.secrets_read = outcome.secrets_read;
+                    match outcome.result {
+                        Ok(output) => {
+                            let output = scrubber.scrub_str(&output);
+                            output_value = serde_json::from_str::<Value>(&output).ok();
+                            run.output = Some(output);
+                        }
+                        Err(message) => {
+                            run.status = NodeStatus::Failed;
+                            run.error = Some(scrubber.scrub_str(&format!(
+                                "extension {extension} returned an error: {message}"
+                            )));
+                        }
+                    }
+                }
+                Err(message) => {
+                    run.status = NodeStatus::Failed;
+                    run.error = Some(scrubber.scrub_str(&message));
+                }
+            }
+            self.store().record_node_run(&run)?;
+            reports.insert(node.clone(), report_of(&run, output_value.clone()));
+            if run.status == NodeStatus::Succeeded {
+                outputs.insert(node.clone(), output_value.unwrap_or(Value::Null));
+                schedule.finish(&node);
+            } else {
+                failed = true;
+                for skipped in schedule.fail(&node) {
+                    let skipped_node = graph.node(skipped).expect("scheduled nodes exist");
+                    let run = NodeRun {
+                        execution_id: id.clone(),
+                        node: skipped.to_owned(),
+                        extension: extension_label(skipped_node),
+                        status: NodeStatus::Skipped,
+                        started_at: now_ms(),
+                        duration_ms: 0,
+                        output: None,
+                        error: Some(format!("not run: it depends on {node:?}, which failed")),
+                        logs: Vec::new(),
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        secrets_read: Vec::new(),
+                    };
+                    self.store().record_node_run(&run)?;
+                    reports.insert(skipped.to_owned(), report_of(&run, None));
+                }
+            }
+        }
+
+        let status = if failed {
+            ExecutionStatus::Failed
+        } else {
+            ExecutionStatus::Succeeded
+        };
+        let nodes: Vec<NodeReport> = graph
+            .topological_order()
+            .filter_map(|n| reports.remove(&n.node.id))
+            .collect();
+        let summary = summarize(&nodes);
+        self.store()
+            .finish_execution(&id, status, Some(&summary))?;
+        Ok(ExecutionReport {
+            id,
+            bot: bot.to_owned(),
+            graph_version: deployment.graph_version,
+            status,
+            duration_ms: started.elapsed().as_millis() as i64,
+            nodes,
+            summary,
+        })
+    }
+}
+
+fn extension_label(node: &ValidatedNode) -> String {
+    format!("{}@{}", node.extension.name, node.extension.version)
+}
+
+fn report_of(run: &NodeRun, output: Option<Value>) -> NodeReport {
+    NodeReport {
+        node: run.node.clone(),
+        extension: run.extension.clone(),
+        status: run.status,
+        duration_ms: run.duration_ms,
+        output,
+        error: run.error.clone(),
+        secrets_read: run.secrets_read.clone(),
+    }
+}
+
+/// One line: how many nodes did what, and the first failure.
+fn summarize(nodes: &[NodeReport]) -> String {
+    let count = |s: NodeStatus| nodes.iter().filter(|n| n.status == s).count();
+    let mut text = format!(
+        "{} succeeded, {} failed, {} skipped",
+        count(NodeStatus::Succeeded),
+        count(NodeStatus::Failed),
+        count(NodeStatus::Skipped)
+    );
+    if let Some(first) = nodes.iter().find(|n| n.status == NodeStatus::Failed) {
+        text.push_str(&format!(
+            "; node {:?} failed: {}",
+            first.node,
+            first.error.as_deref().unwrap_or("unknown error")
+        ));
+    }
+    text
+}
