@@ -284,14 +284,36 @@ fn demo_runs_end_to_end() {
     cmd.args(["demo", "--dir"]).arg(&target);
     let out = run_command(cmd, None);
     let text = out.ok();
-    assert!(text.contains("0 occurrence(s)"), "{text}");
-    assert!(text.contains("[REDACTED]"), "{text}");
+    // Preflight: the missing key is shown and blocks the first deploy; a
+    // graph holding the token is refused by name.
+    assert!(text.contains("MISSING"), "{text}");
+    assert!(
+        text.contains("narakim secret set OPENROUTER_API_KEY --bot greeter"),
+        "{text}"
+    );
+    assert!(text.contains("stored secret DISCORD_BOT_TOKEN"), "{text}");
+    // The bot ran against the stand-ins, and its record shows where the
+    // values would have been.
+    assert!(text.contains("succeeded (2 succeeded, 0 failed, 0 skipped)"), "{text}");
+    assert!(
+        text.contains("real token in its Authorization header: true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Authorization: Bearer [REDACTED:OPENROUTER_API_KEY]"),
+        "{text}"
+    );
+    assert!(text.contains("Authorization: Bot [REDACTED:"), "{text}");
     assert!(
         text.contains("base64 -> [REDACTED:OPENROUTER_API_KEY]"),
         "{text}"
     );
-    assert!(!text.contains("sk-or-v1-demo"), "{text}");
+    assert!(text.contains("0 occurrence(s)"), "{text}");
+    for value in ["sk-or-v1-demo", "demo11.bot-token", "demo00.team-token"] {
+        assert!(!text.contains(value), "{value} leaked: {text}");
+    }
     assert!(target.join("data/vault.db").exists());
+    assert!(target.join("data/engine.db").exists());
 }
 
 /// At a terminal, `secret set` asks twice at a hidden prompt. `script` gives

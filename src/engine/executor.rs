@@ -222,7 +222,18 @@ impl Engine {
             (store.is_paused(bot)?, store.active_deployment(bot)?)
         };
         let validated = match (graph, &deployment) {
-            (Some(graph), _) => Some(Arc::new(self.validate(graph)?)),
+            (Some(graph), _) => {
+                // Validation messages may quote config text: refuse to
+                // look at a graph that holds a credential first.
+                let findings = graph.credential_findings();
+                if !findings.is_empty() {
+                    return Err(EngineError::DeployRefused {
+                        bot: bot.to_owned(),
+                        reasons: credentials::refusal_message(&findings),
+                    });
+                }
+                Some(Arc::new(self.validate(graph)?))
+            }
             (None, Some(d)) => Some(self.deployed_graph(d)?),
             (None, None) => None,
         };
@@ -245,7 +256,10 @@ impl Engine {
     /// Every reason `graph` may not be deployed for `bot`, or the validated
     /// graph. Nothing is changed.
     pub fn preflight(&self, bot: &str, graph: &Graph) -> Result<ValidatedGraph, EngineError> {
-        let validated = self.validate(graph)?;
+        // The credential checks come first: they need only the document,
+        // and validation messages may quote config text (an extension's
+        // own check echoes a bad URL, for example), which must not be shown
+        // when that text holds a credential.
         let mut reasons = Vec::new();
 
         // Raw credentials in configs or templates.
@@ -278,6 +292,28 @@ impl Engine {
             }
         }
         drop(candidates);
+
+        let validated = match self.validate(graph) {
+            Ok(validated) => validated,
+            Err(e) if reasons.is_empty() => return Err(e),
+            Err(e) => {
+                let count = match &e {
+                    EngineError::Graph(GraphError::Invalid(problems)) => problems.len(),
+                    _ => 1,
+                };
+                let problems = if count == 1 { "problem" } else { "problems" };
+                reasons.push(format!(
+                    "the graph also has {count} other {problems}, not shown while it holds a \
+                     credential (a message could quote it); remove the credential and deploy \
+                     again to see {}",
+                    if count == 1 { "it" } else { "them" }
+                ));
+                return Err(EngineError::DeployRefused {
+                    bot: bot.to_owned(),
+                    reasons: reasons.join("\n"),
+                });
+            }
+        };
 
         // Every required secret configured.
         let missing: Vec<SecretStatus> = self
@@ -384,153 +420,165 @@ impl Engine {
             .store()
             .start_execution(bot, &deployment.graph_version, &trigger_text)?;
 
-        let mut outputs: HashMap<String, Value> = HashMap::new();
-        let mut reports: BTreeMap<String, NodeReport> = BTreeMap::new();
-        let mut schedule = graph.schedule();
-        let mut running = tokio::task::JoinSet::new();
-        let mut failed = false;
-        loop {
-            for node in schedule.start() {
-                let rendered = template::render(
-                    &node.node.config,
-                    &Context {
-                        trigger: &trigger,
-                        outputs: &outputs,
-                    },
-                );
-                let input = serde_json::json!({
-                    "trigger": trigger,
-                    "nodes": node.dependencies.iter()
-                        .map(|d| (d.clone(), serde_json::json!({"output": outputs.get(d)})))
-                        .collect::<serde_json::Map<_, _>>(),
-                });
-                let extension = self.extension_for(node).await;
-                let (engine, resolver) =
-                    (self.clone(), snapshot.clone() as Arc<dyn SecretResolver>);
-                let (id, label) = (node.node.id.clone(), extension_label(node));
-                running.spawn(async move {
-                    let begun = now_ms();
-                    let clock = Instant::now();
-                    let result = match (rendered, extension) {
-                        (Err(e), _) => Err(format!("rendering the config: {e}")),
-                        (_, Err(e)) => Err(e.to_string()),
-                        (Ok(config), Ok(extension)) => engine
-                            .runtime
-                            .invoke(
-                                &extension,
-                                &id,
-                                resolver,
-                                &config.to_string(),
-                                &input.to_string(),
-                            )
-                            .await
-                            .map_err(|e| e.to_string()),
-                    };
-                    (id, label, begun, clock.elapsed(), result)
-                });
-            }
-            let Some(joined) = running.join_next().await else {
-                break;
-            };
-            let (node, extension, begun, elapsed, result) =
-                joined.expect("a node task never panics: invocation errors are values");
-            let mut run = NodeRun {
-                execution_id: id.clone(),
-                node: node.clone(),
-                extension: extension.clone(),
-                status: NodeStatus::Succeeded,
-                started_at: begun,
-                duration_ms: elapsed.as_millis() as i64,
-                output: None,
-                error: None,
-                logs: Vec::new(),
-                stdout: String::new(),
-                stderr: String::new(),
-                secrets_read: Vec::new(),
-            };
-            let mut output_value = None;
-            match result {
-                Ok(outcome) => {
-                    run.logs = outcome
-                        .logs
-                        .iter()
-                        .map(|(level, message)| LogEntry {
-                            level: level.clone(),
-                            message: scrubber.scrub_str(message),
-                        })
-                        .collect();
-                    run.stdout = scrubber.scrub_str(&outcome.stdout);
-                    run.stderr = scrubber.scrub_str(&outcome.stderr);
-                    run.secrets_read = outcome.secrets_read;
-                    match outcome.result {
-                        Ok(output) => {
-                            let output = scrubber.scrub_str(&output);
-                            output_value = serde_json::from_str::<Value>(&output).ok();
-                            run.output = Some(output);
-                        }
-                        Err(message) => {
-                            run.status = NodeStatus::Failed;
-                            run.error = Some(scrubber.scrub_str(&format!(
-                                "extension {extension} returned an error: {message}"
-                            )));
+        // Whatever stops the execution early (a store error), it is not
+        // left "running": record it as failed, with the reason.
+        let executed: Result<ExecutionReport, EngineError> = async {
+            let mut outputs: HashMap<String, Value> = HashMap::new();
+            let mut reports: BTreeMap<String, NodeReport> = BTreeMap::new();
+            let mut schedule = graph.schedule();
+            let mut running = tokio::task::JoinSet::new();
+            let mut failed = false;
+            loop {
+                for node in schedule.start() {
+                    let rendered = template::render(
+                        &node.node.config,
+                        &Context {
+                            trigger: &trigger,
+                            outputs: &outputs,
+                        },
+                    );
+                    let input = serde_json::json!({
+                        "trigger": trigger,
+                        "nodes": node.dependencies.iter()
+                            .map(|d| (d.clone(), serde_json::json!({"output": outputs.get(d)})))
+                            .collect::<serde_json::Map<_, _>>(),
+                    });
+                    let extension = self.extension_for(node).await;
+                    let (engine, resolver) =
+                        (self.clone(), snapshot.clone() as Arc<dyn SecretResolver>);
+                    let (id, label) = (node.node.id.clone(), extension_label(node));
+                    running.spawn(async move {
+                        let begun = now_ms();
+                        let clock = Instant::now();
+                        let result = match (rendered, extension) {
+                            (Err(e), _) => Err(format!("rendering the config: {e}")),
+                            (_, Err(e)) => Err(e.to_string()),
+                            (Ok(config), Ok(extension)) => engine
+                                .runtime
+                                .invoke(
+                                    &extension,
+                                    &id,
+                                    resolver,
+                                    &config.to_string(),
+                                    &input.to_string(),
+                                )
+                                .await
+                                .map_err(|e| e.to_string()),
+                        };
+                        (id, label, begun, clock.elapsed(), result)
+                    });
+                }
+                let Some(joined) = running.join_next().await else {
+                    break;
+                };
+                let (node, extension, begun, elapsed, result) =
+                    joined.expect("a node task never panics: invocation errors are values");
+                let mut run = NodeRun {
+                    execution_id: id.clone(),
+                    node: node.clone(),
+                    extension: extension.clone(),
+                    status: NodeStatus::Succeeded,
+                    started_at: begun,
+                    duration_ms: elapsed.as_millis() as i64,
+                    output: None,
+                    error: None,
+                    logs: Vec::new(),
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    secrets_read: Vec::new(),
+                };
+                let mut output_value = None;
+                match result {
+                    Ok(outcome) => {
+                        run.logs = outcome
+                            .logs
+                            .iter()
+                            .map(|(level, message)| LogEntry {
+                                level: level.clone(),
+                                message: scrubber.scrub_str(message),
+                            })
+                            .collect();
+                        run.stdout = scrubber.scrub_str(&outcome.stdout);
+                        run.stderr = scrubber.scrub_str(&outcome.stderr);
+                        run.secrets_read = outcome.secrets_read;
+                        match outcome.result {
+                            Ok(output) => {
+                                let output = scrubber.scrub_str(&output);
+                                output_value = serde_json::from_str::<Value>(&output).ok();
+                                run.output = Some(output);
+                            }
+                            Err(message) => {
+                                run.status = NodeStatus::Failed;
+                                run.error = Some(scrubber.scrub_str(&format!(
+                                    "extension {extension} returned an error: {message}"
+                                )));
+                            }
                         }
                     }
+                    Err(message) => {
+                        run.status = NodeStatus::Failed;
+                        run.error = Some(scrubber.scrub_str(&message));
+                    }
                 }
-                Err(message) => {
-                    run.status = NodeStatus::Failed;
-                    run.error = Some(scrubber.scrub_str(&message));
+                self.store().record_node_run(&run)?;
+                reports.insert(node.clone(), report_of(&run, output_value.clone()));
+                if run.status == NodeStatus::Succeeded {
+                    outputs.insert(node.clone(), output_value.unwrap_or(Value::Null));
+                    schedule.finish(&node);
+                } else {
+                    failed = true;
+                    for skipped in schedule.fail(&node) {
+                        let skipped_node = graph.node(skipped).expect("scheduled nodes exist");
+                        let run = NodeRun {
+                            execution_id: id.clone(),
+                            node: skipped.to_owned(),
+                            extension: extension_label(skipped_node),
+                            status: NodeStatus::Skipped,
+                            started_at: now_ms(),
+                            duration_ms: 0,
+                            output: None,
+                            error: Some(format!("not run: it depends on {node:?}, which failed")),
+                            logs: Vec::new(),
+                            stdout: String::new(),
+                            stderr: String::new(),
+                            secrets_read: Vec::new(),
+                        };
+                        self.store().record_node_run(&run)?;
+                        reports.insert(skipped.to_owned(), report_of(&run, None));
+                    }
                 }
             }
-            self.store().record_node_run(&run)?;
-            reports.insert(node.clone(), report_of(&run, output_value.clone()));
-            if run.status == NodeStatus::Succeeded {
-                outputs.insert(node.clone(), output_value.unwrap_or(Value::Null));
-                schedule.finish(&node);
-            } else {
-                failed = true;
-                for skipped in schedule.fail(&node) {
-                    let skipped_node = graph.node(skipped).expect("scheduled nodes exist");
-                    let run = NodeRun {
-                        execution_id: id.clone(),
-                        node: skipped.to_owned(),
-                        extension: extension_label(skipped_node),
-                        status: NodeStatus::Skipped,
-                        started_at: now_ms(),
-                        duration_ms: 0,
-                        output: None,
-                        error: Some(format!("not run: it depends on {node:?}, which failed")),
-                        logs: Vec::new(),
-                        stdout: String::new(),
-                        stderr: String::new(),
-                        secrets_read: Vec::new(),
-                    };
-                    self.store().record_node_run(&run)?;
-                    reports.insert(skipped.to_owned(), report_of(&run, None));
-                }
-            }
-        }
 
-        let status = if failed {
-            ExecutionStatus::Failed
-        } else {
-            ExecutionStatus::Succeeded
-        };
-        let nodes: Vec<NodeReport> = graph
-            .topological_order()
-            .filter_map(|n| reports.remove(&n.node.id))
-            .collect();
-        let summary = summarize(&nodes);
-        self.store()
-            .finish_execution(&id, status, Some(&summary))?;
-        Ok(ExecutionReport {
-            id,
-            bot: bot.to_owned(),
-            graph_version: deployment.graph_version,
-            status,
-            duration_ms: started.elapsed().as_millis() as i64,
-            nodes,
-            summary,
-        })
+            let status = if failed {
+                ExecutionStatus::Failed
+            } else {
+                ExecutionStatus::Succeeded
+            };
+            let nodes: Vec<NodeReport> = graph
+                .topological_order()
+                .filter_map(|n| reports.remove(&n.node.id))
+                .collect();
+            let summary = summarize(&nodes);
+            self.store().finish_execution(&id, status, Some(&summary))?;
+            Ok(ExecutionReport {
+                id: id.clone(),
+                bot: bot.to_owned(),
+                graph_version: deployment.graph_version,
+                status,
+                duration_ms: started.elapsed().as_millis() as i64,
+                nodes,
+                summary,
+            })
+        }
+        .await;
+        if let Err(e) = &executed {
+            let _ = self.store().finish_execution(
+                &id,
+                ExecutionStatus::Failed,
+                Some(&scrubber.scrub_str(&format!("engine error: {e}"))),
+            );
+        }
+        executed
     }
 }
 

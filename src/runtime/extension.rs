@@ -246,7 +246,11 @@ impl Runtime {
         let component = compile()?;
         // A cache that cannot be written only costs a recompile next time.
         if let Ok(serialized) = component.serialize() {
-            let tmp = dir.join(format!("{sha256}.cwasm.tmp{}", std::process::id()));
+            // Unique per process and per write: two threads may compile the
+            // same component at once, and each must rename a whole file.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!("{sha256}.cwasm.tmp{}-{n}", std::process::id()));
             let _ = std::fs::create_dir_all(&dir)
                 .and_then(|()| std::fs::write(&tmp, serialized))
                 .and_then(|()| std::fs::rename(&tmp, &file));
