@@ -294,7 +294,10 @@ fn demo_runs_end_to_end() {
     assert!(text.contains("stored secret DISCORD_BOT_TOKEN"), "{text}");
     // The bot ran against the stand-ins, and its record shows where the
     // values would have been.
-    assert!(text.contains("succeeded (2 succeeded, 0 failed, 0 skipped)"), "{text}");
+    assert!(
+        text.contains("succeeded (2 succeeded, 0 failed, 0 skipped)"),
+        "{text}"
+    );
     assert!(
         text.contains("real token in its Authorization header: true"),
         "{text}"
