@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use narakim::engine::executor::{Engine, SecretSource};
+use narakim::engine::executor::Engine;
 use narakim::engine::graph::Graph;
 use narakim::engine::registry::Registry;
 use narakim::engine::store::EngineStore;
@@ -176,29 +176,7 @@ pub fn run(dir: Option<PathBuf>, extensions: Option<PathBuf>) -> Result<()> {
     }
     drop(registry);
     step("narakim extension list");
-    for e in EngineStore::open(&data_dir)?.extensions()? {
-        let secrets: Vec<&str> = e
-            .description
-            .required_secrets
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect();
-        println!(
-            "  {:<26} {:<7} secrets: {:<48} hosts: {}",
-            e.name,
-            e.version,
-            if secrets.is_empty() {
-                "-".to_owned()
-            } else {
-                secrets.join(", ")
-            },
-            if e.description.allowed_hosts.is_empty() {
-                "the url's host".to_owned()
-            } else {
-                e.description.allowed_hosts.join(", ")
-            }
-        );
-    }
+    super::engine::list(&config)?;
 
     let graph_file = root.join("greeter.json");
     std::fs::write(&graph_file, GRAPH).context("writing the demo graph")?;
@@ -213,18 +191,7 @@ pub fn run(dir: Option<PathBuf>, extensions: Option<PathBuf>) -> Result<()> {
         "narakim bot status greeter --graph {}",
         graph_file.display()
     ));
-    let status = engine.status("greeter", Some(&graph))?;
-    for s in &status.secrets {
-        let source = match s.source {
-            SecretSource::Bot => "bot scope",
-            SecretSource::Team => "team scope",
-            SecretSource::Missing => "MISSING",
-        };
-        println!(
-            "  node {:<6} {:<32} {:<24} {source}",
-            s.node, s.extension, s.secret
-        );
-    }
+    super::engine::status(&engine, "greeter", Some(&graph_file))?;
     step(&format!(
         "narakim bot deploy greeter --graph {}",
         graph_file.display()

@@ -5,14 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use narakim::engine::executor::{BotStatus, Engine, ExecutionReport, SecretSource};
+use narakim::engine::executor::{BotStatus, Engine, ExecutionReport};
 use narakim::engine::graph::{ExtensionRef, Graph};
 use narakim::engine::registry::Registry;
 use narakim::engine::store::{EngineStore, ExecutionId, ExecutionStatus, NodeStatus};
 use narakim::runtime::{Limits, Runtime, Upstream};
 use narakim::vault::{Vault, VaultConfig, format_time};
 
-use super::extension::tokio;
+use super::extension::{names_or_none, tokio};
 
 /// The runtime with its compiled-component cache in the data directory.
 fn runtime(config: &VaultConfig, limits: Limits, upstreams: Vec<Upstream>) -> Result<Runtime> {
@@ -159,14 +159,9 @@ fn print_status(status: &BotStatus, from_file: bool) {
     }
     println!("{:<16} {:<32} {:<28} SOURCE", "NODE", "EXTENSION", "SECRET");
     for s in &status.secrets {
-        let source = match s.source {
-            SecretSource::Bot => "bot scope",
-            SecretSource::Team => "team scope",
-            SecretSource::Missing => "MISSING",
-        };
         println!(
-            "{:<16} {:<32} {:<28} {source}",
-            s.node, s.extension, s.secret
+            "{:<16} {:<32} {:<28} {}",
+            s.node, s.extension, s.secret, s.source
         );
     }
     for s in status.missing() {
@@ -231,11 +226,7 @@ fn print_report(report: &ExecutionReport) {
             n.status.as_str(),
             n.duration_ms,
             n.extension,
-            if n.secrets_read.is_empty() {
-                "none".to_owned()
-            } else {
-                n.secrets_read.join(", ")
-            }
+            names_or_none(&n.secrets_read)
         );
         if let Some(output) = &n.output {
             println!("      output: {output}");
@@ -307,14 +298,7 @@ pub fn executions_show(store: &EngineStore, id: &str, json: bool) -> Result<()> 
             n.status.as_str(),
             n.duration_ms
         );
-        println!(
-            "    secrets read: {}",
-            if n.secrets_read.is_empty() {
-                "none".to_owned()
-            } else {
-                n.secrets_read.join(", ")
-            }
-        );
+        println!("    secrets read: {}", names_or_none(&n.secrets_read));
         for log in &n.logs {
             println!("    [log {}] {}", log.level, log.message);
         }

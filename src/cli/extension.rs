@@ -27,6 +27,15 @@ fn runtime(config: &VaultConfig, limits: Limits) -> Result<Runtime> {
     Ok(Runtime::new(limits, cache)?)
 }
 
+/// Secret names as a list, or `none`.
+pub fn names_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// `HOST=URL` mappings, one per line; blank lines and `#` comments skipped.
 pub fn upstream_file(path: &Path) -> Result<Vec<Upstream>> {
     let text = std::fs::read_to_string(path)
@@ -110,14 +119,7 @@ pub fn run(
             ),
         }
     }
-    eprintln!(
-        "secrets read: {}",
-        if outcome.secrets_read.is_empty() {
-            "none".to_owned()
-        } else {
-            outcome.secrets_read.join(", ")
-        }
-    );
+    eprintln!("secrets read: {}", names_or_none(&outcome.secrets_read));
     match outcome.result {
         Ok(output) => {
             println!("{output}");

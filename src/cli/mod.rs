@@ -62,12 +62,8 @@ enum Command {
         /// The trigger payload, available to templates as {{trigger.*}}: JSON, or @FILE
         #[arg(long, value_name = "JSON|@FILE")]
         input: Option<String>,
-        /// Send requests for HOST to URL instead (repeatable), e.g. discord.com=http://127.0.0.1:8080
-        #[arg(long, value_name = "HOST=URL")]
-        upstream: Vec<narakim::runtime::Upstream>,
-        /// Read more HOST=URL mappings from a file, one per line (# comments)
-        #[arg(long, value_name = "FILE", env = "NARAKIM_UPSTREAMS")]
-        upstream_file: Option<PathBuf>,
+        #[command(flatten)]
+        upstreams: UpstreamArgs,
         #[command(flatten)]
         limits: LimitArgs,
     },
@@ -275,15 +271,33 @@ enum ExtensionCommand {
         /// Input: JSON, or @FILE
         #[arg(long, value_name = "JSON|@FILE")]
         input: Option<String>,
-        /// Send requests for HOST to URL instead (repeatable), e.g. discord.com=http://127.0.0.1:8080
-        #[arg(long, value_name = "HOST=URL")]
-        upstream: Vec<narakim::runtime::Upstream>,
-        /// Read more HOST=URL mappings from a file, one per line (# comments)
-        #[arg(long, value_name = "FILE", env = "NARAKIM_UPSTREAMS")]
-        upstream_file: Option<PathBuf>,
+        #[command(flatten)]
+        upstreams: UpstreamArgs,
         #[command(flatten)]
         limits: LimitArgs,
     },
+}
+
+/// Operator mappings of hosts to other base URLs.
+#[derive(Args, Debug)]
+struct UpstreamArgs {
+    /// Send requests for HOST to URL instead (repeatable), e.g. discord.com=http://127.0.0.1:8080
+    #[arg(long, value_name = "HOST=URL")]
+    upstream: Vec<narakim::runtime::Upstream>,
+    /// Read more HOST=URL mappings from a file, one per line (# comments)
+    #[arg(long, value_name = "FILE", env = "NARAKIM_UPSTREAMS")]
+    upstream_file: Option<PathBuf>,
+}
+
+impl UpstreamArgs {
+    /// The `--upstream` mappings, then the file's.
+    fn all(self) -> Result<Vec<narakim::runtime::Upstream>> {
+        let mut all = self.upstream;
+        if let Some(file) = self.upstream_file {
+            all.extend(extension::upstream_file(&file)?);
+        }
+        Ok(all)
+    }
 }
 
 /// Invocation limits; each defaults to the runtime's default.
@@ -397,15 +411,11 @@ pub fn run() -> Result<()> {
         Command::Run {
             bot,
             input,
-            mut upstream,
-            upstream_file,
+            upstreams,
             limits,
         } => {
             let input = extension::json_arg("input", input.as_deref())?;
-            if let Some(file) = upstream_file {
-                upstream.extend(extension::upstream_file(&file)?);
-            }
-            let engine = engine::engine(vault, limits.limits(), upstream)?;
+            let engine = engine::engine(vault, limits.limits(), upstreams.all()?)?;
             engine::run(&engine, &bot, &input)
         }
         Command::Bot(cmd) => bot(&mut vault, cmd),
@@ -423,15 +433,12 @@ pub fn run() -> Result<()> {
             bot,
             config,
             input,
-            mut upstream,
-            upstream_file,
+            upstreams,
             limits,
         }) => {
             let config = extension::json_arg("config", config.as_deref())?;
             let input = extension::json_arg("input", input.as_deref())?;
-            if let Some(file) = upstream_file {
-                upstream.extend(extension::upstream_file(&file)?);
-            }
+            let upstream = upstreams.all()?;
             extension::run(
                 &vault,
                 &path,

@@ -93,6 +93,16 @@ pub struct BotStatus {
     pub secrets: Vec<SecretStatus>,
 }
 
+impl std::fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecretSource::Bot => "bot scope",
+            SecretSource::Team => "team scope",
+            SecretSource::Missing => "MISSING",
+        })
+    }
+}
+
 impl BotStatus {
     pub fn missing(&self) -> impl Iterator<Item = &SecretStatus> {
         self.secrets
@@ -130,7 +140,7 @@ pub struct Engine {
     runtime: Arc<Runtime>,
     vault: Mutex<Vault>,
     store: Mutex<EngineStore>,
-    /// Loaded (compiled, pre-linked) extensions by content hash.
+    /// Loaded (compiled, pre-linked) extensions by `name@version`.
     loaded: Mutex<HashMap<String, Arc<Extension>>>,
     /// Validated graphs by graph version.
     graphs: Mutex<HashMap<String, Arc<ValidatedGraph>>>,
@@ -225,11 +235,11 @@ impl Engine {
             (Some(graph), _) => {
                 // Validation messages may quote config text: refuse to
                 // look at a graph that holds a credential first.
-                let findings = graph.credential_findings();
-                if !findings.is_empty() {
+                let reasons = self.credential_reasons(graph)?;
+                if !reasons.is_empty() {
                     return Err(EngineError::DeployRefused {
                         bot: bot.to_owned(),
-                        reasons: credentials::refusal_message(&findings),
+                        reasons: reasons.join("\n"),
                     });
                 }
                 Some(Arc::new(self.validate(graph)?))
@@ -253,13 +263,10 @@ impl Engine {
         Ok(graph.validate(&*self.store())?)
     }
 
-    /// Every reason `graph` may not be deployed for `bot`, or the validated
-    /// graph. Nothing is changed.
-    pub fn preflight(&self, bot: &str, graph: &Graph) -> Result<ValidatedGraph, EngineError> {
-        // The credential checks come first: they need only the document,
-        // and validation messages may quote config text (an extension's
-        // own check echoes a bad URL, for example), which must not be shown
-        // when that text holds a credential.
+    /// Why `graph` holds a credential: something that looks like one, or
+    /// the value of a stored secret (compared by keyed fingerprint: nothing
+    /// is decrypted, nothing printed but names). Empty when it holds none.
+    fn credential_reasons(&self, graph: &Graph) -> Result<Vec<String>, EngineError> {
         let mut reasons = Vec::new();
 
         // Raw credentials in configs or templates.
@@ -292,6 +299,17 @@ impl Engine {
             }
         }
         drop(candidates);
+        Ok(reasons)
+    }
+
+    /// Every reason `graph` may not be deployed for `bot`, or the validated
+    /// graph. Nothing is changed.
+    pub fn preflight(&self, bot: &str, graph: &Graph) -> Result<ValidatedGraph, EngineError> {
+        // The credential checks come first: they need only the document,
+        // and validation messages may quote config text (an extension's
+        // own check echoes a bad URL, for example), which must not be shown
+        // when that text holds a credential.
+        let mut reasons = self.credential_reasons(graph)?;
 
         let validated = match self.validate(graph) {
             Ok(validated) => validated,
@@ -377,17 +395,21 @@ impl Engine {
     }
 
     async fn extension_for(&self, node: &ValidatedNode) -> Result<Arc<Extension>, EngineError> {
+        // An installed name and version never changes content (installing
+        // other bytes under it is refused), so it keys the loaded cache and
+        // a node of a warm extension costs no database read.
+        let label = extension_label(node);
+        if let Some(e) = lock(&self.loaded).get(&label) {
+            return Ok(e.clone());
+        }
         let installed = self
             .store()
             .extension(&node.extension.name, Some(&node.extension.version))?
             .ok_or_else(|| RegistryError::NotInstalled {
                 name: node.extension.name.clone(),
             })?;
-        if let Some(e) = lock(&self.loaded).get(&installed.sha256) {
-            return Ok(e.clone());
-        }
         let loaded = Arc::new(registry::load_installed(&self.runtime, &installed).await?);
-        lock(&self.loaded).insert(installed.sha256.clone(), loaded.clone());
+        lock(&self.loaded).insert(label, loaded.clone());
         Ok(loaded)
     }
 
@@ -473,20 +495,8 @@ impl Engine {
                 };
                 let (node, extension, begun, elapsed, result) =
                     joined.expect("a node task never panics: invocation errors are values");
-                let mut run = NodeRun {
-                    execution_id: id.clone(),
-                    node: node.clone(),
-                    extension: extension.clone(),
-                    status: NodeStatus::Succeeded,
-                    started_at: begun,
-                    duration_ms: elapsed.as_millis() as i64,
-                    output: None,
-                    error: None,
-                    logs: Vec::new(),
-                    stdout: String::new(),
-                    stderr: String::new(),
-                    secrets_read: Vec::new(),
-                };
+                let mut run = node_run(&id, &node, &extension, NodeStatus::Succeeded, begun);
+                run.duration_ms = elapsed.as_millis() as i64;
                 let mut output_value = None;
                 match result {
                     Ok(outcome) => {
@@ -529,20 +539,14 @@ impl Engine {
                     failed = true;
                     for skipped in schedule.fail(&node) {
                         let skipped_node = graph.node(skipped).expect("scheduled nodes exist");
-                        let run = NodeRun {
-                            execution_id: id.clone(),
-                            node: skipped.to_owned(),
-                            extension: extension_label(skipped_node),
-                            status: NodeStatus::Skipped,
-                            started_at: now_ms(),
-                            duration_ms: 0,
-                            output: None,
-                            error: Some(format!("not run: it depends on {node:?}, which failed")),
-                            logs: Vec::new(),
-                            stdout: String::new(),
-                            stderr: String::new(),
-                            secrets_read: Vec::new(),
-                        };
+                        let mut run = node_run(
+                            &id,
+                            skipped,
+                            &extension_label(skipped_node),
+                            NodeStatus::Skipped,
+                            now_ms(),
+                        );
+                        run.error = Some(format!("not run: it depends on {node:?}, which failed"));
                         self.store().record_node_run(&run)?;
                         reports.insert(skipped.to_owned(), report_of(&run, None));
                     }
@@ -579,6 +583,30 @@ impl Engine {
             );
         }
         executed
+    }
+}
+
+/// A node run with nothing recorded yet: no output, error, logs or reads.
+fn node_run(
+    execution: &ExecutionId,
+    node: &str,
+    extension: &str,
+    status: NodeStatus,
+    started_at: i64,
+) -> NodeRun {
+    NodeRun {
+        execution_id: execution.clone(),
+        node: node.to_owned(),
+        extension: extension.to_owned(),
+        status,
+        started_at,
+        duration_ms: 0,
+        output: None,
+        error: None,
+        logs: Vec::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+        secrets_read: Vec::new(),
     }
 }
 

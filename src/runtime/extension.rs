@@ -78,7 +78,7 @@ impl Extension {
     /// The names one invocation may read: the required secrets plus the
     /// names taken from this node's config fields that name a secret.
     pub fn declared_secrets(&self, config: &str) -> Result<HashSet<String>, String> {
-        self.plan(config).map(|plan| plan.declared)
+        self.description.declared_secrets(config)
     }
 
     /// What one invocation with `config` may read and where it may send it.
