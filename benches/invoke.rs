@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use narakim::runtime::{Limits, Runtime};
+use narakim::runtime::{ExecutionGuard, Limits, Runtime};
 use narakim::vault::{
     KeySource, Scope, SecretName, SecretResolver, SecretValue, Vault, VaultConfig,
 };
@@ -174,10 +174,13 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("invoke");
     group.bench_function("narakim", |b| {
         b.iter(|| {
-            let snapshot: Arc<dyn SecretResolver> =
-                Arc::new(vault.snapshot_for_bot("greeter").unwrap());
+            let snapshot = Arc::new(vault.snapshot_for_bot("greeter").unwrap());
+            // One execution of one node: its guard decrypts the snapshot
+            // once and holds the scrubber every sink goes through.
+            let guard = ExecutionGuard::new(&snapshot, [(extension.description(), "{}")]).unwrap();
+            let resolver: Arc<dyn SecretResolver> = snapshot;
             let out = tokio
-                .block_on(runtime.invoke(&extension, "node", snapshot, "{}", "{}"))
+                .block_on(runtime.invoke(&extension, "node", resolver, &guard, "{}", "{}"))
                 .unwrap();
             assert!(out.result.is_ok());
         })

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::TestVault;
 use common::guests::component;
-use narakim::runtime::{Extension, InvocationError, Limits, LoadError, Outcome, Runtime};
-use narakim::vault::SecretResolver;
+use narakim::runtime::{
+    ExecutionGuard, Extension, InvocationError, Limits, LoadError, Outcome, Runtime,
+};
 
 const TOKEN: &str = "tok-3f9a8b7c6d5e4f3a2b1c";
 const APP_ID: &str = "app-1234567890";
@@ -58,12 +59,16 @@ impl Fixture {
     }
 
     fn invoke(&self, ext: &Extension, bot: &str, config: &str) -> Result<Outcome, InvocationError> {
-        let snapshot: Arc<dyn SecretResolver> =
-            Arc::new(self.vault.open().snapshot_for_bot(bot).unwrap());
-        self.tokio.block_on(
-            self.runtime
-                .invoke(ext, "node-1", snapshot, config, "{\"n\":1}"),
-        )
+        let snapshot = Arc::new(self.vault.open().snapshot_for_bot(bot).unwrap());
+        let guard = ExecutionGuard::new(&snapshot, [(ext.description(), config)]).unwrap();
+        self.tokio.block_on(self.runtime.invoke(
+            ext,
+            "node-1",
+            snapshot,
+            &guard,
+            config,
+            "{\"n\":1}",
+        ))
     }
 }
 
@@ -227,13 +232,20 @@ fn printed_returned_and_panicked_secrets_are_scrubbed() {
     );
     assert_clean(&everything(&out));
 
-    let out = f
+    // An output holding a value is refused, not redacted: the next node
+    // would otherwise learn that its guess was right.
+    let err = f
         .invoke(&ext, "greeter", r#"{"mode":"return-output"}"#)
-        .unwrap();
-    assert_eq!(
-        out.result,
-        Ok("{\"stolen\":\"[REDACTED:API_TOKEN]\"}".into())
+        .unwrap_err();
+    assert!(
+        matches!(err, InvocationError::OutputHoldsSecret { .. }),
+        "{err}"
     );
+    assert!(
+        err.to_string()
+            .contains("holds the value of secret API_TOKEN")
+    );
+    assert_clean(&err.to_string());
     let out = f
         .invoke(&ext, "greeter", r#"{"mode":"return-error"}"#)
         .unwrap();

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::TestVault;
 use common::guests::component;
-use narakim::runtime::{Extension, InvocationError, Limits, Outcome, Runtime, Upstream};
-use narakim::vault::SecretResolver;
+use narakim::runtime::{
+    ExecutionGuard, Extension, InvocationError, Limits, Outcome, Runtime, Upstream,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "tok-egress-5a4b3c2d1e0f";
@@ -153,10 +154,10 @@ impl Fixture {
         ext: &Extension,
         config: &str,
     ) -> Result<Outcome, InvocationError> {
-        let snapshot: Arc<dyn SecretResolver> =
-            Arc::new(self.vault.open().snapshot_for_bot("greeter").unwrap());
+        let snapshot = Arc::new(self.vault.open().snapshot_for_bot("greeter").unwrap());
+        let guard = ExecutionGuard::new(&snapshot, [(ext.description(), config)]).unwrap();
         self.tokio
-            .block_on(runtime.invoke(ext, "node-1", snapshot, config, "{}"))
+            .block_on(runtime.invoke(ext, "node-1", snapshot, &guard, config, "{}"))
     }
 }
 
@@ -197,19 +198,18 @@ fn a_secret_goes_to_its_own_host_and_nowhere_else() {
     );
 
     // The same token to another allowed host it is not bound to: refused,
-    // in a header or base64 in the body, and the stand-in never sees it.
+    // in a header or base64 in the body, the invocation is stopped, and
+    // the stand-in never sees it.
     for leak in ["header", "body-base64"] {
-        let out = f
+        let err = f
             .invoke(&runtime, &ext, &http("hooks.example.test", leak, false))
-            .unwrap();
+            .unwrap_err();
         assert!(
-            out.result
-                .as_ref()
-                .unwrap_err()
-                .contains("HttpRequestDenied"),
-            "{leak}: {out:?}"
+            matches!(err, InvocationError::EgressViolation { .. }),
+            "{leak}: {err:?}"
         );
-        let reason = out.egress[0].refused.as_deref().unwrap();
+        let captured = err.captured().unwrap();
+        let reason = captured.egress[0].refused.as_deref().unwrap();
         assert!(
             reason.contains("carries secret API_TOKEN") && reason.contains("hooks.example.test"),
             "{reason}"
@@ -312,12 +312,9 @@ fn a_guest_blocked_inside_a_host_call_times_out_alone() {
     assert!(err.to_string().contains("extension hostile, node node-1"));
     // The runtime carries on.
     let ok = f
-        .invoke(&runtime, &ext, r#"{"mode":"return-output"}"#)
+        .invoke(&runtime, &ext, &http("hooks.example.test", "none", false))
         .unwrap();
-    assert_eq!(
-        ok.result,
-        Ok("{\"stolen\":\"[REDACTED:API_TOKEN]\"}".into())
-    );
+    assert_eq!(ok.result, Ok("{\"status\":200}".into()), "{ok:?}");
 }
 
 #[test]

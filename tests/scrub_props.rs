@@ -50,11 +50,24 @@ enum Planting {
     Json {
         ascii_only: bool,
     },
+    /// Percent-encoding of only some bytes, hex digits in any case: what a
+    /// URL decoder still reads as the value. `%` itself is always encoded.
+    SomePercent {
+        choices: Vec<u8>,
+    },
+    /// Inside a JSON string with only some characters `\u`-escaped, hex in
+    /// any case: what a JSON parser still reads as the value.
+    SomeJson {
+        choices: Vec<u8>,
+    },
 }
 
 fn planting() -> impl Strategy<Value = Planting> {
     let bytes = |n| prop::collection::vec(any::<u8>(), 0..n);
+    let choices = || prop::collection::vec(0u8..4, 1..24);
     prop_oneof![
+        choices().prop_map(|choices| Planting::SomePercent { choices }),
+        choices().prop_map(|choices| Planting::SomeJson { choices }),
         Just(Planting::Raw),
         any::<bool>().prop_map(|upper| Planting::Hex { upper }),
         (any::<bool>(), any::<bool>(), bytes(3), bytes(5)).prop_map(
@@ -113,6 +126,45 @@ fn plant(value: &str, how: &Planting) -> String {
                 }
             })
             .collect(),
+        Planting::SomePercent { choices } => {
+            let hex = |n: u8, upper: bool| {
+                let d = b"0123456789abcdef"[n as usize] as char;
+                if upper { d.to_ascii_uppercase() } else { d }
+            };
+            let mut out = String::new();
+            for (i, b) in value.bytes().enumerate() {
+                let choice = choices[i % choices.len()];
+                if choice == 0 && b != b'%' && b.is_ascii() {
+                    out.push(b as char);
+                } else {
+                    out.push('%');
+                    out.push(hex(b >> 4, choice & 1 == 1));
+                    out.push(hex(b & 15, choice & 2 == 2));
+                }
+            }
+            out
+        }
+        Planting::SomeJson { choices } => {
+            let mut out = String::from("{\"token\": \"");
+            for (i, c) in value.chars().enumerate() {
+                let choice = choices[i % choices.len()];
+                let must = matches!(c, '"' | '\\') || c.is_control();
+                if choice == 0 && !must {
+                    out.push(c);
+                } else {
+                    let mut units = [0u16; 2];
+                    for u in c.encode_utf16(&mut units) {
+                        let escaped = format!("\\u{u:04x}");
+                        out.push_str(&if choice & 1 == 1 {
+                            escaped.to_ascii_uppercase().replace("\\U", "\\u")
+                        } else {
+                            escaped
+                        });
+                    }
+                }
+            }
+            out + "\"}"
+        }
         Planting::Json { ascii_only: false } => serde_json::json!({ "token": value }).to_string(),
         Planting::Json { ascii_only: true } => {
             let mut out = String::from("{\"token\": \"");
@@ -149,7 +201,7 @@ fn must_vanish(value: &str, how: &Planting) -> String {
             planted[first..last].to_owned()
         }
         Planting::EchoBase64 => planted.trim_end().to_owned(),
-        Planting::Json { .. } => {
+        Planting::Json { .. } | Planting::SomeJson { .. } => {
             let body = planted.strip_prefix("{\"token\":").unwrap_or(&planted);
             let body = body.trim_start().trim_start_matches('"');
             body.strip_suffix("\"}").unwrap_or(body).to_owned()

@@ -9,10 +9,11 @@ use narakim::engine::executor::{BotStatus, Engine, ExecutionReport};
 use narakim::engine::graph::{ExtensionRef, Graph};
 use narakim::engine::registry::Registry;
 use narakim::engine::store::{EngineStore, ExecutionId, ExecutionStatus, NodeStatus};
+use narakim::redact::{printable, printable_lines};
 use narakim::runtime::{Limits, Runtime, Upstream};
 use narakim::vault::{Vault, VaultConfig, format_time};
 
-use super::extension::{names_or_none, tokio};
+use super::extension::{egress_lines, names_or_none, tokio};
 
 /// The runtime with its compiled-component cache in the data directory.
 fn runtime(config: &VaultConfig, limits: Limits, upstreams: Vec<Upstream>) -> Result<Runtime> {
@@ -203,7 +204,7 @@ pub fn run(engine: &Arc<Engine>, bot: &str, input: &str) -> Result<()> {
         bail!(
             "execution {} of bot {bot} failed: {}; see `narakim executions show {}`",
             report.id,
-            report.summary,
+            printable(&report.summary),
             report.id
         );
     }
@@ -217,7 +218,7 @@ fn print_report(report: &ExecutionReport) {
         report.bot,
         report.status.as_str(),
         report.duration_ms,
-        report.summary
+        printable(&report.summary)
     );
     for n in &report.nodes {
         println!(
@@ -229,10 +230,10 @@ fn print_report(report: &ExecutionReport) {
             names_or_none(&n.secrets_read)
         );
         if let Some(output) = &n.output {
-            println!("      output: {output}");
+            println!("      output: {}", printable(&output.to_string()));
         }
         if let Some(error) = &n.error {
-            println!("      error:  {error}");
+            println!("      error:  {}", printable(error));
         }
     }
 }
@@ -256,7 +257,7 @@ pub fn executions_list(store: &EngineStore, bot: Option<&str>, limit: usize) -> 
             format_time(e.started_at),
             e.finished_at
                 .map_or("-".to_owned(), |f| (f - e.started_at).to_string()),
-            e.summary.unwrap_or_default()
+            printable(&e.summary.unwrap_or_default())
         );
     }
     Ok(())
@@ -285,9 +286,9 @@ pub fn executions_show(store: &EngineStore, id: &str, json: bool) -> Result<()> 
     if let Some(f) = execution.finished_at {
         println!("  took:     {} ms", f - execution.started_at);
     }
-    println!("  trigger:  {}", execution.trigger);
+    println!("  trigger:  {}", printable(&execution.trigger));
     if let Some(s) = &execution.summary {
-        println!("  summary:  {s}");
+        println!("  summary:  {}", printable(s));
     }
     for n in &nodes {
         println!();
@@ -300,19 +301,26 @@ pub fn executions_show(store: &EngineStore, id: &str, json: bool) -> Result<()> 
         );
         println!("    secrets read: {}", names_or_none(&n.secrets_read));
         for log in &n.logs {
-            println!("    [log {}] {}", log.level, log.message);
+            println!(
+                "    [log {}] {}",
+                printable(&log.level),
+                printable(&log.message)
+            );
         }
-        for line in n.stdout.lines() {
+        for line in printable_lines(&n.stdout) {
             println!("    [stdout] {line}");
         }
-        for line in n.stderr.lines() {
+        for line in printable_lines(&n.stderr) {
             println!("    [stderr] {line}");
         }
+        for line in egress_lines(&n.egress, n.egress_dropped) {
+            println!("    {line}");
+        }
         if let Some(o) = &n.output {
-            println!("    output: {o}");
+            println!("    output: {}", printable(o));
         }
         if let Some(e) = &n.error {
-            println!("    error:  {e}");
+            println!("    error:  {}", printable(e));
         }
     }
     if nodes.iter().any(|n| n.status == NodeStatus::Failed) {

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use narakim::runtime::{Limits, Runtime, Upstream};
+use narakim::redact::{printable, printable_lines};
+use narakim::runtime::{EgressEvent, ExecutionGuard, Limits, Runtime, Upstream};
 use narakim::vault::{Scope, SecretResolver, Vault, VaultConfig};
 
 /// A tokio runtime for one command.
@@ -85,40 +86,39 @@ pub fn run(
     upstreams: Vec<Upstream>,
     limits: Limits,
 ) -> Result<()> {
-    let snapshot: Arc<dyn SecretResolver> = Arc::new(vault.snapshot(&Scope::Bot(bot.to_owned()))?);
+    let snapshot = Arc::new(vault.snapshot(&Scope::Bot(bot.to_owned()))?);
     let runtime = runtime(vault.config(), limits)?.with_upstreams(upstreams);
     let tokio = tokio()?;
     let extension = tokio.block_on(runtime.load(path))?;
+    let guard = ExecutionGuard::new(&snapshot, [(extension.description(), config_json)])
+        .context("the bot's secrets cannot all be decrypted, so nothing the extension prints could be scrubbed; run `narakim key verify`")?;
     let node = "cli";
+    let resolver: Arc<dyn SecretResolver> = snapshot;
     let outcome =
-        tokio.block_on(runtime.invoke(&extension, node, snapshot, config_json, input_json));
+        tokio.block_on(runtime.invoke(&extension, node, resolver, &guard, config_json, input_json));
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {
-            for line in e.stderr().lines() {
-                eprintln!("[stderr] {line}");
+            if let Some(captured) = e.captured() {
+                print_captured(
+                    &captured.stdout,
+                    &captured.stderr,
+                    &captured.logs,
+                    &captured.egress,
+                    captured.egress_dropped,
+                );
+                eprintln!("secrets read: {}", names_or_none(&captured.secrets_read));
             }
-            return Err(e.into());
+            bail!("{}", printable(&e.to_string()));
         }
     };
-    for line in outcome.stdout.lines() {
-        eprintln!("[stdout] {line}");
-    }
-    for line in outcome.stderr.lines() {
-        eprintln!("[stderr] {line}");
-    }
-    for (level, message) in &outcome.logs {
-        eprintln!("[log {level}] {message}");
-    }
-    for event in &outcome.egress {
-        match &event.refused {
-            None => eprintln!("[egress] {} {}: sent", event.method, event.host),
-            Some(reason) => eprintln!(
-                "[egress] {} {}: REFUSED: {reason}",
-                event.method, event.host
-            ),
-        }
-    }
+    print_captured(
+        &outcome.stdout,
+        &outcome.stderr,
+        &outcome.logs,
+        &outcome.egress,
+        outcome.egress_dropped,
+    );
     eprintln!("secrets read: {}", names_or_none(&outcome.secrets_read));
     match outcome.result {
         Ok(output) => {
@@ -126,8 +126,58 @@ pub fn run(
             Ok(())
         }
         Err(message) => bail!(
-            "extension {}, node {node} returned an error: {message}",
-            extension.name()
+            "extension {}, node {node} returned an error: {}",
+            extension.name(),
+            printable(&message)
         ),
     }
+}
+
+/// A guest's streams, logs and requests on stderr, one record a line:
+/// nothing the guest wrote can start a line or steer the terminal.
+pub fn print_captured(
+    stdout: &str,
+    stderr: &str,
+    logs: &[(String, String)],
+    egress: &[EgressEvent],
+    egress_dropped: usize,
+) {
+    for line in printable_lines(stdout) {
+        eprintln!("[stdout] {line}");
+    }
+    for line in printable_lines(stderr) {
+        eprintln!("[stderr] {line}");
+    }
+    for (level, message) in logs {
+        eprintln!("[log {}] {}", printable(level), printable(message));
+    }
+    for line in egress_lines(egress, egress_dropped) {
+        eprintln!("{line}");
+    }
+}
+
+/// One printable line per recorded request, and one for those not recorded.
+pub fn egress_lines(egress: &[EgressEvent], dropped: usize) -> Vec<String> {
+    let mut lines: Vec<String> = egress
+        .iter()
+        .map(|event| match &event.refused {
+            None => format!(
+                "[egress] {} {}: sent",
+                printable(&event.method),
+                printable(&event.host)
+            ),
+            Some(reason) => format!(
+                "[egress] {} {}: REFUSED: {}",
+                printable(&event.method),
+                printable(&event.host),
+                printable(reason)
+            ),
+        })
+        .collect();
+    if dropped > 0 {
+        lines.push(format!(
+            "[egress] {dropped} more requests not recorded (past the record limit)"
+        ));
+    }
+    lines
 }

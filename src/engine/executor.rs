@@ -33,8 +33,9 @@ use super::store::{
     StoreError,
 };
 use super::template::{self, Context};
-use crate::redact::Scrubber;
-use crate::runtime::{Extension, Runtime};
+use crate::runtime::{
+    Captured, ExecutionGuard, Extension, ExtensionDescription, InvocationError, Runtime, clip,
+};
 use crate::vault::{Scope, SecretResolver, SecretSnapshot, Vault, VaultError};
 
 /// What went wrong, engine-side. Node failures are not errors: they are
@@ -432,15 +433,28 @@ impl Engine {
         let graph = self.deployed_graph(&deployment)?;
         // One snapshot per execution: a rotation mid-way affects the next.
         let snapshot: Arc<SecretSnapshot> = Arc::new(self.vault().snapshot_for_bot(bot)?);
-        let scrubber =
-            Scrubber::for_snapshot(&snapshot).map_err(|e| EngineError::Unscrubbable {
-                bot: bot.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let trigger_text = scrubber.scrub_str(&trigger.to_string());
+        // Every value of the snapshot, and each one's strictest binding
+        // across the graph: what every node's sinks are checked against.
+        let configs: Vec<(ExtensionDescription, String)> = graph
+            .topological_order()
+            .map(|n| (n.extension.clone(), n.node.config.to_string()))
+            .collect();
+        let guard = Arc::new(
+            ExecutionGuard::new(&snapshot, configs.iter().map(|(d, c)| (d, c.as_str()))).map_err(
+                |e| EngineError::Unscrubbable {
+                    bot: bot.to_owned(),
+                    reason: e.to_string(),
+                },
+            )?,
+        );
+        let scrubber = guard.scrubber().clone();
+        // The trigger comes from outside: no node sees a value in it.
+        let trigger = scrubber.scrub_json(&trigger);
+        let trigger_text = trigger.to_string();
         let id = self
             .store()
             .start_execution(bot, &deployment.graph_version, &trigger_text)?;
+        let output_limit = self.runtime.limits().output_bytes;
 
         // Whatever stops the execution early (a store error), it is not
         // left "running": record it as failed, with the reason.
@@ -449,6 +463,9 @@ impl Engine {
             let mut reports: BTreeMap<String, NodeReport> = BTreeMap::new();
             let mut schedule = graph.schedule();
             let mut running = tokio::task::JoinSet::new();
+            // Which node each task runs, so a task that panicked still ends
+            // as that node's failure.
+            let mut tasks: HashMap<tokio::task::Id, (String, String, i64)> = HashMap::new();
             let mut failed = false;
             loop {
                 for node in schedule.start() {
@@ -459,6 +476,9 @@ impl Engine {
                             outputs: &outputs,
                         },
                     );
+                    // Outputs reach here canonical and holding no value of
+                    // the execution, and the trigger was scrubbed: a node's
+                    // input holds no value at all.
                     let input = serde_json::json!({
                         "trigger": trigger,
                         "nodes": node.dependencies.iter()
@@ -466,68 +486,117 @@ impl Engine {
                             .collect::<serde_json::Map<_, _>>(),
                     });
                     let extension = self.extension_for(node).await;
-                    let (engine, resolver) =
-                        (self.clone(), snapshot.clone() as Arc<dyn SecretResolver>);
-                    let (id, label) = (node.node.id.clone(), extension_label(node));
-                    running.spawn(async move {
-                        let begun = now_ms();
+                    let (engine, resolver, guard) = (
+                        self.clone(),
+                        snapshot.clone() as Arc<dyn SecretResolver>,
+                        guard.clone(),
+                    );
+                    let deployed = super::graph::dummy_config(&node.node.config).to_string();
+                    let (node_id, label) = (node.node.id.clone(), extension_label(node));
+                    let begun = now_ms();
+                    let task_node = node_id.clone();
+                    let handle = running.spawn(async move {
                         let clock = Instant::now();
                         let result = match (rendered, extension) {
-                            (Err(e), _) => Err(format!("rendering the config: {e}")),
-                            (_, Err(e)) => Err(e.to_string()),
-                            (Ok(config), Ok(extension)) => engine
-                                .runtime
-                                .invoke(
-                                    &extension,
-                                    &id,
-                                    resolver,
-                                    &config.to_string(),
-                                    &input.to_string(),
-                                )
-                                .await
-                                .map_err(|e| e.to_string()),
+                            (Err(e), _) => Err(NodeFailure::Engine(format!("rendering the config: {e}"))),
+                            (_, Err(e)) => Err(NodeFailure::Engine(e.to_string())),
+                            (Ok(config), Ok(extension)) => {
+                                let config = config.to_string();
+                                match same_plan(&extension, &deployed, &config) {
+                                    Err(reason) => Err(NodeFailure::Engine(reason)),
+                                    Ok(()) => engine
+                                        .runtime
+                                        .invoke(
+                                            &extension,
+                                            &task_node,
+                                            resolver,
+                                            &guard,
+                                            &config,
+                                            &input.to_string(),
+                                        )
+                                        .await
+                                        .map_err(NodeFailure::Invocation),
+                                }
+                            }
                         };
-                        (id, label, begun, clock.elapsed(), result)
+                        (task_node, clock.elapsed(), result)
                     });
+                    tasks.insert(handle.id(), (node_id, label, begun));
                 }
-                let Some(joined) = running.join_next().await else {
+                let Some(joined) = running.join_next_with_id().await else {
                     break;
                 };
-                let (node, extension, begun, elapsed, result) =
-                    joined.expect("a node task never panics: invocation errors are values");
+                let (task, elapsed, result) = match joined {
+                    Ok((task, (_, elapsed, result))) => (task, elapsed, result),
+                    Err(join_error) => (
+                        join_error.id(),
+                        std::time::Duration::ZERO,
+                        Err(NodeFailure::Engine(
+                            "the node's task panicked inside narakim (a bug: please report it); the execution goes on without it".into(),
+                        )),
+                    ),
+                };
+                let (node, extension, begun) = tasks
+                    .remove(&task)
+                    .expect("every spawned task is recorded");
                 let mut run = node_run(&id, &node, &extension, NodeStatus::Succeeded, begun);
                 run.duration_ms = elapsed.as_millis() as i64;
                 let mut output_value = None;
+                let scrub = |text: &str| scrubber.scrub_str(text);
+                let keep = |run: &mut NodeRun, c: &Captured| {
+                    run.logs = c
+                        .logs
+                        .iter()
+                        .map(|(level, message)| LogEntry {
+                            level: level.clone(),
+                            message: scrub(message),
+                        })
+                        .collect();
+                    run.stdout = scrub(&c.stdout);
+                    run.stderr = scrub(&c.stderr);
+                    run.secrets_read = c.secrets_read.clone();
+                    run.egress = c.egress.clone();
+                    run.egress_dropped = c.egress_dropped;
+                };
                 match result {
                     Ok(outcome) => {
-                        run.logs = outcome
-                            .logs
-                            .iter()
-                            .map(|(level, message)| LogEntry {
-                                level: level.clone(),
-                                message: scrubber.scrub_str(message),
-                            })
-                            .collect();
-                        run.stdout = scrubber.scrub_str(&outcome.stdout);
-                        run.stderr = scrubber.scrub_str(&outcome.stderr);
-                        run.secrets_read = outcome.secrets_read;
+                        keep(&mut run, &Captured {
+                            stdout: outcome.stdout,
+                            stderr: outcome.stderr,
+                            logs: outcome.logs,
+                            secrets_read: outcome.secrets_read,
+                            egress: outcome.egress,
+                            egress_dropped: outcome.egress_dropped,
+                            duration: outcome.duration,
+                        });
                         match outcome.result {
+                            // Canonical and free of every value already
+                            // (the runtime refuses an output that holds one).
                             Ok(output) => {
-                                let output = scrubber.scrub_str(&output);
                                 output_value = serde_json::from_str::<Value>(&output).ok();
                                 run.output = Some(output);
                             }
                             Err(message) => {
                                 run.status = NodeStatus::Failed;
-                                run.error = Some(scrubber.scrub_str(&format!(
-                                    "extension {extension} returned an error: {message}"
-                                )));
+                                run.error = Some(clip(
+                                    &scrub(&format!(
+                                        "extension {extension} returned an error: {message}"
+                                    )),
+                                    output_limit,
+                                ));
                             }
                         }
                     }
-                    Err(message) => {
+                    Err(NodeFailure::Invocation(error)) => {
+                        if let Some(captured) = error.captured() {
+                            keep(&mut run, captured);
+                        }
                         run.status = NodeStatus::Failed;
-                        run.error = Some(scrubber.scrub_str(&message));
+                        run.error = Some(clip(&scrub(&error.to_string()), output_limit));
+                    }
+                    Err(NodeFailure::Engine(message)) => {
+                        run.status = NodeStatus::Failed;
+                        run.error = Some(clip(&scrub(&message), output_limit));
                     }
                 }
                 self.store().record_node_run(&run)?;
@@ -586,6 +655,31 @@ impl Engine {
     }
 }
 
+/// Why a node failed: the runtime's error (with what the guest left
+/// behind), or the engine's own.
+enum NodeFailure {
+    Invocation(InvocationError),
+    Engine(String),
+}
+
+/// Refuses a rendered config that reads other secrets, or sends them to
+/// other hosts, than the deployed one: templates may fill in data, never
+/// choose a secret or a destination (deploy refuses templates on those
+/// paths; this holds the line at run time too).
+fn same_plan(extension: &Extension, deployed: &str, rendered: &str) -> Result<(), String> {
+    let (Ok(before), Ok(after)) = (extension.plan(deployed), extension.plan(rendered)) else {
+        return extension
+            .plan(rendered)
+            .map(|_| ())
+            .map_err(|e| format!("the rendered config does not fit the extension: {e}"));
+    };
+    if before == after {
+        Ok(())
+    } else {
+        Err("the rendered config reads other secrets, or may send them to other hosts, than the deployed graph; templates may not choose a secret or a destination".into())
+    }
+}
+
 /// A node run with nothing recorded yet: no output, error, logs or reads.
 fn node_run(
     execution: &ExecutionId,
@@ -607,6 +701,8 @@ fn node_run(
         stdout: String::new(),
         stderr: String::new(),
         secrets_read: Vec::new(),
+        egress: Vec::new(),
+        egress_dropped: 0,
     }
 }
 

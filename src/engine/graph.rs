@@ -297,6 +297,15 @@ pub enum GraphProblem {
         "node \"{node}\": config {pointer} is a URL whose scheme and host must be written out; templates may only follow them, for example \"https://api.example.com/{{{{trigger.path}}}}\""
     )]
     TemplateInHost { node: String, pointer: String },
+    #[error(
+        "node \"{node}\": config {pointer} is a template, and it holds {field}, which {what}; a template there would let the trigger or another node's output choose it. Write the object out, with templates only in its other fields"
+    )]
+    TemplateAboveField {
+        node: String,
+        pointer: String,
+        field: String,
+        what: &'static str,
+    },
     #[error("node \"{node}\": config does not fit extension \"{extension}\": {message}")]
     BadConfig {
         node: String,
@@ -614,6 +623,36 @@ fn check_config(
             });
         }
     }
+    // A template at a parent of such a field renders a whole object (or
+    // array) at run time, field included.
+    let guarded = description
+        .secret_fields
+        .iter()
+        .map(|f| (&f.pointer, "names a secret"))
+        .chain(
+            description
+                .host_fields
+                .iter()
+                .map(|p| (p, "decides where requests go")),
+        );
+    for (field, what) in guarded {
+        let mut at = 0;
+        while let Some(slash) = field[at..].find('/') {
+            let parent = &field[..at + slash];
+            at += slash + 1;
+            if let Some(Value::String(s)) = node.config.pointer(parent)
+                && s.contains("{{")
+            {
+                problems.push(GraphProblem::TemplateAboveField {
+                    node: node.id.clone(),
+                    pointer: parent.to_owned(),
+                    field: field.clone(),
+                    what,
+                });
+                break;
+            }
+        }
+    }
     for pointer in &description.host_fields {
         if let Some(Value::String(s)) = node.config.pointer(pointer)
             && let Some(first) = s.find("{{")
@@ -654,7 +693,7 @@ fn has_literal_authority(prefix: &str) -> bool {
 
 /// The config with every engine placeholder rendered as `x`, for the
 /// extension's shape check before any trigger or output exists.
-fn dummy_config(value: &Value) -> Value {
+pub(crate) fn dummy_config(value: &Value) -> Value {
     match value {
         Value::String(s) if s.contains("{{") => match Template::parse(s) {
             Ok(t) => Value::String(t.render_dummy("x")),

@@ -80,6 +80,15 @@ pub enum RegistryError {
     NotInstalled { name: String },
 
     #[error(
+        "extension {name} {version} now describes itself differently than when it was installed ({change}); the description stored at install is the contract, so it will not run. A component whose description changes is not to be trusted: remove it, or install a new version and redeploy"
+    )]
+    DescriptionChanged {
+        name: String,
+        version: String,
+        change: String,
+    },
+
+    #[error(
         "extension {name} has no version {version} installed (installed: {}); see `narakim extension list`",
         installed.join(", ")
     )]
@@ -541,9 +550,41 @@ pub async fn load_installed(
             found,
         });
     }
-    Ok(runtime
+    let loaded = runtime
         .load_bytes(&bytes, &installed.path.display().to_string())
-        .await?)
+        .await?;
+    // describe() runs again on every load; its answer must be the one
+    // reviewed and stored at install, or a component could look innocent
+    // at install and widen its hosts later.
+    if loaded.description() != &installed.description {
+        return Err(RegistryError::DescriptionChanged {
+            name: installed.name.clone(),
+            version: installed.version.clone(),
+            change: description_change(&installed.description, loaded.description()),
+        });
+    }
+    Ok(loaded)
+}
+
+/// What differs between two descriptions, briefly (names and hosts only).
+fn description_change(stored: &ExtensionDescription, live: &ExtensionDescription) -> String {
+    let mut changes = Vec::new();
+    if stored.allowed_hosts != live.allowed_hosts {
+        changes.push(format!(
+            "allowed hosts {:?} at install, {:?} now",
+            stored.allowed_hosts, live.allowed_hosts
+        ));
+    }
+    if stored.required_secrets != live.required_secrets {
+        changes.push("its required secrets or their hosts changed".to_owned());
+    }
+    if stored.secret_fields != live.secret_fields || stored.host_fields != live.host_fields {
+        changes.push("its secret or host fields changed".to_owned());
+    }
+    if changes.is_empty() {
+        changes.push("its name, version or description text changed".to_owned());
+    }
+    changes.join("; ")
 }
 
 /// Where a component is stored: `DATA_DIR/extensions/<name>/<version>/<sha256>.wasm`.

@@ -44,7 +44,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRe
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::ExtensionDescription;
+use crate::runtime::{EgressEvent, ExtensionDescription};
 
 use super::ExtensionCatalog;
 
@@ -114,6 +114,12 @@ const MIGRATIONS: &[&str] = &[
         secrets_read TEXT NOT NULL,
         PRIMARY KEY (execution_id, node)
     ) STRICT;
+    "#,
+    // 2: every request a node made, sent or refused, and how many went
+    // unrecorded past the per-invocation bound.
+    r#"
+    ALTER TABLE node_runs ADD COLUMN egress TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE node_runs ADD COLUMN egress_dropped INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 
@@ -356,6 +362,10 @@ pub struct NodeRun {
     pub stdout: String,
     pub stderr: String,
     pub secrets_read: Vec<String>,
+    /// Every request the node made, sent or refused (scrubbed), up to the
+    /// runtime's bound; `egress_dropped` counts the rest.
+    pub egress: Vec<EgressEvent>,
+    pub egress_dropped: usize,
 }
 
 /// The engine database: one connection to `engine.db`.
@@ -716,10 +726,12 @@ impl EngineStore {
     pub fn record_node_run(&mut self, run: &NodeRun) -> Result<(), StoreError> {
         let logs = to_json("the node's logs", &run.logs)?;
         let secrets_read = to_json("the names of the secrets read", &run.secrets_read)?;
+        let egress = to_json("the node's requests", &run.egress)?;
         let inserted = self.conn.execute(
             "INSERT INTO node_runs(execution_id, node, extension, status, started_at,
-                                   duration_ms, output, error, logs, stdout, stderr, secrets_read)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   duration_ms, output, error, logs, stdout, stderr, secrets_read,
+                                   egress, egress_dropped)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 run.execution_id.as_str(),
                 run.node,
@@ -732,7 +744,9 @@ impl EngineStore {
                 logs,
                 run.stdout,
                 run.stderr,
-                secrets_read
+                secrets_read,
+                egress,
+                run.egress_dropped as i64
             ],
         );
         match inserted {
@@ -833,7 +847,7 @@ impl EngineStore {
             .conn
             .prepare_cached(
                 "SELECT execution_id, node, extension, status, started_at, duration_ms,
-                        output, error, logs, stdout, stderr, secrets_read
+                        output, error, logs, stdout, stderr, secrets_read, egress, egress_dropped
                  FROM node_runs WHERE execution_id = ?1 ORDER BY started_at, rowid",
             )
             .map_err(self.db("reading an execution's node runs"))?;
@@ -902,6 +916,8 @@ fn node_run(r: &Row<'_>) -> rusqlite::Result<NodeRun> {
         stdout: r.get(9)?,
         stderr: r.get(10)?,
         secrets_read: json_column(r, 11)?,
+        egress: json_column(r, 12)?,
+        egress_dropped: r.get::<_, i64>(13)?.max(0) as usize,
     })
 }
 
@@ -1062,6 +1078,12 @@ mod tests {
             stdout: "out".into(),
             stderr: String::new(),
             secrets_read: vec!["TOKEN".into()],
+            egress: vec![EgressEvent {
+                method: "POST".into(),
+                host: "echo.test".into(),
+                refused: None,
+            }],
+            egress_dropped: 2,
         }
     }
 

@@ -48,7 +48,11 @@
 //! ever hold scrubbed text.
 
 mod anchors;
+mod decode;
+mod printable;
 mod variants;
+
+pub use printable::{is_unprintable, printable, printable_lines};
 
 use std::io;
 use std::sync::Arc;
@@ -109,7 +113,10 @@ impl Scrubber {
         for (name, value) in secrets {
             let index = names.len() as u32;
             names.push(name.to_owned());
-            for form in variants::variants_with_repeats(value.expose()) {
+            for mut form in variants::variants_with_repeats(value.expose()) {
+                // Matching is ASCII case-insensitive: a receiver reads hex,
+                // percent-escapes and header names in either case.
+                form.make_ascii_lowercase();
                 owner.push(index);
                 patterns.push(Zeroizing::new(form));
             }
@@ -204,12 +211,68 @@ impl Scrubber {
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 
+    /// Scrubs a whole text that was not cut short: only whole matches are
+    /// replaced, never a tail that merely begins a value (which would say
+    /// whether a guess was a prefix).
+    pub fn scrub_complete(self: &Arc<Self>, text: &str) -> String {
+        let mut out = Vec::with_capacity(text.len());
+        self.release(text.as_bytes(), End::Complete, &mut out);
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// A JSON value with every value scrubbed out of it, as a receiver
+    /// parsing it would see: keys and strings are scrubbed, a number that
+    /// is a value becomes the replacement string, and if a value still
+    /// shows in the serialised result (one spread over JSON structure,
+    /// such as `ab":"cd`), the whole value is replaced.
+    pub fn scrub_json(self: &Arc<Self>, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        fn walk(s: &Arc<Scrubber>, value: &Value) -> Value {
+            match value {
+                Value::String(text) => Value::String(s.scrub_complete(text)),
+                Value::Number(n) => {
+                    let text = n.to_string();
+                    if s.names_in(text.as_bytes()).is_empty() {
+                        value.clone()
+                    } else {
+                        Value::String(s.scrub_complete(&text))
+                    }
+                }
+                Value::Array(items) => Value::Array(items.iter().map(|v| walk(s, v)).collect()),
+                Value::Object(map) => Value::Object(
+                    map.iter()
+                        .map(|(k, v)| (s.scrub_complete(k), walk(s, v)))
+                        .collect(),
+                ),
+                other => other.clone(),
+            }
+        }
+        let scrubbed = walk(self, value);
+        let left = self.names_in(scrubbed.to_string().as_bytes());
+        if left.is_empty() {
+            scrubbed
+        } else {
+            let mut label = Vec::new();
+            let owners: Vec<u32> = left
+                .iter()
+                .filter_map(|n| self.names.iter().position(|m| m == n))
+                .map(|i| i as u32)
+                .collect();
+            self.write_label(&owners, &mut label);
+            Value::String(String::from_utf8_lossy(&label).into_owned())
+        }
+    }
+
     /// Names of the secrets whose values occur in `data`, in any form,
     /// sorted: how an outbound request is checked before it leaves (a value
     /// may go only to the hosts it is bound to).
     pub fn names_in(&self, data: &[u8]) -> Vec<&str> {
+        if self.patterns.is_empty() {
+            return Vec::new();
+        }
         let mut owners: Vec<u32> = self
-            .merged_spans(data)
+            .spans_decoded(data, RECEIVER_DECODES)
             .into_iter()
             .flat_map(|span| span.owners)
             .collect();
@@ -219,6 +282,34 @@ impl Scrubber {
             .into_iter()
             .map(|o| self.names[o as usize].as_str())
             .collect()
+    }
+
+    /// Every match in `text` as written and in what decoding it `levels`
+    /// times yields (a receiver that unescapes percent-encoding inside a
+    /// JSON string, say), mapped back onto `text`, merged.
+    fn spans_decoded(&self, text: &[u8], levels: usize) -> Vec<Span> {
+        let folded = fold(text);
+        let mut spans = self.merged_spans(&folded);
+        let mut view: Option<(Zeroizing<Vec<u8>>, Vec<usize>)> = None;
+        for _ in 0..levels {
+            let current: &[u8] = view.as_ref().map_or(text, |(bytes, _)| bytes);
+            if !decode::has_escapes(current) {
+                break;
+            }
+            let decoded = decode::decode(current);
+            // Offsets into `text` of every decoded byte (and the end).
+            let origin: Vec<usize> = (0..=decoded.bytes.len())
+                .map(|i| {
+                    let at = decoded.origin(i);
+                    view.as_ref().map_or(at, |(_, outer)| outer[at])
+                })
+                .collect();
+            for span in self.merged_spans(&decoded.bytes) {
+                spans.push(Span::new(origin[span.start], origin[span.end], span.owners));
+            }
+            view = Some((Zeroizing::new(decoded.bytes.to_vec()), origin));
+        }
+        merge(spans)
     }
 
     /// Names of the secrets this scrubber hides.
@@ -272,19 +363,38 @@ impl Scrubber {
     /// Writes the scrubbed form of `text[..boundary]` to `out` and returns
     /// `boundary`: everything before it is final. With `at_end`, everything
     /// is final.
-    fn release(&self, text: &[u8], at_end: bool, out: &mut Vec<u8>) -> usize {
+    fn release(&self, text: &[u8], end: End, out: &mut Vec<u8>) -> usize {
+        let at_end = end != End::No;
         if self.patterns.is_empty() {
             out.extend_from_slice(text);
             return text.len();
         }
-        let mut spans = self.merged_spans(text);
-        let hold = self.holdback_start(text);
+        let folded = fold(text);
+        let mut spans = self.merged_spans(&folded);
+        let mut hold = self.holdback_start(&folded);
+        // What a receiver decodes: matches there map back onto the text,
+        // and a tail that could still become (or complete) an escape of a
+        // value is held back like a raw prefix.
+        let decoded = decode::has_escapes(text).then(|| decode::decode(text));
+        if let Some(d) = &decoded {
+            for span in self.merged_spans(&d.bytes) {
+                let (start, end) = d.span(span.start, span.end);
+                spans.push(Span::new(start, end, span.owners));
+            }
+            spans = merge(spans);
+            if !at_end {
+                hold = hold.min(d.origin(self.holdback_start(&d.bytes)));
+                if let Some(at) = d.incomplete {
+                    hold = hold.min(at);
+                }
+            }
+        }
         let boundary = if at_end {
-            if text.len() - hold >= MIN_TRUNCATED_MATCH {
+            if end == End::Truncated && text.len() - hold >= MIN_TRUNCATED_MATCH {
                 // The cut-off start of a secret, merged with any span that
                 // reaches into it.
                 let mut owners: Vec<u32> = self
-                    .prefixes(&text[hold..])
+                    .prefixes(&folded[hold..])
                     .map(|id| self.owner[id as usize])
                     .collect();
                 let mut start = hold;
@@ -296,11 +406,23 @@ impl Scrubber {
             }
             text.len()
         } else {
-            // A span reaching into the held-back tail may still grow.
-            spans
-                .iter()
-                .find(|s| s.end > hold)
-                .map_or(hold, |s| s.start.min(hold))
+            // A span reaching into the held-back tail may still grow, and
+            // an escape cut in two would decode differently: move back
+            // until neither straddles the boundary.
+            let mut boundary = hold;
+            loop {
+                let mut next = spans
+                    .iter()
+                    .find(|s| s.end > boundary)
+                    .map_or(boundary, |s| s.start.min(boundary));
+                if let Some(d) = &decoded {
+                    next = d.escape_start(next);
+                }
+                if next == boundary {
+                    break boundary;
+                }
+                boundary = next;
+            }
         };
         let mut cursor = 0;
         for span in spans.iter().take_while(|s| s.end <= boundary) {
@@ -361,6 +483,40 @@ impl Span {
     }
 }
 
+/// How much of a text has arrived when it is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// More may follow: hold back what could still become a match.
+    No,
+    /// The stream ended, perhaps cut short (a capture limit, a trap): a
+    /// tail that begins a value is redacted too.
+    Truncated,
+    /// A whole value (a trigger field, an output): only whole matches
+    /// count, so whether a text begins a value is never shown.
+    Complete,
+}
+
+/// `text` with ASCII letters lowercased, in a buffer that is wiped.
+fn fold(text: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut folded = Zeroizing::new(text.to_vec());
+    folded.make_ascii_lowercase();
+    folded
+}
+
+/// Levels of escaping a receiver may undo: percent-escapes inside a JSON
+/// string, say. Checks of outbound data decode this many times.
+const RECEIVER_DECODES: usize = 2;
+
+/// Spans in any order, sorted and merged.
+fn merge(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort_unstable_by_key(|s| (s.start, s.end));
+    let mut merged: Vec<Span> = Vec::with_capacity(spans.len());
+    for span in spans {
+        push_span(&mut merged, span);
+    }
+    merged
+}
+
 /// Appends `span`, merging it into the last one when they overlap.
 fn push_span(spans: &mut Vec<Span>, span: Span) {
     match spans.last_mut() {
@@ -393,11 +549,11 @@ impl ScrubStream {
     /// Scrubs `input` and appends what is final to `out`.
     pub fn write(&mut self, input: &[u8], out: &mut Vec<u8>) {
         if self.pending.is_empty() {
-            let done = self.scrubber.release(input, false, out);
+            let done = self.scrubber.release(input, End::No, out);
             self.pending.extend_from_slice(&input[done..]);
         } else {
             self.pending.extend_from_slice(input);
-            let done = self.scrubber.release(&self.pending, false, out);
+            let done = self.scrubber.release(&self.pending, End::No, out);
             self.pending.drain(..done);
         }
     }
@@ -411,7 +567,7 @@ impl ScrubStream {
     /// Like [`finish`](Self::finish), leaving the stream usable (for a
     /// stream that is cut short but may be reused, such as a log buffer).
     pub fn flush_into(&mut self, out: &mut Vec<u8>) {
-        self.scrubber.release(&self.pending, true, out);
+        self.scrubber.release(&self.pending, End::Truncated, out);
         zeroize::Zeroize::zeroize(&mut *self.pending);
     }
 

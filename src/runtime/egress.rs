@@ -5,11 +5,21 @@
 //! the refusal is recorded in the invocation's outcome) when:
 //! 1. its host is not one of the extension's allowed hosts (or a host taken
 //!    from a config field the extension marks as a URL);
-//! 2. it is plain HTTP to anything but loopback: secrets leave only over TLS;
-//! 3. it carries a value this invocation was handed (raw or in any encoding
-//!    the scrubber knows, in the path, a header or the body) to a host that
-//!    secret is not bound to;
-//! 4. its host is not mapped by the operator and resolves to a loopback,
+//! 2. it is plain HTTP: secrets leave only over TLS (an operator's upstream
+//!    mapping may still send it to a loopback stand-in);
+//! 3. it has trailers (never forwarded), or would exceed the invocation's
+//!    share: concurrent requests, bytes of request bodies in flight;
+//! 4. any byte of it carries a value of the execution's snapshot to a host
+//!    that value is not bound to. Every part is checked, as the receiver
+//!    will decode it: the method, the authority (user info included), the
+//!    path and query, each header name and value, and the body, each
+//!    matched case-insensitively and again after percent- and JSON-escapes
+//!    are undone (see [`Scrubber::names_in`]). A value's binding is the
+//!    strictest across the execution: a value no node declared may go
+//!    nowhere. Such a request is an attack, not a mistake: the invocation
+//!    is stopped and fails, and every later request of it is refused
+//!    unchecked, so refusals cannot be used to test guesses;
+//! 5. its host is not mapped by the operator and resolves to a loopback,
 //!    private or link-local address (a DNS rebinding way into the host's
 //!    network). The connector checks again the answer it connects to, so a
 //!    name that rebinds between the two look-ups is refused all the same.
@@ -75,12 +85,29 @@ impl std::str::FromStr for Upstream {
 }
 
 /// One outbound request, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EgressEvent {
     pub method: String,
     pub host: String,
     /// `None` when sent; the reason when refused.
     pub refused: Option<String>,
+}
+
+/// Most events one invocation records; past it they are counted.
+pub(crate) const MAX_EVENTS: usize = 256;
+/// Longest method, host or reason kept in a record (guest-chosen text).
+const MAX_FIELD: usize = 256;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    format!(
+        "{}… [{} bytes]",
+        &text[..text.floor_char_boundary(max)],
+        text.len()
+    )
 }
 
 /// The runtime-wide part: operator mappings, timeouts and the connection
@@ -123,39 +150,182 @@ impl Default for EgressPolicy {
     }
 }
 
-/// The per-invocation part: which hosts, which secret may go where, the
-/// values handed out so far, and the record.
+/// The per-invocation part: which hosts, which value may go where, the
+/// invocation's share of the pool, and the record.
 pub(crate) struct InvocationEgress {
     pub(crate) allowed: HashSet<String>,
-    /// Secret name → hosts it may be sent to (empty: any allowed host).
-    pub(crate) bound: HashMap<String, Vec<String>>,
-    pub(crate) revealed: Arc<Mutex<super::Revealed>>,
-    pub(crate) events: Mutex<Vec<EgressEvent>>,
+    /// Secret → hosts this invocation may send its value to (absent or
+    /// empty: nowhere).
+    pub(crate) bound: HashMap<String, HashSet<String>>,
+    /// Matches every value of the execution's snapshot.
+    pub(crate) scrubber: Arc<Scrubber>,
+    pub(crate) limits: EgressLimits,
+    in_flight: Mutex<InFlight>,
+    record: Mutex<Record>,
+    /// Set by the first request that carried a value where it may not go.
+    violation: Mutex<Option<String>>,
+    stopped: tokio::sync::Notify,
+}
+
+/// How much of the pool one invocation may hold at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EgressLimits {
+    pub(crate) requests: usize,
+    pub(crate) body_bytes: usize,
+}
+
+#[derive(Default)]
+struct InFlight {
+    requests: usize,
+    body_bytes: usize,
+}
+
+#[derive(Default)]
+struct Record {
+    events: Vec<EgressEvent>,
+    dropped: usize,
 }
 
 impl InvocationEgress {
-    fn record(&self, method: &str, host: &str, refused: Option<String>) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(EgressEvent {
-                method: method.to_owned(),
-                host: host.to_owned(),
-                refused,
-            });
-    }
-
-    fn may_carry(&self, secret: &str, host: &str) -> bool {
-        match self.bound.get(secret) {
-            Some(hosts) if !hosts.is_empty() => hosts.iter().any(|h| h == host),
-            _ => self.allowed.contains(host),
+    pub(crate) fn new(
+        allowed: HashSet<String>,
+        bound: HashMap<String, HashSet<String>>,
+        scrubber: Arc<Scrubber>,
+        limits: EgressLimits,
+    ) -> Self {
+        InvocationEgress {
+            allowed,
+            bound,
+            scrubber,
+            limits,
+            in_flight: Mutex::default(),
+            record: Mutex::default(),
+            violation: Mutex::default(),
+            stopped: tokio::sync::Notify::new(),
         }
     }
 
-    /// A scrubber over the values handed out so far.
-    fn scrubber(&self) -> Arc<Scrubber> {
-        let revealed = self.revealed.lock().unwrap_or_else(|e| e.into_inner());
-        Scrubber::new(revealed.iter().map(|(n, v)| (n.as_str(), v)))
+    fn record(&self, method: &str, host: &str, refused: Option<String>) {
+        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        if record.events.len() >= MAX_EVENTS {
+            record.dropped += 1;
+            return;
+        }
+        record.events.push(EgressEvent {
+            method: clip(method, MAX_FIELD),
+            host: clip(host, MAX_FIELD),
+            refused: refused.map(|r| clip(&r, MAX_FIELD * 2)),
+        });
+    }
+
+    /// The recorded events, scrubbed, and how many were not recorded.
+    pub(crate) fn take_events(&self) -> (Vec<EgressEvent>, usize) {
+        let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
+        let scrub = |t: &str| self.scrubber.scrub_str(t);
+        let events = std::mem::take(&mut record.events)
+            .into_iter()
+            .map(|e| EgressEvent {
+                method: scrub(&e.method),
+                host: scrub(&e.host),
+                refused: e.refused.as_deref().map(scrub),
+            })
+            .collect();
+        (events, record.dropped)
+    }
+
+    /// Why the invocation was stopped, if a request carried a value where
+    /// it may not go.
+    pub(crate) fn violation(&self) -> Option<String> {
+        self.violation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Resolves once a violation stopped the invocation.
+    pub(crate) async fn stopped(&self) {
+        loop {
+            let notified = self.stopped.notified();
+            if self.violation().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn stop(&self, reason: String) {
+        let mut violation = self.violation.lock().unwrap_or_else(|e| e.into_inner());
+        violation.get_or_insert(reason);
+        self.stopped.notify_waiters();
+    }
+
+    fn may_carry(&self, secret: &str, host: &str) -> bool {
+        self.bound
+            .get(secret)
+            .is_some_and(|hosts| hosts.contains(host))
+    }
+
+    /// The first value `part` carries that may not go to `host`.
+    fn forbidden_in(&self, part: &[u8], host: &str) -> Option<String> {
+        self.scrubber
+            .names_in(part)
+            .into_iter()
+            .find(|secret| !self.may_carry(secret, host))
+            .map(str::to_owned)
+    }
+
+    /// Takes a share of the pool for one request, or says why not.
+    fn admit(&self) -> Result<Admitted<'_>, String> {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if in_flight.requests >= self.limits.requests {
+            return Err(format!(
+                "more than {} requests at once from one invocation (the concurrent-request limit)",
+                self.limits.requests
+            ));
+        }
+        in_flight.requests += 1;
+        Ok(Admitted {
+            egress: self,
+            body_bytes: 0,
+        })
+    }
+}
+
+/// One admitted request's share: released when the request is done.
+struct Admitted<'a> {
+    egress: &'a InvocationEgress,
+    body_bytes: usize,
+}
+
+impl Admitted<'_> {
+    /// Counts `more` body bytes against the invocation's budget.
+    fn reserve(&mut self, more: usize) -> Result<(), String> {
+        let limit = self.egress.limits.body_bytes;
+        let mut in_flight = self
+            .egress
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if in_flight.body_bytes + more > limit {
+            return Err(format!(
+                "request bodies in flight over {limit} bytes (the invocation's body budget; the per-request cap is {MAX_BODY})"
+            ));
+        }
+        in_flight.body_bytes += more;
+        self.body_bytes += more;
+        Ok(())
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .egress
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        in_flight.requests -= 1;
+        in_flight.body_bytes -= self.body_bytes;
     }
 }
 
@@ -180,15 +350,6 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
         let (policy, invocation) = (self.policy.clone(), self.invocation.clone());
         Box::new(async move { send(&policy, &invocation, request, options).await })
     }
-}
-
-fn is_loopback_name(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Addresses a public host name must never resolve to.
@@ -225,46 +386,68 @@ async fn send(
         invocation.record(&method, &host, Some(reason));
         Err(HttpError::HttpRequestDenied)
     };
+    // After a violation nothing is checked any more: every answer is the
+    // same, so no request can test a guess.
+    if invocation.violation().is_some() {
+        return refuse(
+            "the invocation was stopped: an earlier request carried a secret where it may not go"
+                .into(),
+        );
+    }
     if !invocation.allowed.contains(&host) {
         return refuse(format!(
             "{host} is not one of the extension's allowed hosts"
         ));
     }
     let https = parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-    if !https && !is_loopback_name(&host) {
+    if !https {
         return refuse(format!(
-            "plain http to {host}: requests leave over https only, except to loopback"
+            "plain http to {host}: requests leave over https only"
         ));
     }
+    let mut share = match invocation.admit() {
+        Ok(share) => share,
+        Err(reason) => return refuse(reason),
+    };
 
     // Buffer the body (bounded) so it can be checked before it leaves.
     let mut body = body;
-    let mut buffered = Vec::new();
+    let mut buffered = zeroize::Zeroizing::new(Vec::new());
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        let frame = frame?;
+        if frame.is_trailers() {
+            return refuse("the request has trailers, which narakim does not send".into());
+        }
+        if let Ok(data) = frame.into_data() {
             if buffered.len() + data.len() > MAX_BODY {
                 return refuse(format!("request body over {MAX_BODY} bytes"));
+            }
+            if let Err(reason) = share.reserve(data.len()) {
+                return refuse(reason);
             }
             buffered.extend_from_slice(&data);
         }
     }
-    let mut carried = buffered.clone();
-    if let Some(pq) = parts.uri.path_and_query() {
-        carried.extend_from_slice(pq.as_str().as_bytes());
+
+    // Every byte that leaves, part by part, as the receiver decodes it.
+    let authority = parts.uri.authority().map_or("", |a| a.as_str());
+    let path = parts.uri.path_and_query().map_or("", |pq| pq.as_str());
+    let mut checked: Vec<&[u8]> = vec![method.as_bytes(), authority.as_bytes(), path.as_bytes()];
+    for (name, value) in &parts.headers {
+        checked.push(name.as_str().as_bytes());
+        checked.push(value.as_bytes());
     }
-    for value in parts.headers.values() {
-        carried.push(b'\n');
-        carried.extend_from_slice(value.as_bytes());
+    checked.push(&buffered);
+    if let Some(secret) = checked
+        .iter()
+        .find_map(|part| invocation.forbidden_in(part, &host))
+    {
+        let reason = format!(
+            "the request carries secret {secret}, which may not be sent to {host}; the invocation was stopped"
+        );
+        invocation.stop(reason.clone());
+        return refuse(reason);
     }
-    let scrubber = invocation.scrubber();
-    for secret in scrubber.names_in(&carried) {
-        if !invocation.may_carry(secret, &host) {
-            return refuse(format!(
-                "the request carries secret {secret}, which may not be sent to {host}"
-            ));
-        }
-    }
-    zeroize::Zeroize::zeroize(&mut carried);
 
     match policy.upstreams.get(&host) {
         Some(base) => {
@@ -275,8 +458,8 @@ async fn send(
                 policy.pool.trust_mapped(target);
             }
         }
-        None if !is_loopback_name(&host) => {
-            let port = parts.uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        None => {
+            let port = parts.uri.port_u16().unwrap_or(443);
             match tokio::net::lookup_host((host.as_str(), port)).await {
                 Ok(addrs) => {
                     if let Some(ip) = addrs.map(|a| a.ip()).find(|ip| is_internal(*ip)) {
@@ -286,7 +469,6 @@ async fn send(
                 Err(e) => return refuse(format!("{host} does not resolve: {e}")),
             }
         }
-        None => {}
     }
 
     // The guest may shorten the host's timeouts, never lengthen them.
@@ -301,8 +483,11 @@ async fn send(
         .map_or(policy.between_bytes_timeout, |t| {
             t.min(policy.between_bytes_timeout)
         });
-    let request = http::Request::from_parts(parts, Full::new(Bytes::from(buffered)));
-    match policy.pool.send(request, first_byte, between_bytes).await {
+    let body = Bytes::from(std::mem::take(&mut *buffered));
+    let request = http::Request::from_parts(parts, Full::new(body));
+    let sent = policy.pool.send(request, first_byte, between_bytes).await;
+    drop(share);
+    match sent {
         Ok(response) => {
             invocation.record(&method, &host, None);
             // The pool drives the connection; nothing is left to await.
@@ -372,11 +557,5 @@ mod tests {
         for ip in ["1.1.1.1", "162.159.135.232", "2606:4700::1111"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
-        assert!(
-            is_loopback_name("localhost")
-                && is_loopback_name("127.0.0.1")
-                && is_loopback_name("[::1]")
-        );
-        assert!(!is_loopback_name("discord.com"));
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::redact::Scrubber;
 
+use super::Captured;
 use super::limits::Limits;
 
 /// Why a component could not be loaded as an extension.
@@ -31,6 +32,11 @@ pub enum LoadError {
     #[error("{path}: describe() failed: {reason}")]
     Describe { path: String, reason: String },
 
+    #[error(
+        "{path}: describe() did not return within {limit:?}; a description is static data and must not wait on anything"
+    )]
+    DescribeTimeout { path: String, limit: Duration },
+
     #[error("{path}: invalid self-description: {reason}")]
     BadDescription { path: String, reason: String },
 
@@ -38,7 +44,9 @@ pub enum LoadError {
     Engine(String),
 }
 
-/// Why an invocation failed.
+/// Why an invocation failed. Every failure after the guest started keeps
+/// what it left behind ([`Captured`]: logs, stdout, stderr, requests),
+/// scrubbed, for the audit trail.
 #[derive(Debug, thiserror::Error)]
 pub enum InvocationError {
     #[error("extension {extension}, node {node}: timed out after {limit:?} (the wall-clock limit)")]
@@ -46,7 +54,7 @@ pub enum InvocationError {
         extension: String,
         node: String,
         limit: Duration,
-        stderr: String,
+        captured: Box<Captured>,
     },
 
     #[error(
@@ -56,7 +64,7 @@ pub enum InvocationError {
         extension: String,
         node: String,
         limit: usize,
-        stderr: String,
+        captured: Box<Captured>,
     },
 
     #[error(
@@ -66,7 +74,17 @@ pub enum InvocationError {
         extension: String,
         node: String,
         limit: usize,
-        stderr: String,
+        captured: Box<Captured>,
+    },
+
+    #[error(
+        "extension {extension}, node {node}: too many live host resources (HTTP fields, requests, streams; the limit is {limit})"
+    )]
+    ResourceLimit {
+        extension: String,
+        node: String,
+        limit: usize,
+        captured: Box<Captured>,
     },
 
     #[error("extension {extension}, node {node}: trapped: {message}")]
@@ -74,7 +92,15 @@ pub enum InvocationError {
         extension: String,
         node: String,
         message: String,
-        stderr: String,
+        captured: Box<Captured>,
+    },
+
+    #[error("extension {extension}, node {node}: stopped: {reason}")]
+    EgressViolation {
+        extension: String,
+        node: String,
+        reason: String,
+        captured: Box<Captured>,
     },
 
     #[error(
@@ -85,10 +111,25 @@ pub enum InvocationError {
         node: String,
         size: usize,
         limit: usize,
+        captured: Box<Captured>,
     },
 
     #[error("extension {extension}, node {node}: output is not JSON")]
-    OutputNotJson { extension: String, node: String },
+    OutputNotJson {
+        extension: String,
+        node: String,
+        captured: Box<Captured>,
+    },
+
+    #[error(
+        "extension {extension}, node {node}: the output holds the value of secret {names}; outputs pass to other nodes and into records, and may hold no secret (redacting it would tell the next node a guess was right), so the node failed"
+    )]
+    OutputHoldsSecret {
+        extension: String,
+        node: String,
+        names: String,
+        captured: Box<Captured>,
+    },
 
     #[error("extension {extension}, node {node}: bad config: {reason}")]
     BadConfig {
@@ -99,15 +140,25 @@ pub enum InvocationError {
 }
 
 impl InvocationError {
+    /// What the guest left behind, when it ran at all.
+    pub fn captured(&self) -> Option<&Captured> {
+        match self {
+            InvocationError::Timeout { captured, .. }
+            | InvocationError::MemoryLimit { captured, .. }
+            | InvocationError::StackOverflow { captured, .. }
+            | InvocationError::ResourceLimit { captured, .. }
+            | InvocationError::Trap { captured, .. }
+            | InvocationError::EgressViolation { captured, .. }
+            | InvocationError::OutputTooLarge { captured, .. }
+            | InvocationError::OutputNotJson { captured, .. }
+            | InvocationError::OutputHoldsSecret { captured, .. } => Some(captured),
+            InvocationError::BadConfig { .. } => None,
+        }
+    }
+
     /// The guest's scrubbed stderr, when the failure left one.
     pub fn stderr(&self) -> &str {
-        match self {
-            InvocationError::Timeout { stderr, .. }
-            | InvocationError::MemoryLimit { stderr, .. }
-            | InvocationError::StackOverflow { stderr, .. }
-            | InvocationError::Trap { stderr, .. } => stderr,
-            _ => "",
-        }
+        self.captured().map_or("", |c| c.stderr.as_str())
     }
 }
 
@@ -119,38 +170,48 @@ pub(crate) fn classify(
     node: String,
     limits: &Limits,
     memory_denied: bool,
+    table_full: bool,
     scrubber: &std::sync::Arc<Scrubber>,
-    stderr: String,
+    captured: Box<Captured>,
 ) -> InvocationError {
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => InvocationError::Timeout {
             extension,
             node,
             limit: limits.timeout,
-            stderr,
+            captured,
         },
         Some(wasmtime::Trap::StackOverflow) => InvocationError::StackOverflow {
             extension,
             node,
             limit: limits.stack_bytes,
-            stderr,
+            captured,
         },
         _ if memory_denied => InvocationError::MemoryLimit {
             extension,
             node,
             limit: limits.memory_bytes,
-            stderr,
+            captured,
+        },
+        _ if table_full => InvocationError::ResourceLimit {
+            extension,
+            node,
+            limit: limits.host_resources,
+            captured,
         },
         // The trap itself; the wasm backtrace (function indexes) helps no
         // operator, and a panic's message is in the scrubbed stderr.
         trap => InvocationError::Trap {
             extension,
             node,
-            message: scrubber.scrub_str(&match trap {
-                Some(trap) => trap.to_string(),
-                None => format!("{:#}", error.root_cause()),
-            }),
-            stderr,
+            message: super::egress::clip(
+                &scrubber.scrub_str(&match trap {
+                    Some(trap) => trap.to_string(),
+                    None => format!("{:#}", error.root_cause()),
+                }),
+                4096,
+            ),
+            captured,
         },
     }
 }

@@ -2,7 +2,7 @@
 //! world, compile it once (cached on disk by content hash and engine
 //! version), pre-link it, and read its self-description.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -101,59 +101,155 @@ impl ExtensionDescription {
     }
 
     /// What one invocation with `config` may read and where it may send it.
+    ///
+    /// A secret's binding is the strictest of every rule that names it: a
+    /// required secret's hosts, and the hosts of each secret field that
+    /// names it (an empty list means the extension's allowed hosts). A
+    /// field can narrow a required secret's binding, never widen it.
     pub(crate) fn plan(&self, config: &str) -> Result<Plan, String> {
         let d = self;
         let mut plan = Plan {
             declared: d.required_secrets.iter().map(|s| s.name.clone()).collect(),
             allowed_hosts: d.allowed_hosts.iter().cloned().collect(),
-            bound: d
-                .required_secrets
-                .iter()
-                .map(|s| (s.name.clone(), s.hosts.clone()))
-                .collect(),
+            bound: HashMap::new(),
         };
-        if d.secret_fields.is_empty() && d.host_fields.is_empty() {
-            return Ok(plan);
-        }
-        let config: serde_json::Value =
-            serde_json::from_str(config).map_err(|e| format!("config is not valid JSON: {e}"))?;
-        for field in &d.secret_fields {
-            match config.pointer(&field.pointer) {
-                None | Some(serde_json::Value::Null) => {}
-                Some(serde_json::Value::String(name)) => {
-                    SecretName::new(name).map_err(|e| format!("{}: {e}", field.pointer))?;
-                    plan.declared.insert(name.clone());
-                    plan.bound.insert(name.clone(), field.hosts.clone());
+        let mut fields: Vec<(String, &[String])> = Vec::new();
+        if !d.secret_fields.is_empty() || !d.host_fields.is_empty() {
+            let config: serde_json::Value = serde_json::from_str(config)
+                .map_err(|e| format!("config is not valid JSON: {e}"))?;
+            for field in &d.secret_fields {
+                match config.pointer(&field.pointer) {
+                    None | Some(serde_json::Value::Null) => {}
+                    Some(serde_json::Value::String(name)) => {
+                        SecretName::new(name).map_err(|e| format!("{}: {e}", field.pointer))?;
+                        plan.declared.insert(name.clone());
+                        fields.push((name.clone(), &field.hosts));
+                    }
+                    Some(_) => {
+                        return Err(format!(
+                            "{} must be a string naming a secret, for example \"MY_API_KEY\"",
+                            field.pointer
+                        ));
+                    }
                 }
-                Some(_) => {
-                    return Err(format!(
-                        "{} must be a string naming a secret, for example \"MY_API_KEY\"",
-                        field.pointer
-                    ));
+            }
+            for pointer in &d.host_fields {
+                if let Some(url) = config.pointer(pointer).and_then(|v| v.as_str()) {
+                    let uri: http::Uri = url
+                        .parse()
+                        .map_err(|e| format!("{pointer}: {url:?} is not a URL: {e}"))?;
+                    let host = uri
+                        .host()
+                        .ok_or_else(|| format!("{pointer}: {url:?} has no host"))?
+                        .to_ascii_lowercase();
+                    if let Some(problem) = host_problem(&host) {
+                        return Err(format!(
+                            "{pointer}: the host of {url:?} is {problem}; a URL must name a public DNS host (the operator can map it to a local service with --upstream HOST=URL)"
+                        ));
+                    }
+                    plan.allowed_hosts.insert(host);
                 }
             }
         }
-        for pointer in &d.host_fields {
-            if let Some(url) = config.pointer(pointer).and_then(|v| v.as_str()) {
-                let uri: http::Uri = url
-                    .parse()
-                    .map_err(|e| format!("{pointer}: {url:?} is not a URL: {e}"))?;
-                let host = uri
-                    .host()
-                    .ok_or_else(|| format!("{pointer}: {url:?} has no host"))?;
-                plan.allowed_hosts.insert(host.to_ascii_lowercase());
+        let hosts_of = |listed: &[String]| -> HashSet<String> {
+            if listed.is_empty() {
+                plan.allowed_hosts.clone()
+            } else {
+                listed
+                    .iter()
+                    .filter(|h| plan.allowed_hosts.contains(*h))
+                    .cloned()
+                    .collect()
+            }
+        };
+        let rules = d
+            .required_secrets
+            .iter()
+            .map(|s| (s.name.clone(), &s.hosts[..]))
+            .chain(fields);
+        let mut bound: HashMap<String, HashSet<String>> = HashMap::new();
+        for (name, listed) in rules {
+            let hosts = hosts_of(listed);
+            match bound.get_mut(&name) {
+                Some(existing) => existing.retain(|h| hosts.contains(h)),
+                None => {
+                    bound.insert(name, hosts);
+                }
             }
         }
+        plan.bound = bound;
         Ok(plan)
     }
 }
 
 /// What one invocation may read, and where it may send what.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub(crate) declared: HashSet<String>,
     pub(crate) allowed_hosts: HashSet<String>,
-    /// Secret → hosts it may be sent to (empty: any allowed host).
-    pub(crate) bound: std::collections::HashMap<String, Vec<String>>,
+    /// Secret → the hosts it may be sent to (empty: nowhere).
+    pub(crate) bound: HashMap<String, HashSet<String>>,
+}
+
+/// Why `host` may not be an extension's host, if it may not: only public
+/// DNS names may be. An IP literal, a loopback, single-label or
+/// internal-use name (or a cloud metadata name) would reach the host's own
+/// network; only an operator's upstream mapping may point there.
+pub fn host_problem(host: &str) -> Option<&'static str> {
+    let dns = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if !dns {
+        return Some("not a lower-case DNS name");
+    }
+    let last = host.rsplit('.').next().unwrap_or(host);
+    // 127.1, 0x7f.0.0.1, 2130706433: every form inet_aton accepts ends in a
+    // number, and no top-level domain is one.
+    if last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x") {
+        return Some("an IP address");
+    }
+    if host == "localhost" || host.ends_with(".localhost") {
+        return Some("a loopback name");
+    }
+    if !host.contains('.') {
+        return Some("a single-label name, which resolves through local search domains");
+    }
+    const INTERNAL: [&str; 13] = [
+        "internal",
+        "local",
+        "localdomain",
+        "home.arpa",
+        "arpa",
+        "lan",
+        "intranet",
+        "corp",
+        "home",
+        "private",
+        "svc",
+        "cluster",
+        "in-addr.arpa",
+    ];
+    const METADATA: [&str; 3] = [
+        "metadata.google.internal",
+        "metadata.azure.com",
+        "instance-data.ec2.internal",
+    ];
+    if METADATA.contains(&host) {
+        return Some("a cloud metadata service name");
+    }
+    if INTERNAL
+        .iter()
+        .any(|suffix| host == *suffix || host.ends_with(&format!(".{suffix}")))
+    {
+        return Some("an internal-use name");
+    }
+    None
 }
 
 /// A resolver with nothing in it, for `describe` (which must not read secrets).
@@ -267,17 +363,39 @@ impl Runtime {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
         };
-        // Describe is static data: no secrets, no network, two seconds.
+        // Describe is static data: no secrets, no network, two seconds,
+        // whether it spins (the epoch deadline) or waits inside a host call
+        // such as a sleep (the tokio timeout).
+        let limit = std::time::Duration::from_secs(2);
         let _slot = self.slot().await;
         let mut store = self.sandbox(
-            host::SecretsHost::new(Arc::new(NoSecrets), HashSet::new(), Arc::default()),
+            host::SecretsHost::new(Arc::new(NoSecrets), HashSet::new()),
             Box::new(host::DenyEgress),
             None,
-            std::time::Duration::from_secs(2),
+            limit,
         );
-        let instance = pre.instantiate_async(&mut store).await.map_err(failed)?;
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_describe(&mut store).await
+        };
         let d: bindings::narakim::extension::types::Description =
-            instance.call_describe(&mut store).await.map_err(failed)?;
+            match tokio::time::timeout(limit + super::EPOCH_TICK * 5, call).await {
+                Ok(described) => {
+                    described.map_err(|e| match e.downcast_ref::<wasmtime::Trap>() {
+                        Some(wasmtime::Trap::Interrupt) => LoadError::DescribeTimeout {
+                            path: origin.to_owned(),
+                            limit,
+                        },
+                        _ => failed(e),
+                    })?
+                }
+                Err(_elapsed) => {
+                    return Err(LoadError::DescribeTimeout {
+                        path: origin.to_owned(),
+                        limit,
+                    });
+                }
+            };
         let description = ExtensionDescription {
             name: d.name,
             version: d.version,
@@ -343,11 +461,10 @@ fn validate(d: &ExtensionDescription) -> Result<(), String> {
         .chain(d.required_secrets.iter().flat_map(|s| &s.hosts))
         .chain(d.secret_fields.iter().flat_map(|f| &f.hosts));
     for h in hosts {
-        let ok = !h.is_empty()
-            && h.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-        if !ok {
-            return Err(format!("host {h:?} must be a lower-case DNS name"));
+        if let Some(problem) = host_problem(h) {
+            return Err(format!(
+                "host {h:?} is {problem}; extensions may name only public DNS hosts (an operator maps one to a local service with --upstream HOST=URL)"
+            ));
         }
     }
     Ok(())
@@ -355,4 +472,92 @@ fn validate(d: &ExtensionDescription) -> Result<(), String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_dns_names_may_be_hosts() {
+        for bad in [
+            "localhost",
+            "api.localhost",
+            "127.0.0.1",
+            "127.1",
+            "2130706433",
+            "0x7f.0.0.1",
+            "0x7f000001",
+            "169.254.169.254",
+            "metadata",
+            "metadata.google.internal",
+            "instance-data.ec2.internal",
+            "printer.local",
+            "nas.home.arpa",
+            "1.0.0.127.in-addr.arpa",
+            "db.svc",
+            "[::1]",
+            "Discord.com",
+            "",
+            "a..b",
+        ] {
+            assert!(host_problem(bad).is_some(), "{bad:?} was accepted");
+        }
+        for good in [
+            "discord.com",
+            "api.openrouter.ai",
+            "echo.test",
+            "x-1.example.org",
+        ] {
+            assert_eq!(host_problem(good), None, "{good:?}");
+        }
+    }
+
+    fn described(required: &[&str], field_hosts: &[&str]) -> ExtensionDescription {
+        ExtensionDescription {
+            name: "x".into(),
+            version: "0.1.0".into(),
+            description: String::new(),
+            required_secrets: vec![RequiredSecret {
+                name: "TOKEN".into(),
+                hosts: required.iter().map(|h| h.to_string()).collect(),
+            }],
+            secret_fields: vec![SecretField {
+                pointer: "/auth/secret".into(),
+                hosts: field_hosts.iter().map(|h| h.to_string()).collect(),
+            }],
+            allowed_hosts: vec!["a.example".into(), "b.example".into()],
+            host_fields: vec![],
+        }
+    }
+
+    #[test]
+    fn a_secret_field_only_narrows_a_required_secrets_binding() {
+        let hosts = |d: &ExtensionDescription, config: &str| {
+            let mut v: Vec<String> = d.plan(config).unwrap().bound["TOKEN"]
+                .iter()
+                .cloned()
+                .collect();
+            v.sort();
+            v
+        };
+        let naming = r#"{"auth":{"secret":"TOKEN"}}"#;
+        // Required to a, field to b: together nowhere.
+        assert!(hosts(&described(&["a.example"], &["b.example"]), naming).is_empty());
+        // Required anywhere allowed, field to b: b.
+        assert_eq!(
+            hosts(&described(&[], &["b.example"]), naming),
+            ["b.example"]
+        );
+        // Required to a, field anywhere: still a.
+        assert_eq!(
+            hosts(&described(&["a.example"], &[]), naming),
+            ["a.example"]
+        );
+        // Without the field: the required binding.
+        assert_eq!(
+            hosts(&described(&["a.example"], &["b.example"]), "{}"),
+            ["a.example"]
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! interface, on the invocation's state.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::Invocation;
 use super::bindings::narakim::extension::{log, secrets, types};
@@ -13,22 +13,16 @@ use crate::vault::{ResolveError, SecretResolver};
 pub(crate) struct SecretsHost {
     resolver: Arc<dyn SecretResolver>,
     declared: HashSet<String>,
-    /// Shared with the egress check, which must know what was handed out.
-    revealed: Arc<Mutex<super::Revealed>>,
-    read: BTreeSet<String>,
+    /// Values handed out so far, so a second `get` decrypts nothing.
+    handed: super::Revealed,
 }
 
 impl SecretsHost {
-    pub(crate) fn new(
-        resolver: Arc<dyn SecretResolver>,
-        declared: HashSet<String>,
-        revealed: Arc<Mutex<super::Revealed>>,
-    ) -> Self {
+    pub(crate) fn new(resolver: Arc<dyn SecretResolver>, declared: HashSet<String>) -> Self {
         SecretsHost {
             resolver,
             declared,
-            revealed,
-            read: BTreeSet::new(),
+            handed: Vec::new(),
         }
     }
 
@@ -39,15 +33,13 @@ impl SecretsHost {
         if !self.declared.contains(name) {
             return Err(secrets::SecretError::NotDeclared(name.to_owned()));
         }
-        let mut revealed = self.revealed.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, value)) = revealed.iter().find(|(n, _)| n == name) {
+        if let Some((_, value)) = self.handed.iter().find(|(n, _)| n == name) {
             return Ok(value.expose().to_owned());
         }
         match self.resolver.resolve(name) {
             Ok(value) => {
-                self.read.insert(name.to_owned());
                 let plain = value.expose().to_owned();
-                revealed.push((name.to_owned(), value));
+                self.handed.push((name.to_owned(), value));
                 Ok(plain)
             }
             Err(ResolveError::NotConfigured { .. }) => {
@@ -59,11 +51,10 @@ impl SecretsHost {
         }
     }
 
-    /// The values handed out (for the scrubber) and the names read.
-    pub(crate) fn finish(self) -> (super::Revealed, Vec<String>) {
-        let revealed =
-            std::mem::take(&mut *self.revealed.lock().unwrap_or_else(|e| e.into_inner()));
-        (revealed, self.read.into_iter().collect())
+    /// Names of the secrets read, sorted; the values are wiped.
+    pub(crate) fn finish(self) -> Vec<String> {
+        let names: BTreeSet<String> = self.handed.iter().map(|(n, _)| n.clone()).collect();
+        names.into_iter().collect()
     }
 }
 
@@ -73,26 +64,38 @@ impl secrets::Host for Invocation {
     }
 }
 
-/// Log calls, kept raw (bounded) until the scrubber sees them.
+/// Log calls, kept raw until the scrubber sees them, bounded by count and
+/// by bytes (each call costs its text plus [`LOG_ENTRY_COST`], so empty
+/// calls are not free).
 pub(crate) struct LogSink {
-    entries: Vec<(String, String)>,
+    entries: Vec<(&'static str, String)>,
     bytes: usize,
     limit: usize,
+    max_entries: usize,
     dropped: usize,
 }
 
+/// Bytes each kept log call counts beyond its text: what the host spends
+/// on it, roughly.
+pub(crate) const LOG_ENTRY_COST: usize = 64;
+
 impl LogSink {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, max_entries: usize) -> Self {
         LogSink {
             entries: Vec::new(),
             bytes: 0,
             limit,
+            max_entries,
             dropped: 0,
         }
     }
 
     pub(crate) fn take(self) -> Vec<(String, String)> {
-        let mut entries = self.entries;
+        let mut entries: Vec<(String, String)> = self
+            .entries
+            .into_iter()
+            .map(|(level, message)| (level.to_owned(), message))
+            .collect();
         if self.dropped > 0 {
             entries.push((
                 "warn".into(),
@@ -109,11 +112,12 @@ impl LogSink {
 impl log::Host for Invocation {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let sink = &mut self.logs;
-        if sink.bytes + message.len() > sink.limit {
+        let cost = message.len() + LOG_ENTRY_COST;
+        if sink.entries.len() >= sink.max_entries || sink.bytes + cost > sink.limit {
             sink.dropped += 1;
             return Ok(());
         }
-        sink.bytes += message.len();
+        sink.bytes += cost;
         let level = match level {
             log::Level::Trace => "trace",
             log::Level::Debug => "debug",
@@ -121,7 +125,7 @@ impl log::Host for Invocation {
             log::Level::Warn => "warn",
             log::Level::Error => "error",
         };
-        sink.entries.push((level.to_owned(), message));
+        sink.entries.push((level, message));
         Ok(())
     }
 }

@@ -26,6 +26,22 @@ pub struct Limits {
     /// Invocations that can be live at once (slots of the pooling
     /// allocator). Default 256.
     pub pooled_instances: u32,
+    /// Live host resources of one invocation (HTTP fields, requests,
+    /// bodies, streams, pollables). Default 1,000.
+    pub host_resources: usize,
+    /// Bytes one HTTP fields resource (a header map) may hold, in the
+    /// host's own accounting. Default 32 KiB.
+    pub field_bytes: usize,
+    /// Log calls kept per invocation; past it they are counted. Default
+    /// 10,000 (each also counts 64 bytes against `capture_bytes`).
+    pub log_entries: usize,
+    /// Outgoing requests one invocation may have waiting for a response
+    /// at once. Default 16.
+    pub concurrent_requests: usize,
+    /// Bytes of request bodies one invocation may have buffered in the
+    /// host at once (each request is checked whole before it leaves).
+    /// Default 16 MiB.
+    pub request_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -39,6 +55,11 @@ impl Default for Limits {
             output_bytes: 1 << 20,
             stack_bytes: 512 << 10,
             pooled_instances: 256,
+            host_resources: 1_000,
+            field_bytes: 32 << 10,
+            log_entries: 10_000,
+            concurrent_requests: 16,
+            request_body_bytes: 16 << 20,
         }
     }
 }

@@ -21,12 +21,14 @@ mod capture;
 mod egress;
 mod error;
 mod extension;
+mod guard;
 mod host;
 mod limits;
 
-pub use egress::{EgressEvent, Upstream};
+pub use egress::{EgressEvent, Upstream, clip};
 pub use error::{InvocationError, LoadError};
-pub use extension::{Extension, ExtensionDescription, RequiredSecret, SecretField};
+pub use extension::{Extension, ExtensionDescription, RequiredSecret, SecretField, host_problem};
+pub use guard::ExecutionGuard;
 pub use limits::Limits;
 
 use std::path::PathBuf;
@@ -38,7 +40,6 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::redact::Scrubber;
 use crate::vault::{SecretResolver, SecretValue};
 
 /// How often the epoch ticks; the wall-clock timeout is counted in ticks.
@@ -101,7 +102,8 @@ impl Drop for Ticker {
 /// What one invocation produced, scrubbed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// The output JSON, or the extension's error message.
+    /// The output JSON (canonical: parsed and serialised again), or the
+    /// extension's error message.
     pub result: Result<String, String>,
     pub stdout: String,
     pub stderr: String,
@@ -109,8 +111,23 @@ pub struct Outcome {
     pub logs: Vec<(String, String)>,
     /// Names of the secrets the invocation read.
     pub secrets_read: Vec<String>,
-    /// Every outbound request, sent or refused.
+    /// Every outbound request, sent or refused (the first
+    /// [`EgressEvent`]s up to a bound; `egress_dropped` counts the rest).
     pub egress: Vec<EgressEvent>,
+    pub egress_dropped: usize,
+    pub duration: Duration,
+}
+
+/// What an invocation left behind, scrubbed, however it ended: kept with a
+/// failed invocation's error for the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    pub stdout: String,
+    pub stderr: String,
+    pub logs: Vec<(String, String)>,
+    pub secrets_read: Vec<String>,
+    pub egress: Vec<EgressEvent>,
+    pub egress_dropped: usize,
     pub duration: Duration,
 }
 
@@ -240,16 +257,22 @@ impl Runtime {
         if let Some((stdout, stderr)) = stdio {
             wasi.stdout(stdout).stderr(stderr);
         }
+        // Host-side memory is bounded too: live resources by count, each
+        // header map by bytes.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(self.limits.host_resources);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(self.limits.field_bytes);
         let mut store = Store::new(
             &self.engine,
             Invocation {
                 wasi: wasi.build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
+                http,
+                table,
                 hooks,
                 limiter: limits::Limiter::new(&self.limits),
                 secrets,
-                logs: host::LogSink::new(self.limits.capture_bytes),
+                logs: host::LogSink::new(self.limits.capture_bytes, self.limits.log_entries),
             },
         );
         store.limiter(|state| &mut state.limiter);
@@ -258,14 +281,17 @@ impl Runtime {
         store
     }
 
-    /// Runs one node invocation. `secrets` is the execution's snapshot; the
-    /// invocation may read only the names the extension declared for this
-    /// node's `config`.
+    /// Runs one node invocation. `secrets` is the execution's snapshot;
+    /// the invocation may read only the names the extension declared for
+    /// this node's `config`. `guard` is the execution's: everything the
+    /// invocation emits is scrubbed of, and every request it makes checked
+    /// against, every value of the snapshot.
     pub async fn invoke(
         &self,
         extension: &Extension,
         node: &str,
         secrets: Arc<dyn SecretResolver>,
+        guard: &ExecutionGuard,
         config: &str,
         input: &str,
     ) -> Result<Outcome, InvocationError> {
@@ -280,19 +306,21 @@ impl Runtime {
         // Declared before the store, so dropped after it: the slot is free
         // only once the instance is gone.
         let _slot = self.slot().await;
-        let revealed: Arc<std::sync::Mutex<Revealed>> = Arc::default();
-        let egress = Arc::new(egress::InvocationEgress {
-            allowed: plan.allowed_hosts,
-            bound: plan.bound,
-            revealed: revealed.clone(),
-            events: Default::default(),
-        });
+        let egress = Arc::new(egress::InvocationEgress::new(
+            plan.allowed_hosts,
+            guard.bound_for(&plan.declared, &plan.bound),
+            guard.scrubber().clone(),
+            egress::EgressLimits {
+                requests: self.limits.concurrent_requests,
+                body_bytes: self.limits.request_body_bytes,
+            },
+        ));
         let (stdout, stderr) = (
             capture::Capture::new(self.limits.capture_bytes),
             capture::Capture::new(self.limits.capture_bytes),
         );
         let mut store = self.sandbox(
-            host::SecretsHost::new(secrets, plan.declared, revealed),
+            host::SecretsHost::new(secrets, plan.declared),
             Box::new(egress::EgressHooks {
                 policy: self.egress.clone(),
                 invocation: egress.clone(),
@@ -306,13 +334,17 @@ impl Runtime {
             instance.call_run(&mut store, config, input).await
         };
         // The tokio timeout catches a guest blocked inside a host call, where
-        // epochs are not checked.
-        let called = tokio::time::timeout(self.limits.timeout + EPOCH_TICK * 5, call).await;
+        // epochs are not checked; a request that carried a secret where it
+        // may not go stops the invocation at once.
+        let called = tokio::select! {
+            called = tokio::time::timeout(self.limits.timeout + EPOCH_TICK * 5, call) => Some(called),
+            () = egress.stopped() => None,
+        };
 
-        // Everything below is scrubbed of every value this invocation saw.
+        // Everything below is scrubbed of every value of the execution.
+        let scrubber = guard.scrubber();
         let state = store.into_data();
-        let (revealed, secrets_read) = state.secrets.finish();
-        let scrubber = Scrubber::new(revealed.iter().map(|(n, v)| (n.as_str(), v)));
+        let secrets_read = state.secrets.finish();
         let scrub = |bytes: &[u8], dropped: u64| {
             let mut text = scrubber.scrub_str(&String::from_utf8_lossy(bytes));
             if dropped > 0 {
@@ -324,76 +356,167 @@ impl Runtime {
         };
         let (out, out_dropped) = stdout.take();
         let (err, err_dropped) = stderr.take();
-        let stdout_text = scrub(&out, out_dropped);
-        let stderr_text = scrub(&err, err_dropped);
-        let logs = state
-            .logs
-            .take()
-            .into_iter()
-            .map(|(level, message)| (level, scrubber.scrub_str(&message)))
-            .collect();
         let memory_hit = state.limiter.memory_denied();
-        drop(revealed);
-        let egress_events =
-            std::mem::take(&mut *egress.events.lock().unwrap_or_else(|e| e.into_inner()));
+        let (egress_events, egress_dropped) = egress.take_events();
+        let captured = Box::new(Captured {
+            stdout: scrub(&out, out_dropped),
+            stderr: scrub(&err, err_dropped),
+            logs: state
+                .logs
+                .take()
+                .into_iter()
+                .map(|(level, message)| (level, scrubber.scrub_str(&message)))
+                .collect(),
+            secrets_read,
+            egress: egress_events,
+            egress_dropped,
+            duration: started.elapsed(),
+        });
 
         let (extension_name, node_name) = (extension.name().to_owned(), node.to_owned());
+        if let Some(reason) = egress.violation() {
+            return Err(InvocationError::EgressViolation {
+                extension: extension_name,
+                node: node_name,
+                reason: scrubber.scrub_str(&reason),
+                captured,
+            });
+        }
         let result = match called {
-            Err(_elapsed) => {
+            None | Some(Err(_)) => {
                 return Err(InvocationError::Timeout {
                     extension: extension_name,
                     node: node_name,
                     limit: self.limits.timeout,
-                    stderr: stderr_text,
+                    captured,
                 });
             }
-            Ok(Err(error)) => {
+            Some(Ok(Err(error))) => {
+                let table_full = format!("{error:#}").contains("resource table has no free keys");
                 return Err(error::classify(
                     error,
                     extension_name,
                     node_name,
                     &self.limits,
                     memory_hit,
-                    &scrubber,
-                    stderr_text,
+                    table_full,
+                    scrubber,
+                    captured,
                 ));
             }
-            Ok(Ok(Ok(output))) => {
-                if output.len() > self.limits.output_bytes {
-                    return Err(InvocationError::OutputTooLarge {
-                        extension: extension_name,
-                        node: node_name,
-                        size: output.len(),
-                        limit: self.limits.output_bytes,
-                    });
+            Some(Ok(Ok(Ok(output)))) => {
+                match canonical_output(&output, self.limits.output_bytes, scrubber) {
+                    Ok(output) => Ok(output),
+                    Err(OutputProblem::TooLarge(size)) => {
+                        return Err(InvocationError::OutputTooLarge {
+                            extension: extension_name,
+                            node: node_name,
+                            size,
+                            limit: self.limits.output_bytes,
+                            captured,
+                        });
+                    }
+                    Err(OutputProblem::NotJson) => {
+                        return Err(InvocationError::OutputNotJson {
+                            extension: extension_name,
+                            node: node_name,
+                            captured,
+                        });
+                    }
+                    Err(OutputProblem::HoldsSecret(names)) => {
+                        return Err(InvocationError::OutputHoldsSecret {
+                            extension: extension_name,
+                            node: node_name,
+                            names,
+                            captured,
+                        });
+                    }
                 }
-                let output = scrubber.scrub_str(&output);
-                if serde_json::from_str::<serde_json::Value>(&output).is_err() {
-                    return Err(InvocationError::OutputNotJson {
-                        extension: extension_name,
-                        node: node_name,
-                    });
-                }
-                Ok(output)
             }
-            Ok(Ok(Err(message))) => {
-                let mut message = scrubber.scrub_str(&message);
-                message.truncate(self.limits.output_bytes);
-                Err(message)
+            Some(Ok(Ok(Err(message)))) => {
+                let message = scrubber.scrub_str(&message);
+                Err(egress::clip(&message, self.limits.output_bytes))
             }
         };
-        Ok(Outcome {
-            result,
-            stdout: stdout_text,
-            stderr: stderr_text,
+        let Captured {
+            stdout,
+            stderr,
             logs,
             secrets_read,
-            egress: egress_events,
-            duration: started.elapsed(),
+            egress,
+            egress_dropped,
+            duration,
+        } = *captured;
+        Ok(Outcome {
+            result,
+            stdout,
+            stderr,
+            logs,
+            secrets_read,
+            egress,
+            egress_dropped,
+            duration,
         })
     }
 }
 
-/// Declared and revealed secrets of one invocation, dropped (and wiped)
-/// when it ends.
+/// Serialised JSON with every character that could steer a terminal (DEL,
+/// C1 controls, bidi controls, line separators; serde_json already escapes
+/// C0) written as a `\uXXXX` escape: the same value, safe to print.
+fn escape_unprintable(json: &str) -> String {
+    if !json.chars().any(crate::redact::is_unprintable) {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if crate::redact::is_unprintable(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Why an output cannot be passed on.
+enum OutputProblem {
+    TooLarge(usize),
+    NotJson,
+    /// Names of the secrets whose values it holds.
+    HoldsSecret(String),
+}
+
+/// The output as the next node and every record will see it: parsed and
+/// serialised again (so an escape such as `\u0041` is undone before it is
+/// checked), and holding no value of the execution in any form. A value is
+/// not redacted but refused: a redaction the next node can see would tell
+/// it whether a guess was right.
+fn canonical_output(
+    output: &str,
+    limit: usize,
+    scrubber: &crate::redact::Scrubber,
+) -> Result<String, OutputProblem> {
+    if output.len() > limit {
+        return Err(OutputProblem::TooLarge(output.len()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(output).map_err(|_| OutputProblem::NotJson)?;
+    let canonical = escape_unprintable(&value.to_string());
+    let names = scrubber.names_in(output.as_bytes());
+    let mut names: Vec<&str> = names
+        .into_iter()
+        .chain(scrubber.names_in(canonical.as_bytes()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    if !names.is_empty() {
+        return Err(OutputProblem::HoldsSecret(names.join(", ")));
+    }
+    Ok(canonical)
+}
+
+/// Secrets handed to one invocation, dropped (and wiped) when it ends.
 pub(crate) type Revealed = Vec<(String, SecretValue)>;

@@ -10,6 +10,7 @@ use narakim::vault::{KeySource, Vault, VaultConfig};
 
 pub mod extensions;
 pub mod guests;
+pub mod recorder;
 
 /// A vault in a temp dir: data in `root/data`, key in `root/config`.
 pub struct TestVault {
@@ -139,7 +140,7 @@ impl TestVault {
     /// Opens the vault through the library (for checks that need decryption,
     /// which no command offers).
     pub fn open(&self) -> Vault {
-        Vault::open(self.config()).expect("open vault")
+        Vault::open(self.config()).unwrap_or_else(|e| panic!("open vault: {e}"))
     }
 
     pub fn db_path(&self) -> PathBuf {

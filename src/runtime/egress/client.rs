@@ -42,7 +42,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-use super::{is_internal, is_loopback_name};
+use super::is_internal;
 
 /// How long an unused pooled connection is kept.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -268,12 +268,12 @@ impl Connector {
                 source,
             })?
             .collect();
-        let trusted = is_loopback_name(&host)
-            || self
-                .mapped
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&host);
+        // Only an operator's mapping may lead to an internal address.
+        let trusted = self
+            .mapped
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&host);
         if !trusted && let Some(ip) = addrs.iter().map(SocketAddr::ip).find(|ip| is_internal(*ip)) {
             return Err(ConnectError::Internal { host, ip });
         }
@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn internal_addresses_are_refused_at_connect_unless_mapped_or_loopback() {
+    async fn internal_addresses_are_refused_at_connect_unless_mapped() {
         let pool = Pool::new(Duration::from_secs(1));
         let second = Duration::from_secs(1);
         let port = server(b"HTTP/1.1 204 No Content\r\n\r\n").await;
@@ -478,8 +478,13 @@ mod tests {
             .map_err(|f| f.reason);
         assert_eq!(mapped.unwrap().status(), 204);
 
-        // Loopback names are always reachable.
+        // Loopback too: only an operator's mapping leads there.
         for host in ["127.0.0.1", "localhost"] {
+            let refused = pool
+                .send(get(&format!("http://{host}:{port}/")), second, second)
+                .await;
+            assert!(refused.is_err(), "{host} reached without a mapping");
+            pool.trust_mapped(host);
             let response = pool
                 .send(get(&format!("http://{host}:{port}/")), second, second)
                 .await
@@ -492,6 +497,7 @@ mod tests {
     #[tokio::test]
     async fn first_byte_and_between_bytes_timeouts() {
         let pool = Pool::new(Duration::from_secs(1));
+        pool.trust_mapped("127.0.0.1");
         let short = Duration::from_millis(200);
 
         let silent = server(b"").await;
@@ -529,7 +535,9 @@ mod tests {
         // A plain HTTP server behind an https URL: the handshake fails.
         let port = server(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
         let second = Duration::from_secs(1);
-        let Err(f) = Pool::new(second)
+        let pool = Pool::new(second);
+        pool.trust_mapped("127.0.0.1");
+        let Err(f) = pool
             .send(get(&format!("https://127.0.0.1:{port}/")), second, second)
             .await
         else {
