@@ -11,8 +11,10 @@ mod openapi;
 
 use common::extensions::extension;
 use common::{Run, TestVault, encodings};
+use std::time::Duration;
+
 use narakim::standin::{
-    DiscordCredentials, Kind, OpenRouterCredentials, Options, Scripted, StandIn,
+    ChatShape, DiscordCredentials, Kind, OpenRouterCredentials, Options, Scripted, StandIn,
 };
 
 const DISCORD_TOKEN: &str =
@@ -138,7 +140,13 @@ impl Harness {
     }
 
     fn run(&self, case: &Case, bot: &str) -> Run {
-        let path = extension(case.extension);
+        self.run_config(case.extension, case.config, bot)
+    }
+
+    /// `extension` with `config`, input `{"name":"Ada"}`, both stand-ins
+    /// mapped.
+    fn run_config(&self, extension_name: &str, config: &str, bot: &str) -> Run {
+        let path = extension(extension_name);
         self.vault.run(&[
             "extension",
             "run",
@@ -146,7 +154,7 @@ impl Harness {
             "--bot",
             bot,
             "--config",
-            case.config,
+            config,
             "--input",
             r#"{"name":"Ada"}"#,
             "--upstream",
@@ -427,4 +435,250 @@ fn the_samples_describe_themselves_as_documented() {
     assert_eq!(shown["secret_fields"][0]["pointer"], "/auth/secret");
     assert_eq!(shown["host_fields"], serde_json::json!(["/url"]));
     assert_eq!(shown["required_secrets"], serde_json::json!([]));
+}
+
+const CHAT: &str = "openrouter-chat";
+const CHAT_CONFIG: &str = r#"{"model":"openai/gpt-4o-mini","prompt":"Greet {{input.name}}"}"#;
+
+/// Runs openrouter-chat once against `answer`; gives the run and the
+/// statuses the stand-in answered.
+fn chat_against(h: &Harness, answer: Scripted) -> (Run, Vec<Option<u16>>) {
+    h.openrouter.take_requests();
+    h.openrouter.script(vec![answer]);
+    let run = h.run_config(CHAT, CHAT_CONFIG, "greeter");
+    assert_clean(&run);
+    let statuses = h
+        .openrouter
+        .take_requests()
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    (run, statuses)
+}
+
+#[test]
+fn openrouter_chat_fails_when_the_generation_failed_after_http_200() {
+    let h = harness();
+    // Cut short: the text so far must not pass as the reply.
+    let (run, statuses) = chat_against(
+        &h,
+        Scripted::Chat(ChatShape::Failed {
+            code: 502,
+            message: "Provider disconnected mid-stream".into(),
+            partial: "Hello Ad".into(),
+        }),
+    );
+    run.fails_with(
+        "openrouter.ai: the generation failed after 8 characters: \
+         Provider disconnected mid-stream (code 502)",
+    );
+    assert_eq!(statuses, [Some(200)]);
+    // Nothing generated at all.
+    let (run, _) = chat_against(
+        &h,
+        Scripted::Chat(ChatShape::Failed {
+            code: 500,
+            message: "Internal error in the provider".into(),
+            partial: String::new(),
+        }),
+    );
+    run.fails_with("the generation failed: Internal error in the provider (code 500)");
+}
+
+#[test]
+fn openrouter_chat_fails_on_a_reply_without_text() {
+    let h = harness();
+    let (run, _) = chat_against(&h, Scripted::Chat(ChatShape::ReasoningOnly));
+    let stderr = run.fails_with("the model gave only reasoning and no reply text");
+    assert!(
+        stderr.contains(r#"finish_reason "length", native finish reason "max_tokens""#),
+        "{run:#?}"
+    );
+    assert!(stderr.contains("max_completion_tokens"), "{run:#?}");
+
+    let (run, _) = chat_against(&h, Scripted::Chat(ChatShape::ToolCalls));
+    run.fails_with("the model answered with 1 tool call(s) (get_weather) and no text");
+}
+
+#[test]
+fn openrouter_chat_reads_a_legacy_text_choice() {
+    let h = harness();
+    let (run, _) = chat_against(&h, Scripted::Chat(ChatShape::LegacyText));
+    let output: serde_json::Value = serde_json::from_str(run.ok().trim()).unwrap();
+    assert_eq!(
+        output["reply"],
+        format!("{}Greet Ada", narakim::standin::openrouter::REPLY_PREFIX)
+    );
+    assert_eq!(output["finish_reason"], "stop");
+}
+
+#[test]
+fn openrouter_chat_passes_the_whole_usage_through() {
+    let h = harness();
+    h.openrouter.take_requests();
+    let run = h.run_config(CHAT, CHAT_CONFIG, "greeter");
+    let output: serde_json::Value = serde_json::from_str(run.ok().trim()).unwrap();
+    let usage = &output["usage"];
+    assert!(usage["cost"].as_f64().is_some_and(|c| c > 0.0), "{output}");
+    assert_eq!(usage["is_byok"], false, "{output}");
+    assert!(
+        usage["prompt_tokens_details"]["cached_tokens"].is_u64(),
+        "{output}"
+    );
+    assert!(
+        usage["completion_tokens_details"]["reasoning_tokens"].is_u64(),
+        "{output}"
+    );
+    assert!(
+        usage["cost_details"]["upstream_inference_prompt_cost"].is_f64(),
+        "{output}"
+    );
+    // What the stand-in sent, unchanged.
+    openapi::check(openapi::Spec::OpenRouter, "ChatUsage", usage).unwrap();
+    assert_eq!(h.openrouter.take_requests().len(), 1);
+}
+
+#[test]
+fn openrouter_chat_sends_max_completion_tokens() {
+    let h = harness();
+    for (config, deprecated) in [
+        (
+            r#"{"model":"openai/gpt-4o-mini","prompt":"Greet {{input.name}}","max_completion_tokens":5}"#,
+            false,
+        ),
+        // The deprecated name still works, and is sent as the new one.
+        (
+            r#"{"model":"openai/gpt-4o-mini","prompt":"Greet {{input.name}}","max_tokens":5}"#,
+            true,
+        ),
+    ] {
+        h.openrouter.take_requests();
+        let run = h.run_config(CHAT, config, "greeter");
+        let output: serde_json::Value = serde_json::from_str(run.ok().trim()).unwrap();
+        // The stand-in checked the body against ChatRequest and honoured it.
+        assert_eq!(output["finish_reason"], "length", "{output}");
+        let seen = h.openrouter.take_requests();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].status, Some(200));
+        let body = seen[0].json().unwrap();
+        assert_eq!(body["max_completion_tokens"], 5, "{body}");
+        assert!(body.get("max_tokens").is_none(), "{body}");
+        openapi::check(openapi::Spec::OpenRouter, "ChatRequest", &body).unwrap();
+        assert_eq!(
+            run.stderr.contains("max_tokens is deprecated"),
+            deprecated,
+            "{run:#?}"
+        );
+    }
+    let both = r#"{"model":"m","prompt":"p","max_tokens":5,"max_completion_tokens":5}"#;
+    h.run_config(CHAT, both, "greeter")
+        .fails_with("give max_completion_tokens or max_tokens (its deprecated alias), not both");
+    let zero = r#"{"model":"m","prompt":"p","max_completion_tokens":0}"#;
+    h.run_config(CHAT, zero, "greeter")
+        .fails_with("max_completion_tokens must be at least 1");
+    assert!(h.openrouter.take_requests().is_empty());
+}
+
+#[test]
+fn openrouter_chat_honours_an_http_date_retry_after() {
+    let h = harness();
+    // About 3 s from now, as a date: waited for, then one retry.
+    h.openrouter.take_requests();
+    h.openrouter
+        .script(vec![Scripted::RateLimitedUntil { retry_after: 3.0 }]);
+    let run = h.run_config(CHAT, CHAT_CONFIG, "greeter");
+    run.ok();
+    let seen = h.openrouter.take_requests();
+    let statuses: Vec<_> = seen.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(429), Some(200)]);
+    let waited = seen[1].received - seen[0].received;
+    assert!(
+        (Duration::from_millis(2500)..Duration::from_secs(6)).contains(&waited),
+        "waited {waited:?}"
+    );
+
+    // A date past the 10 s bound is not waited for.
+    let (run, statuses) = chat_against(&h, Scripted::RateLimitedUntil { retry_after: 30.0 });
+    run.fails_with("longer than the 10 s this extension waits");
+    assert_eq!(statuses, [Some(429)]);
+}
+
+#[test]
+fn openrouter_403_is_a_block_not_a_bad_key() {
+    let h = harness();
+    let (run, statuses) = chat_against(
+        &h,
+        Scripted::Moderated {
+            reasons: vec!["harassment".into(), "violence".into()],
+        },
+    );
+    let stderr =
+        run.fails_with("openrouter.ai accepted the credentials but refused the request (HTTP 403)");
+    for part in [
+        "not a bad key",
+        "flagged for: harassment, violence",
+        r#"flagged input: "Greet Ada""#,
+        "(by OpenAI for openai/gpt-4o-mini)",
+        "Your input was flagged for \"harassment\", \"violence\"",
+        "(code 403)",
+    ] {
+        assert!(stderr.contains(part), "{part:?}: {run:#?}");
+    }
+    assert!(!stderr.contains("check secret"), "{run:#?}");
+    assert_eq!(statuses, [Some(403)], "no retry");
+
+    // A key without the permission: the API's own words.
+    let (run, _) = chat_against(&h, Scripted::Status(403));
+    let stderr = run.fails_with("accepted the credentials but refused the request (HTTP 403)");
+    assert!(
+        stderr.contains("Only management keys can perform this operation (code 403)"),
+        "{run:#?}"
+    );
+    assert!(!stderr.contains("check secret"), "{run:#?}");
+}
+
+#[test]
+fn discord_403_is_a_missing_permission_not_a_bad_token() {
+    let h = harness();
+    let send = &CASES[0];
+    h.discord.take_requests();
+    h.discord.script(vec![Scripted::Error {
+        status: 403,
+        code: 50013,
+        message: "Missing Permissions".into(),
+    }]);
+    let run = h.run(send, "greeter");
+    let stderr =
+        run.fails_with("discord.com accepted the credentials but refused the request (HTTP 403)");
+    assert!(stderr.contains("the bot lacks a permission"), "{run:#?}");
+    assert!(
+        stderr.contains("discord.com said: Missing Permissions (code 50013)"),
+        "{run:#?}"
+    );
+    assert!(!stderr.contains("check secret"), "{run:#?}");
+    assert_clean(&run);
+
+    // 50001 Missing Access: the bot cannot see the channel.
+    h.discord.script(vec![Scripted::Status(403)]);
+    let stderr = h.run(send, "greeter").fails_with("(HTTP 403)").to_owned();
+    assert!(stderr.contains("Missing Access (code 50001)"), "{stderr}");
+    assert!(stderr.contains("cannot view that channel"), "{stderr}");
+
+    // Under another application: the application id is the suspect.
+    h.discord.script(vec![Scripted::Status(403)]);
+    let stderr = h
+        .run(&CASES[1], "greeter")
+        .fails_with("(HTTP 403)")
+        .to_owned();
+    assert!(
+        stderr.contains("check that secret DISCORD_APPLICATION_ID"),
+        "{stderr}"
+    );
+    let statuses: Vec<_> = h.discord.take_requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(403); 3], "no retry");
+
+    // A bad token is still a 401 naming it.
+    h.run(send, "wrong").fails_with(
+        "discord.com rejected the credentials (HTTP 401): check secret DISCORD_BOT_TOKEN",
+    );
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use narakim::standin::{
-    DiscordCredentials, Kind, OpenRouterCredentials, Options, Scripted, StandIn,
+    ChatShape, DiscordCredentials, Kind, OpenRouterCredentials, Options, Scripted, StandIn,
 };
 use openapi::Spec;
 use serde_json::{Value, json};
@@ -640,4 +640,249 @@ async fn delayed_answers_under_concurrency() {
     }
     assert_eq!(answered, 200);
     assert_eq!(s.requests().len(), 200);
+}
+
+/// `ChatResult` less the `system_fingerprint` the stand-in leaves out on
+/// purpose (see `openrouter_completion_omits_the_fingerprint_on_purpose`).
+fn check_chat_result(body: &Value) -> Result<(), String> {
+    let mut completed = body.clone();
+    completed["system_fingerprint"] = Value::Null;
+    openapi::check(Spec::OpenRouter, "ChatResult", &completed)
+}
+
+/// The HTTP-dates (IMF-fixdate) of the whole seconds `from..=to` from the
+/// Unix epoch.
+fn http_dates(from: i64, to: i64) -> Vec<String> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    (from..=to)
+        .map(|s| {
+            time::OffsetDateTime::from_unix_timestamp(s)
+                .unwrap()
+                .format(format)
+                .unwrap()
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn openrouter_usage_is_the_full_chat_usage() {
+    let s = openrouter(true);
+    let request = json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]});
+    let r = post_chat(&s, Some(API_KEY), &request).await;
+    assert_eq!(r.status, 200);
+    check_chat_result(&r.body).unwrap();
+    let usage = &r.body["usage"];
+    openapi::check(Spec::OpenRouter, "ChatUsage", usage).unwrap();
+    let (prompt, completion) = (
+        usage["cost_details"]["upstream_inference_prompt_cost"]
+            .as_f64()
+            .unwrap(),
+        usage["cost_details"]["upstream_inference_completions_cost"]
+            .as_f64()
+            .unwrap(),
+    );
+    assert!((usage["cost"].as_f64().unwrap() - (prompt + completion)).abs() < 1e-12);
+    assert_eq!(usage["is_byok"], false);
+    assert!(usage["prompt_tokens_details"]["cached_tokens"].is_u64());
+    assert!(usage["completion_tokens_details"]["reasoning_tokens"].is_u64());
+    assert_eq!(r.body["choices"][0]["native_finish_reason"], "stop");
+}
+
+#[tokio::test]
+async fn openrouter_honours_max_completion_tokens() {
+    let s = openrouter(true);
+    for limit in ["max_completion_tokens", "max_tokens"] {
+        let request = json!({
+            "model": "x",
+            "messages": [{"role": "user", "content": "a long question about many things"}],
+            limit: 3,
+        });
+        openapi::check(Spec::OpenRouter, "ChatRequest", &request).unwrap();
+        let r = post_chat(&s, Some(API_KEY), &request).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let choice = &r.body["choices"][0];
+        assert_eq!(choice["finish_reason"], "length", "{limit}");
+        assert_eq!(
+            choice["message"]["content"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            12
+        );
+        assert_eq!(r.body["usage"]["completion_tokens"], 3);
+    }
+}
+
+#[tokio::test]
+async fn openrouter_scripted_completions_without_a_usable_reply() {
+    let s = openrouter(true);
+    let body =
+        json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+
+    s.script(vec![Scripted::Chat(ChatShape::Failed {
+        code: 502,
+        message: "Provider disconnected".into(),
+        partial: "Hel".into(),
+    })]);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    assert_eq!(r.status, 200);
+    check_chat_result(&r.body).unwrap();
+    let choice = &r.body["choices"][0];
+    assert_eq!(choice["finish_reason"], "error");
+    assert_eq!(choice["native_finish_reason"], "error");
+    assert_eq!(
+        choice["error"],
+        json!({"code": 502, "message": "Provider disconnected"})
+    );
+    assert_eq!(choice["message"]["content"], "Hel");
+
+    s.script(vec![Scripted::Chat(ChatShape::ReasoningOnly)]);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    check_chat_result(&r.body).unwrap();
+    let choice = &r.body["choices"][0];
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(choice["message"]["content"], "");
+    assert!(choice["message"]["reasoning"].as_str().unwrap().len() > 10);
+
+    s.script(vec![Scripted::Chat(ChatShape::ToolCalls)]);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    check_chat_result(&r.body).unwrap();
+    let choice = &r.body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert!(choice["message"]["content"].is_null());
+    assert_eq!(
+        choice["message"]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+
+    // The legacy choice is OpenRouter's documented `NonChatChoice`, which
+    // the OpenAPI document lacks: it fails `ChatResult` at `message` only.
+    s.script(vec![Scripted::Chat(ChatShape::LegacyText)]);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    let choice = &r.body["choices"][0];
+    assert_eq!(
+        choice["text"],
+        "Hello from the OpenRouter stand-in. You said: hi"
+    );
+    assert!(choice.get("message").is_none());
+    let why = check_chat_result(&r.body).unwrap_err();
+    assert!(why.contains("message"), "{why}");
+    let mut with_message = r.body.clone();
+    with_message["choices"][0]["message"] = json!({"role": "assistant", "content": "x"});
+    check_chat_result(&with_message).unwrap();
+    assert_eq!(s.scripted_left(), 0);
+}
+
+#[tokio::test]
+async fn openrouter_scripted_403s_are_forbidden_responses() {
+    let s = openrouter(false);
+    let long = "x".repeat(150);
+    let body =
+        json!({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": long}]});
+
+    s.script(vec![Scripted::Moderated {
+        reasons: vec!["harassment".into()],
+    }]);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    assert_eq!(r.status, 403);
+    openapi::check(Spec::OpenRouter, "ForbiddenResponse", &r.body).unwrap();
+    let error = &r.body["error"];
+    assert_eq!(error["code"], 403);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Your input was flagged for \"harassment\"")
+    );
+    let metadata = &error["metadata"];
+    assert_eq!(metadata["reasons"], json!(["harassment"]));
+    assert_eq!(metadata["model_slug"], "openai/gpt-4o-mini");
+    assert_eq!(metadata["provider_name"], "OpenAI");
+    // At most 100 characters, cut in the middle.
+    let flagged = metadata["flagged_input"].as_str().unwrap();
+    assert_eq!(flagged.chars().count(), 100);
+    assert!(flagged.contains("..."));
+
+    s.fail_next(403, 1);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    assert_eq!(r.status, 403);
+    openapi::check(Spec::OpenRouter, "ForbiddenResponse", &r.body).unwrap();
+
+    s.script(vec![Scripted::Error {
+        status: 403,
+        code: 403,
+        message: "Request blocked: prompt injection patterns detected".into(),
+    }]);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    openapi::check(Spec::OpenRouter, "ForbiddenResponse", &r.body).unwrap();
+    assert_eq!(
+        r.body["error"]["message"],
+        "Request blocked: prompt injection patterns detected"
+    );
+}
+
+#[tokio::test]
+async fn scripted_http_date_retry_after() {
+    let s = openrouter(false);
+    let body = json!({"model": "x", "messages": [{"role": "user", "content": "hi"}]});
+    let before = unix_now();
+    s.script(vec![Scripted::RateLimitedUntil { retry_after: 5.0 }]);
+    let r = post_chat(&s, Some(API_KEY), &body).await;
+    let after = unix_now();
+    assert_eq!(r.status, 429);
+    openapi::check(Spec::OpenRouter, "TooManyRequestsResponse", &r.body).unwrap();
+    let date = r.header("retry-after").unwrap();
+    let dates = http_dates((before + 5.0).floor() as i64, (after + 5.0).ceil() as i64);
+    assert!(dates.iter().any(|d| d == date), "{date} not in {dates:?}");
+
+    // Discord sends the date too, and its body's retry_after as always.
+    let d = discord(false);
+    d.script(vec![Scripted::RateLimitedUntil { retry_after: 2.0 }]);
+    let before = unix_now();
+    let r = post_message(&d, &json!({"content": "hi"})).await;
+    let after = unix_now();
+    assert_eq!(r.status, 429);
+    openapi::check(Spec::Discord, "RatelimitedResponse", &r.body).unwrap();
+    assert_eq!(r.body["retry_after"], 2.0);
+    let dates = http_dates((before + 2.0).floor() as i64, (after + 2.0).ceil() as i64);
+    let date = r.header("retry-after").unwrap();
+    assert!(dates.iter().any(|d| d == date), "{date} not in {dates:?}");
+}
+
+#[tokio::test]
+async fn discord_scripted_error_codes() {
+    let s = discord(false);
+    s.script(vec![Scripted::Error {
+        status: 403,
+        code: 50013,
+        message: "Missing Permissions".into(),
+    }]);
+    let r = post_message(&s, &json!({"content": "hi"})).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.body,
+        json!({"message": "Missing Permissions", "code": 50013})
+    );
+    openapi::check(Spec::Discord, "ErrorResponse", &r.body).unwrap();
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("4"));
+    // OpenRouter's answers are not Discord's.
+    s.script(vec![Scripted::Chat(ChatShape::LegacyText)]);
+    assert_eq!(
+        post_message(&s, &json!({"content": "hi"})).await.status,
+        500
+    );
+    assert_eq!(
+        post_message(&s, &json!({"content": "hi"})).await.status,
+        200
+    );
 }

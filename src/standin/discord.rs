@@ -21,6 +21,10 @@
 //! `{"message":"404: Not Found","code":0}`, known ones with another method
 //! 405.
 //!
+//! Forced answers ([`Scripted`]) take the same shapes: `Status(403)` is
+//! 50001 `Missing Access`; `Error` gives any code, such as 50013 `Missing
+//! Permissions`.
+//!
 //! Answers on routes carry Discord's rate-limit headers (`X-RateLimit-Limit`,
 //! `-Remaining`, `-Reset`, `-Reset-After`, `-Bucket`), with room left unless
 //! a [`Scripted::RateLimited`] answer is forced.
@@ -105,22 +109,41 @@ impl Discord {
 
     pub(super) fn scripted(&self, req: &RecordedRequest, scripted: &Scripted) -> Answer {
         let bucket = route_of(req).map_or(Bucket::Other, |(_, b)| b);
-        match *scripted {
-            Scripted::RateLimited { retry_after } => rate_limited(retry_after, bucket),
+        let limited = |status: u16, answer: Answer| {
+            if status < 500 {
+                with_limits(answer, bucket)
+            } else {
+                answer
+            }
+        };
+        match scripted {
+            Scripted::RateLimited { retry_after } => rate_limited(*retry_after, bucket),
+            Scripted::RateLimitedUntil { retry_after } => {
+                let mut answer = rate_limited(*retry_after, bucket);
+                for (name, value) in &mut answer.headers {
+                    if *name == "retry-after" {
+                        *value = super::http_date_in(*retry_after);
+                    }
+                }
+                answer
+            }
             Scripted::Status(429) => rate_limited(1.0, bucket),
             Scripted::Status(status) => {
                 let answer = match status {
                     403 => error(403, 50001, "Missing Access"),
-                    _ => error(status, 0, &format!("{status}: {}", reason(status))),
+                    _ => error(*status, 0, &format!("{status}: {}", reason(*status))),
                 };
-                if status < 500 {
-                    with_limits(answer, bucket)
-                } else {
-                    answer
-                }
+                limited(*status, answer)
             }
-            // Handled by the server before it gets here.
-            Scripted::Hang => error(500, 0, "500: Internal Server Error"),
+            Scripted::Error {
+                status,
+                code,
+                message,
+            } => limited(*status, error(*status, *code, message)),
+            // OpenRouter's; and Hang is handled by the server before it gets here.
+            Scripted::Moderated { .. } | Scripted::Chat(_) | Scripted::Hang => {
+                error(500, 0, "500: Internal Server Error")
+            }
         }
     }
 

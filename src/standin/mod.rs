@@ -22,8 +22,9 @@
 //!
 //! Tests steer it: every request is recorded ([`StandIn::requests`]), a FIFO
 //! of forced answers ([`StandIn::script`], [`StandIn::fail_next`]) is
-//! consumed before normal handling (rate limits, error statuses, a request
-//! that is never answered), and [`StandIn::set_delay`] holds every answer
+//! consumed before normal handling (rate limits, error statuses and codes,
+//! a moderation block, completions without a usable reply, a request that
+//! is never answered), and [`StandIn::set_delay`] holds every answer
 //! back for a while.
 
 pub mod discord;
@@ -35,7 +36,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -156,7 +157,7 @@ impl fmt::Debug for Options {
 }
 
 /// A forced answer, consumed (first in, first out) before normal handling,
-/// whatever the request.
+/// whatever the request. Every one comes in the API's documented shape.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Scripted {
     /// 429 with `Retry-After: ceil(retry_after)` and the API's body; for
@@ -166,12 +167,61 @@ pub enum Scripted {
         /// Seconds, as Discord sends them (fractional).
         retry_after: f64,
     },
+    /// 429 whose `Retry-After` is an HTTP-date (IMF-fixdate, `Wed, 21 Oct
+    /// 2015 07:28:00 GMT`) `retry_after` seconds from now, rounded up to the
+    /// whole second; otherwise as [`Scripted::RateLimited`] (Discord's body
+    /// still carries `retry_after`, as Discord's always does).
+    RateLimitedUntil {
+        /// Seconds from now.
+        retry_after: f64,
+    },
     /// This status with the API's error body (for example 401, 403, 500,
     /// 502 or 503).
     Status(u16),
+    /// This status with the API's error body carrying this code and
+    /// message: Discord `{"message","code"}` (403, 50013, `Missing
+    /// Permissions`), OpenRouter `{"error":{"code","message"}}`.
+    Error {
+        status: u16,
+        code: u32,
+        message: String,
+    },
+    /// OpenRouter: 403, the input flagged by moderation, with the
+    /// moderation metadata (`reasons`, `flagged_input` from the last user
+    /// message, `provider_name`, `model_slug` from the request). Discord
+    /// answers 500.
+    Moderated {
+        /// The categories flagged, for example `harassment`.
+        reasons: Vec<String>,
+    },
+    /// OpenRouter: a 200 chat completion that is not a plain reply.
+    /// Discord answers 500.
+    Chat(ChatShape),
     /// Read the request and never answer (until the stand-in shuts down):
     /// for timeout tests.
     Hang,
+}
+
+/// The shapes of a 200 OpenRouter completion that carry no usable reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatShape {
+    /// The generation failed after it started: `finish_reason` and
+    /// `native_finish_reason` `"error"`, the choice's `error` `{code,
+    /// message}`, and `partial` as the content so far.
+    Failed {
+        code: u16,
+        message: String,
+        partial: String,
+    },
+    /// A reasoning model that ran out of tokens: `content` `""`,
+    /// `reasoning` text, `finish_reason` `"length"`.
+    ReasoningOnly,
+    /// `content` null and one `get_weather` tool call, `finish_reason`
+    /// `"tool_calls"`.
+    ToolCalls,
+    /// The usual reply, in a legacy (non-chat) choice: `{index,
+    /// finish_reason, text}` without `message`.
+    LegacyText,
 }
 
 /// One request a stand-in received, whatever it answered.
@@ -188,6 +238,8 @@ pub struct RecordedRequest {
     /// The status answered (or about to be, after the delay); `None` for a
     /// request never answered ([`Scripted::Hang`]).
     pub status: Option<u16>,
+    /// When its body had arrived.
+    pub received: Instant,
 }
 
 impl RecordedRequest {
@@ -363,7 +415,7 @@ impl Api {
     fn scripted(&self, req: &RecordedRequest, scripted: &Scripted) -> Answer {
         match self {
             Api::Discord(d) => d.scripted(req, scripted),
-            Api::OpenRouter(o) => o.scripted(scripted),
+            Api::OpenRouter(o) => o.scripted(req, scripted),
         }
     }
 
@@ -421,6 +473,27 @@ pub(crate) fn reason(status: u16) -> &'static str {
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Unknown")
+}
+
+/// An HTTP-date (IMF-fixdate) `seconds` from now, rounded up to the whole
+/// second: `Wed, 21 Oct 2015 07:28:00 GMT`.
+pub(crate) fn http_date_in(seconds: f64) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let seconds = if seconds.is_finite() {
+        seconds.max(0.0)
+    } else {
+        0.0
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let at = (now + Duration::from_secs_f64(seconds)).unix_timestamp_nanos();
+    let whole = at.div_euclid(1_000_000_000) + i128::from(at.rem_euclid(1_000_000_000) > 0);
+    i64::try_from(whole)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(FORMAT).ok())
+        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 GMT".to_owned())
 }
 
 /// Why a body could not be taken as a JSON object.
@@ -500,6 +573,7 @@ async fn answer(shared: &Shared, req: hyper::Request<Incoming>) -> hyper::Respon
             .collect(),
         body,
         status: None,
+        received: Instant::now(),
     };
 
     let scripted = lock(&shared.script).pop_front();

@@ -15,8 +15,20 @@
 //!
 //! The reply is deterministic: `Hello from the OpenRouter stand-in. You
 //! said: ` and the first 200 characters of the last user message, short
-//! enough to post to Discord as is. `model` echoes the request, `id` is
-//! `gen-…`, `usage` counts about four characters a token.
+//! enough to post to Discord as is; cut to about four characters a token
+//! when `max_completion_tokens` (or the deprecated `max_tokens`) is lower,
+//! with `finish_reason` `"length"`. `model` echoes the request, `id` is
+//! `gen-…`, and `usage` is the full `ChatUsage`: tokens (about four
+//! characters each), their details, `cost`, `cost_details` and `is_byok`.
+//! Choices carry `native_finish_reason` as OpenRouter's do.
+//!
+//! Forced answers ([`Scripted`]) add what a real client must cope with: a
+//! 403 moderation block with its metadata, an HTTP-date `Retry-After`, and
+//! 200 completions without a usable reply ([`ChatShape`]: a generation that
+//! failed after it started, reasoning only, tool calls, a legacy `text`
+//! choice). The legacy choice is documented by OpenRouter
+//! (`NonChatChoice`) but not in the OpenAPI document, so it fails
+//! `ChatResult` at `message`.
 //!
 //! `system_fingerprint` is left out on purpose. The OpenAPI document marks
 //! it required, but many providers behind OpenRouter never send it, so a
@@ -29,8 +41,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::{
-    Answer, BodyProblem, OpenRouterCredentials, RecordedRequest, Scripted, Validator, json_object,
-    reason,
+    Answer, BodyProblem, ChatShape, OpenRouterCredentials, RecordedRequest, Scripted, Validator,
+    http_date_in, json_object, reason,
 };
 
 /// How much of the user's message the reply quotes, in characters.
@@ -53,22 +65,36 @@ impl OpenRouter {
         }
     }
 
-    pub(super) fn scripted(&self, scripted: &Scripted) -> Answer {
-        match *scripted {
-            Scripted::RateLimited { retry_after } => rate_limited(retry_after),
+    pub(super) fn scripted(&self, req: &RecordedRequest, scripted: &Scripted) -> Answer {
+        match scripted {
+            Scripted::RateLimited { retry_after } => rate_limited(*retry_after),
+            Scripted::RateLimitedUntil { retry_after } => {
+                error(429, "Rate limit exceeded").header("retry-after", http_date_in(*retry_after))
+            }
             Scripted::Status(429) => rate_limited(1.0),
             Scripted::Status(status) => {
                 let message = match status {
                     400 => "Invalid request parameters",
                     401 => "No auth credentials found",
                     402 => "Insufficient credits. Add more using https://openrouter.ai/credits",
+                    403 => "Only management keys can perform this operation",
                     408 => "Request timed out",
                     502 => "Provider returned error",
                     503 => "No available model provider that meets your routing requirements",
-                    _ => reason(status),
+                    _ => reason(*status),
                 };
-                error(status, message)
+                error(*status, message)
             }
+            Scripted::Error {
+                status,
+                code,
+                message,
+            } => Answer::new(
+                *status,
+                json!({ "error": { "code": code, "message": message } }),
+            ),
+            Scripted::Moderated { reasons } => moderated(&request_body(req), reasons),
+            Scripted::Chat(shape) => Answer::new(200, self.shaped(&request_body(req), shape)),
             // Handled by the server before it gets here.
             Scripted::Hang => error(500, "Internal Server Error"),
         }
@@ -109,20 +135,95 @@ impl OpenRouter {
 
     /// The `ChatResult` for a request (less `system_fingerprint`).
     fn completion(&self, body: &Value) -> Value {
+        let mut reply = format!("{REPLY_PREFIX}{}", quote(body));
+        let limit = body["max_completion_tokens"]
+            .as_u64()
+            .or_else(|| body["max_tokens"].as_u64());
+        let mut finish_reason = "stop";
+        if let Some(limit) = limit
+            && tokens(&reply) > limit
+        {
+            let chars = usize::try_from(limit.saturating_mul(4)).unwrap_or(usize::MAX);
+            reply = reply.chars().take(chars).collect();
+            finish_reason = "length";
+        }
+        let choice = json!({
+            "index": 0,
+            "finish_reason": finish_reason,
+            "native_finish_reason": finish_reason,
+            "message": { "role": "assistant", "content": reply },
+        });
+        self.result(body, choice, tokens(&reply))
+    }
+
+    /// A 200 completion without a usable reply.
+    fn shaped(&self, body: &Value, shape: &ChatShape) -> Value {
+        let (choice, generated) = match shape {
+            ChatShape::Failed {
+                code,
+                message,
+                partial,
+            } => (
+                json!({
+                    "index": 0,
+                    "finish_reason": "error",
+                    "native_finish_reason": "error",
+                    "message": { "role": "assistant", "content": partial },
+                    "error": { "code": code, "message": message },
+                }),
+                partial.clone(),
+            ),
+            ChatShape::ReasoningOnly => {
+                let reasoning = "The user wants a greeting. Let me think about the tone first,                                  then about length, then";
+                (
+                    json!({
+                        "index": 0,
+                        "finish_reason": "length",
+                        "native_finish_reason": "max_tokens",
+                        "message": { "role": "assistant", "content": "", "reasoning": reasoning },
+                    }),
+                    reasoning.to_owned(),
+                )
+            }
+            ChatShape::ToolCalls => {
+                let arguments = r#"{"location":"Boston, MA"}"#;
+                (
+                    json!({
+                        "index": 0,
+                        "finish_reason": "tool_calls",
+                        "native_finish_reason": "tool_calls",
+                        "message": {
+                            "role": "assistant",
+                            "content": null,
+                            "tool_calls": [{
+                                "id": "call_standin0001",
+                                "type": "function",
+                                "function": { "name": "get_weather", "arguments": arguments },
+                            }],
+                        },
+                    }),
+                    arguments.to_owned(),
+                )
+            }
+            ChatShape::LegacyText => {
+                let reply = format!("{REPLY_PREFIX}{}", quote(body));
+                (
+                    json!({ "index": 0, "finish_reason": "stop", "text": reply }),
+                    reply,
+                )
+            }
+        };
+        self.result(body, choice, tokens(&generated))
+    }
+
+    /// A `ChatResult` around one choice, with the usage of the request and
+    /// `completion_tokens` generated.
+    fn result(&self, body: &Value, choice: Value, completion_tokens: u64) -> Value {
         let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
-        let said = messages
-            .iter()
-            .rev()
-            .find(|m| m["role"] == "user")
-            .map(|m| text_of(&m["content"]))
-            .unwrap_or_default();
-        let quoted: String = said.chars().take(QUOTE).collect();
-        let reply = format!("{REPLY_PREFIX}{quoted}");
         let prompt_tokens: u64 = messages
             .iter()
             .map(|m| tokens(&text_of(&m["content"])))
             .sum();
-        let completion_tokens = tokens(&reply);
         let created = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -132,18 +233,82 @@ impl OpenRouter {
             "object": "chat.completion",
             "created": created,
             "model": body["model"],
-            "choices": [{
-                "index": 0,
-                "finish_reason": "stop",
-                "message": { "role": "assistant", "content": reply },
-            }],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
+            "choices": [choice],
+            "usage": usage(prompt_tokens, completion_tokens),
         })
     }
+}
+
+/// The full `ChatUsage`, priced like a small model: $0.15 per million
+/// prompt tokens and $0.60 per million completion tokens.
+fn usage(prompt_tokens: u64, completion_tokens: u64) -> Value {
+    let prompt_cost = prompt_tokens as f64 * 0.15e-6;
+    let completion_cost = completion_tokens as f64 * 0.6e-6;
+    json!({
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": { "cached_tokens": 0, "audio_tokens": 0 },
+        "completion_tokens_details": { "reasoning_tokens": 0 },
+        "cost": prompt_cost + completion_cost,
+        "is_byok": false,
+        "cost_details": {
+            "upstream_inference_cost": null,
+            "upstream_inference_prompt_cost": prompt_cost,
+            "upstream_inference_completions_cost": completion_cost,
+        },
+    })
+}
+
+/// The request body as JSON, or `{}`: forced answers take any request.
+fn request_body(req: &RecordedRequest) -> Value {
+    json_object(req).unwrap_or_else(|_| json!({}))
+}
+
+/// The text of the last user message.
+fn last_user_text(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
+        .map(|m| text_of(&m["content"]))
+        .unwrap_or_default()
+}
+
+/// What the reply quotes: the start of the last user message.
+fn quote(body: &Value) -> String {
+    last_user_text(body).chars().take(QUOTE).collect()
+}
+
+/// OpenRouter's moderation block: 403 with the flagged categories and input
+/// (at most 100 characters, cut in the middle as OpenRouter does).
+fn moderated(body: &Value, reasons: &[String]) -> Answer {
+    let model = body["model"].as_str().unwrap_or("openai/gpt-4o-mini");
+    let input: Vec<char> = last_user_text(body).chars().collect();
+    let flagged: String = if input.len() > 100 {
+        let head: String = input[..48].iter().collect();
+        let tail: String = input[input.len() - 49..].iter().collect();
+        format!("{head}...{tail}")
+    } else {
+        input.into_iter().collect()
+    };
+    let quoted: Vec<String> = reasons.iter().map(|r| format!("\"{r}\"")).collect();
+    Answer::new(
+        403,
+        json!({ "error": {
+            "code": 403,
+            "message": format!(
+                "{model} requires moderation on OpenAI. Your input was flagged for {}. \
+                 No credits were charged.",
+                quoted.join(", ")
+            ),
+            "metadata": {
+                "reasons": reasons,
+                "flagged_input": flagged,
+                "provider_name": "OpenAI",
+                "model_slug": model,
+            },
+        }}),
+    )
 }
 
 /// The structural checks made with or without a validator.

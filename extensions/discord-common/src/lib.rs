@@ -1,7 +1,7 @@
 //! What the Discord sample extensions share: the API base URL, the headers
 //! Discord asks for, the two secrets and how their failures read.
 
-use narakim_extension::http::{self, Method, Request, Response};
+use narakim_extension::http::{self, ApiError, Method, Request, Response, StatusErrors};
 use narakim_extension::{Description, Error, Secret, secret};
 use serde_json::Value;
 
@@ -84,12 +84,40 @@ impl Discord {
 
     /// Sends `body` as JSON to `API_BASE` + `path`, waiting out one rate
     /// limit of at most 10 s, and turns an error status into a clear error
-    /// (401/403 name `DISCORD_BOT_TOKEN`).
+    /// ([`errors`]: 401 names `DISCORD_BOT_TOKEN`, 403 is a permission).
     pub fn send(&self, method: Method, path: &str, body: &Value) -> Result<Response, Error> {
         let response =
             http::send_with_retry(|| self.request(method, path, body), http::DEFAULT_MAX_WAIT)?;
-        response.error_for_status(Some(BOT_TOKEN))?;
+        response.check(&errors(path))?;
         Ok(response)
+    }
+}
+
+/// How Discord's errors read. A bad token is a 401; a 403 means the token
+/// worked and the bot may not do this, so it names the missing permission
+/// (from Discord's JSON error code) rather than the token.
+pub fn errors(path: &str) -> StatusErrors<'static> {
+    let commands = path.starts_with("/applications/");
+    StatusErrors::new()
+        .secret(BOT_TOKEN)
+        .forbidden(move |error| forbidden(error, commands))
+}
+
+/// What a 403 means, by Discord's error code.
+fn forbidden(error: &ApiError, commands: bool) -> String {
+    match error.code_number() {
+        Some(50013) => "the bot lacks a permission this needs in that channel (for a message: \
+             View Channel and Send Messages, plus Embed Links for embeds); grant it to the \
+             bot's role or in the channel's permission settings"
+            .into(),
+        Some(50001) if commands => format!(
+            "the bot has no access to that application; check that secret {APPLICATION_ID} is \
+             the id of this bot's own application"
+        ),
+        Some(50001) => "the bot has no access there (it is not in that server, or cannot \
+             view that channel); add it to the server or give its role View Channel"
+            .into(),
+        _ => "the bot is not allowed to do this (a permission problem, not a bad token)".into(),
     }
 }
 
@@ -103,5 +131,47 @@ mod tests {
         assert!(!is_snowflake("1234"));
         assert!(!is_snowflake("12345678901234567a"));
         assert!(!is_snowflake("123456789012345678901"));
+    }
+
+    #[test]
+    fn a_403_names_the_permission_not_the_token() {
+        let missing = |code: u64| {
+            let body = serde_json::json!({"message": "Missing Permissions", "code": code});
+            let error = ApiError::from_json(&body).unwrap();
+            errors("/channels/1/messages")
+                .check(HOST, 403, Some(&error), None)
+                .unwrap_err()
+                .to_string()
+        };
+        let error = missing(50013);
+        assert!(error.contains("lacks a permission"), "{error}");
+        assert!(
+            error.ends_with("Missing Permissions (code 50013)"),
+            "{error}"
+        );
+        assert!(!error.contains("check secret"), "{error}");
+        assert!(missing(50001).contains("no access there"));
+        assert!(missing(40001).contains("not a bad token"));
+        let commands = errors("/applications/1/commands")
+            .check(
+                HOST,
+                403,
+                ApiError::from_json(
+                    &serde_json::json!({"message": "Missing Access", "code": 50001}),
+                )
+                .as_ref(),
+                None,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(commands.contains(APPLICATION_ID), "{commands}");
+        let unauthorized = errors("/channels/1/messages")
+            .check(HOST, 401, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unauthorized.contains("check secret DISCORD_BOT_TOKEN"),
+            "{unauthorized}"
+        );
     }
 }

@@ -18,7 +18,7 @@
 //! ```
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -603,20 +603,8 @@ impl Response {
     /// OpenAI), `error` as a string, or a short plain-text body. At most
     /// about 300 characters.
     pub fn api_message(&self) -> Option<String> {
-        let message = match serde_json::from_slice::<Value>(&self.body) {
-            Ok(json) => {
-                let mut message = json
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .or_else(|| json.pointer("/error/message").and_then(Value::as_str))
-                    .or_else(|| json.get("error").and_then(Value::as_str))
-                    .or_else(|| json.get("detail").and_then(Value::as_str))
-                    .map(str::to_owned)?;
-                if let Some(errors) = json.get("errors").filter(|e| !e.is_null()) {
-                    message.push_str(&format!(" {errors}"));
-                }
-                message
-            }
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(json) => ApiError::from_json(&json).and_then(|e| e.message),
             Err(_) => {
                 let text = self.text();
                 let text = text.trim();
@@ -624,51 +612,235 @@ impl Response {
                 if text.is_empty() || looks_like_markup {
                     return None;
                 }
-                text.to_owned()
+                Some(truncate(text, 300))
             }
-        };
-        Some(truncate(message.trim(), 300))
+        }
     }
 
-    /// `Ok` for 1xx–3xx; otherwise an error for the operator:
+    /// The API's own error (code, message, metadata), if the body is a JSON
+    /// error; see [`ApiError::from_json`].
+    pub fn api_error(&self) -> Option<ApiError> {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|json| ApiError::from_json(&json))
+    }
+
+    /// `Ok` for 1xx–3xx; otherwise an error for the operator, as
+    /// [`StatusErrors`] reads it with `secret` named and no API-specific
+    /// reading of 403:
     ///
-    /// - 401/403: the credentials were rejected; with `secret`, names the
-    ///   secret to check and how to set it (never its value);
+    /// - 401: the credentials were rejected; with `secret`, names the secret
+    ///   to check and how to set it (never its value);
+    /// - 403: forbidden, which for many APIs means a missing permission as
+    ///   often as a wrong credential, so both are said;
     /// - 429: rate limited (use [`send_with_retry`] to wait once first);
     /// - 5xx: the service failed, with its short message if it gave one;
     /// - other 4xx: the request was refused, with the API's message.
     pub fn error_for_status(&self, secret: Option<&str>) -> Result<(), Error> {
-        let (host, status) = (&self.host, self.status);
+        let errors = match secret {
+            Some(name) => StatusErrors::new().secret(name),
+            None => StatusErrors::new(),
+        };
+        self.check(&errors)
+    }
+
+    /// `Ok` for 1xx–3xx; otherwise the error `errors` makes of this status
+    /// and the API's own error in the body.
+    pub fn check(&self, errors: &StatusErrors<'_>) -> Result<(), Error> {
+        errors.check(
+            &self.host,
+            self.status,
+            self.api_error().as_ref(),
+            retry_after(self),
+        )
+    }
+}
+
+/// An API's own error, read from a JSON error body: Discord's
+/// `{"code": 50013, "message": "Missing Permissions"}`, or OpenRouter's
+/// (and OpenAI's) `{"error": {"code": 403, "message": …, "metadata": {…}}}`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ApiError {
+    /// `code`, a number or a string, as text (`50013`, `invalid_api_key`).
+    pub code: Option<String>,
+    /// `message` (with Discord's `errors` details), at most about 300
+    /// characters.
+    pub message: Option<String>,
+    /// `metadata` (OpenRouter): free-form details, such as moderation
+    /// `reasons` and `flagged_input`.
+    pub metadata: Option<Value>,
+}
+
+impl ApiError {
+    /// Reads top-level `message`/`code`, else the `error` object's
+    /// `code`/`message`/`metadata`, else `error` or `detail` as a string.
+    /// `None` when there is neither a message nor a code.
+    pub fn from_json(json: &Value) -> Option<Self> {
+        let nested = json.get("error").filter(|e| e.is_object());
+        let (source, message) = match json.get("message").and_then(Value::as_str) {
+            Some(message) => (json, Some(message)),
+            None => match nested {
+                Some(error) => (error, error.get("message").and_then(Value::as_str)),
+                None => (
+                    json,
+                    json.get("error")
+                        .and_then(Value::as_str)
+                        .or_else(|| json.get("detail").and_then(Value::as_str)),
+                ),
+            },
+        };
+        let code = source
+            .get("code")
+            .filter(|c| !c.is_null())
+            .map(|c| match c {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        let message = message.map(|m| {
+            let mut m = m.to_owned();
+            if let Some(errors) = json.get("errors").filter(|e| !e.is_null()) {
+                m.push_str(&format!(" {errors}"));
+            }
+            truncate(m.trim(), 300)
+        });
+        if code.is_none() && message.is_none() {
+            return None;
+        }
+        let metadata = source.get("metadata").filter(|m| !m.is_null()).cloned();
+        Some(Self {
+            code,
+            message,
+            metadata,
+        })
+    }
+
+    /// The error from a JSON value that is the error object itself
+    /// (OpenRouter's `choices[].error`: `{code, message, metadata}`).
+    pub fn from_object(error: &Value) -> Option<Self> {
+        Self::from_json(&serde_json::json!({ "error": error }))
+    }
+
+    /// `code` as a number, when it is one.
+    pub fn code_number(&self) -> Option<u64> {
+        self.code.as_deref().and_then(|c| c.parse().ok())
+    }
+}
+
+/// `Missing Permissions (code 50013)`; `code 50013` without a message.
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.message, &self.code) {
+            (Some(message), Some(code)) => write!(f, "{message} (code {code})"),
+            (Some(message), None) => f.write_str(message),
+            (None, Some(code)) => write!(f, "code {code}"),
+            (None, None) => f.write_str("no message"),
+        }
+    }
+}
+
+type Explain<'a> = Box<dyn Fn(&ApiError) -> String + 'a>;
+
+/// How an API's error statuses read to the operator. The default knows
+/// nothing of the API; say what it knows with [`StatusErrors::secret`] and
+/// [`StatusErrors::forbidden`]:
+///
+/// ```
+/// # use narakim_extension::http::StatusErrors;
+/// let errors = StatusErrors::new()
+///     .secret("DISCORD_BOT_TOKEN")
+///     .forbidden(|e| match e.code_number() {
+///         Some(50013) => "the bot lacks a permission in that channel".into(),
+///         _ => "the bot may not do this".into(),
+///     });
+/// let error = errors.check("discord.com", 403, None, None).unwrap_err();
+/// assert!(error.message().starts_with("discord.com accepted the credentials but refused the request (HTTP 403)"));
+/// ```
+#[derive(Default)]
+pub struct StatusErrors<'a> {
+    secret: Option<&'a str>,
+    forbidden: Option<Explain<'a>>,
+}
+
+impl<'a> StatusErrors<'a> {
+    /// No secret named, 403 read as "a permission or the credentials".
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The secret that authenticates the request: a 401 (and a 403 without
+    /// [`StatusErrors::forbidden`]) names it and how to set it.
+    pub fn secret(mut self, name: &'a str) -> Self {
+        self.secret = Some(name);
+        self
+    }
+
+    /// For an API whose 403 means the credentials worked but the request is
+    /// not allowed (a permission, a moderation block): `explain` says why in
+    /// the operator's terms, from the API's error; the API's own message and
+    /// code are added after it.
+    pub fn forbidden(mut self, explain: impl Fn(&ApiError) -> String + 'a) -> Self {
+        self.forbidden = Some(Box::new(explain));
+        self
+    }
+
+    /// `Ok` for a status below 400; otherwise the error for `status` from
+    /// `host`, with the API's error `api` and, for 429, the wait it asked
+    /// for. Also for errors an API reports inside a 200 (OpenRouter's
+    /// `{"error": {"code": 403, …}}`).
+    pub fn check(
+        &self,
+        host: &str,
+        status: u16,
+        api: Option<&ApiError>,
+        retry_after: Option<f64>,
+    ) -> Result<(), Error> {
         let said = |prefix: &str| {
-            self.api_message()
-                .map(|m| format!("{prefix}{m}"))
+            api.filter(|a| a.message.is_some())
+                .map(|a| format!("{prefix}{}", a.message.as_deref().unwrap_or_default()))
                 .unwrap_or_default()
         };
-        match status {
-            0..=399 => Ok(()),
-            401 | 403 => Err(Error::new(match secret {
+        // 403s are told apart by the API's code, so it is shown too.
+        let said_with_code = |prefix: &str| api.map(|a| format!("{prefix}{a}")).unwrap_or_default();
+        let set = |name: &str| format!("`narakim secret set {name} --bot BOT`");
+        Err(Error::new(match status {
+            0..=399 => return Ok(()),
+            401 => match self.secret {
                 Some(name) => format!(
-                    "{host} rejected the credentials (HTTP {status}): check secret {name} \
-                     (`narakim secret set {name} --bot BOT`){}",
+                    "{host} rejected the credentials (HTTP 401): check secret {name} ({}){}",
+                    set(name),
                     said(&format!("; {host} said: "))
                 ),
-                None => format!("{host} refused the request (HTTP {status}){}", said(": ")),
-            })),
-            429 => Err(Error::new(format!(
+                None => format!("{host} refused the request (HTTP 401){}", said(": ")),
+            },
+            403 => match (&self.forbidden, self.secret) {
+                (Some(explain), _) => format!(
+                    "{host} accepted the credentials but refused the request (HTTP 403): {}{}",
+                    explain(api.unwrap_or(&ApiError::default())),
+                    said_with_code(&format!("; {host} said: "))
+                ),
+                (None, Some(name)) => format!(
+                    "{host} refused the request (HTTP 403 Forbidden): the credentials lack a \
+                     permission for it, or are the wrong ones; check what secret {name} may do \
+                     (replace it with {}){}",
+                    set(name),
+                    said_with_code(&format!("; {host} said: "))
+                ),
+                (None, None) => {
+                    format!(
+                        "{host} refused the request (HTTP 403){}",
+                        said_with_code(": ")
+                    )
+                }
+            },
+            429 => format!(
                 "rate limited by {host} (HTTP 429){}",
-                retry_after(self)
+                retry_after
                     .map(|s| format!("; retry after {} s", secs(s)))
                     .unwrap_or_default()
-            ))),
-            500.. => Err(Error::new(format!(
-                "{host} failed (HTTP {status}){}",
-                said(": ")
-            ))),
-            _ => Err(Error::new(format!(
-                "{host} refused the request (HTTP {status}){}",
-                said(": ")
-            ))),
-        }
+            ),
+            500.. => format!("{host} failed (HTTP {status}){}", said(": ")),
+            _ => format!("{host} refused the request (HTTP {status}){}", said(": ")),
+        }))
     }
 }
 
@@ -680,18 +852,92 @@ fn truncate(text: &str, max_chars: usize) -> String {
 }
 
 /// How long a 429 asks to wait, in seconds: Discord's JSON `retry_after`
-/// (seconds, fractional), else the `Retry-After` header (seconds).
+/// (seconds, fractional), else the `Retry-After` header, in seconds or as
+/// an HTTP-date (counted from the wall clock now; a date passed is 0).
 pub fn retry_after(response: &Response) -> Option<f64> {
+    retry_after_at(response, SystemTime::now())
+}
+
+fn retry_after_at(response: &Response, now: SystemTime) -> Option<f64> {
     let from_body = serde_json::from_slice::<Value>(&response.body)
         .ok()
         .and_then(|json| json.get("retry_after").and_then(Value::as_f64));
     from_body
         .or_else(|| {
-            response
-                .header("retry-after")
-                .and_then(|v| v.trim().parse::<f64>().ok())
+            let value = response.header("retry-after")?.trim();
+            value.parse::<f64>().ok().or_else(|| {
+                let at = UNIX_EPOCH + Duration::from_secs(parse_http_date(value)?);
+                Some(at.duration_since(now).map_or(0.0, |d| d.as_secs_f64()))
+            })
         })
         .filter(|s| s.is_finite() && *s >= 0.0)
+}
+
+/// Seconds since the Unix epoch of an HTTP-date (RFC 9110 §5.6.7): the
+/// IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, or the obsolete forms a
+/// recipient must still accept, RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT`
+/// and asctime `Sun Nov  6 08:49:37 1994`. `None` for anything else, or a
+/// date before 1970.
+pub fn parse_http_date(value: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = |name: &str| MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1);
+    let number = |s: &str, digits: std::ops::RangeInclusive<usize>| {
+        (digits.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    let tokens: Vec<&str> = value.split_ascii_whitespace().collect();
+    let (year, month, day, time) = match tokens.as_slice() {
+        // IMF-fixdate.
+        [weekday, day, mon, year, time, "GMT"] if weekday.ends_with(',') => (
+            number(year, 4..=4)?,
+            month(mon)?,
+            number(day, 2..=2)?,
+            *time,
+        ),
+        // RFC 850: two-digit years, read as 19xx from 70 on.
+        [weekday, date, time, "GMT"] if weekday.ends_with(',') => {
+            let mut parts = date.split('-');
+            let (day, mon, yy) = (parts.next()?, parts.next()?, parts.next()?);
+            let yy = number(yy, 2..=2)?;
+            let year = if yy >= 70 { 1900 + yy } else { 2000 + yy };
+            (year, month(mon)?, number(day, 2..=2)?, *time)
+        }
+        // asctime.
+        [_, mon, day, time, year] => (
+            number(year, 4..=4)?,
+            month(mon)?,
+            number(day, 1..=2)?,
+            *time,
+        ),
+        _ => return None,
+    };
+    let mut hms = time.split(':');
+    let (h, m, s) = (
+        number(hms.next()?, 2..=2)?,
+        number(hms.next()?, 2..=2)?,
+        number(hms.next()?, 2..=2)?,
+    );
+    if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let seconds = days * 86_400 + i64::from(h * 3600 + m * 60 + s);
+    u64::try_from(seconds).ok()
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn secs(s: f64) -> String {
@@ -706,8 +952,9 @@ pub fn sleep(duration: Duration) {
 }
 
 /// Sends the request `build` makes; on HTTP 429, waits as long as the
-/// response asks (JSON `retry_after` or the `Retry-After` header; 1 s if it
-/// says nothing) if that is at most `max_wait`, and sends a new request from
+/// response asks (JSON `retry_after`, or the `Retry-After` header in
+/// seconds or as an HTTP-date; 1 s if it says nothing) if that is at most
+/// `max_wait`, and sends a new request from
 /// `build` once more. A second 429, or a longer wait, is an error:
 /// `rate limited by discord.com (HTTP 429); retry after 12.5 s, longer than
 /// the 10 s this extension waits`. Any other status is returned as it is.
@@ -835,5 +1082,118 @@ mod tests {
         );
         assert!(long.api_message().unwrap().chars().count() <= 301);
         assert!(response(204, &[], "").error_for_status(None).is_ok());
+    }
+
+    #[test]
+    fn reads_api_errors() {
+        let discord = ApiError::from_json(
+            &serde_json::json!({"message": "Missing Permissions", "code": 50013}),
+        )
+        .unwrap();
+        assert_eq!(discord.code_number(), Some(50013));
+        assert_eq!(discord.to_string(), "Missing Permissions (code 50013)");
+        let openrouter = ApiError::from_json(&serde_json::json!({"error": {
+            "code": 403, "message": "Your input was flagged",
+            "metadata": {"reasons": ["harassment"], "flagged_input": "..."},
+        }}))
+        .unwrap();
+        assert_eq!(openrouter.code.as_deref(), Some("403"));
+        assert_eq!(openrouter.metadata.unwrap()["reasons"][0], "harassment");
+        let choice = ApiError::from_object(&serde_json::json!({"code": 502, "message": "x"}));
+        assert_eq!(choice.unwrap().to_string(), "x (code 502)");
+        assert!(ApiError::from_json(&serde_json::json!({"id": 1})).is_none());
+    }
+
+    #[test]
+    fn a_403_is_a_permission_when_the_api_says_so() {
+        let missing = response(
+            403,
+            &[],
+            r#"{"message":"Missing Permissions","code":50013}"#,
+        );
+        // Unknown API: both causes, the secret named, the API's code shown.
+        let error = missing
+            .error_for_status(Some("DISCORD_BOT_TOKEN"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("discord.com refused the request (HTTP 403 Forbidden): the credentials lack a permission for it, or are the wrong ones; check what secret DISCORD_BOT_TOKEN may do"),
+            "{error}"
+        );
+        assert!(
+            error.ends_with("discord.com said: Missing Permissions (code 50013)"),
+            "{error}"
+        );
+        // An API whose 403 means "authenticated, not allowed".
+        let errors = StatusErrors::new()
+            .secret("DISCORD_BOT_TOKEN")
+            .forbidden(|e| format!("no permission ({})", e.code.as_deref().unwrap_or("?")));
+        let error = missing.check(&errors).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "discord.com accepted the credentials but refused the request (HTTP 403): no permission (50013); discord.com said: Missing Permissions (code 50013)"
+        );
+        assert!(!error.contains("check secret"), "{error}");
+        // 401 still names the secret.
+        let denied = response(401, &[], r#"{"message":"401: Unauthorized","code":0}"#);
+        assert!(
+            denied
+                .check(&errors)
+                .unwrap_err()
+                .to_string()
+                .contains("check secret DISCORD_BOT_TOKEN")
+        );
+        assert!(response(200, &[], "{}").check(&errors).is_ok());
+    }
+
+    #[test]
+    fn parses_http_dates() {
+        // RFC 9110's example instant, in its three forms.
+        for date in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(date), Some(784_111_777), "{date}");
+        }
+        assert_eq!(
+            parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(1_445_412_480)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2028 23:59:59 GMT"),
+            Some(1_835_481_599)
+        );
+        for bad in [
+            "",
+            "3",
+            "Wed, 21 Oct 2015 07:28:00 UTC",
+            "Wed, 21 Foo 2015 07:28:00 GMT",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+            "Wed, 21 Oct 2015 24:00:00 GMT",
+            "Wed, 21 Oct 2015 07:28 GMT",
+            "Wed, 01 Jan 1960 00:00:00 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_an_http_date_against_the_clock() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_445_412_475_500);
+        let at = |date: &str| retry_after_at(&response(429, &[("Retry-After", date)], ""), now);
+        assert_eq!(at("Wed, 21 Oct 2015 07:28:00 GMT"), Some(4.5));
+        // A date passed: no wait.
+        assert_eq!(at("Wed, 21 Oct 2015 07:27:00 GMT"), Some(0.0));
+        assert_eq!(at("soon"), None);
+        // Seconds still work, and Discord's body wins over the header.
+        assert_eq!(at("7"), Some(7.0));
+        let both = response(
+            429,
+            &[("Retry-After", "Wed, 21 Oct 2015 07:28:00 GMT")],
+            r#"{"retry_after":0.25}"#,
+        );
+        assert_eq!(retry_after_at(&both, now), Some(0.25));
     }
 }

@@ -12,7 +12,8 @@
 //! Inside `run`, use [`secret`] for declared secrets, the logging macros
 //! ([`info!`], [`warn!`], …), [`http`] for outbound requests (with
 //! [`http::send_with_retry`] for rate limits and
-//! [`http::Response::error_for_status`] for clear API errors) and
+//! [`http::Response::error_for_status`] for clear API errors, with
+//! [`http::StatusErrors`] for what an API's 403 means) and
 //! [`template::render`] for `{{input.PATH}}` placeholders.
 //!
 //! ```no_run
