@@ -22,7 +22,7 @@ fn fixture() -> TestVault {
 }
 
 #[test]
-fn scrubs_a_bots_effective_secrets_in_every_form() {
+fn scrubs_every_value_of_the_bot_and_its_team_in_every_form() {
     let v = fixture();
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{BOT_KEY}\n"));
     let hex: String = TEAM_TOKEN.bytes().map(|b| format!("{b:02x}")).collect();
@@ -38,7 +38,7 @@ fn scrubs_a_bots_effective_secrets_in_every_form() {
          hex=[REDACTED:DISCORD_BOT_TOKEN]\n\
          json={\"token\":\"[REDACTED:DISCORD_BOT_TOKEN]\"}\n\
          bot override=[REDACTED:WEBHOOK_SECRET]\n\
-         team value it overrides=team-value-the-bot-overrides\n"
+         team value it overrides=[REDACTED:WEBHOOK_SECRET]\n"
     );
     assert_eq!(out.stderr, "");
 }
@@ -151,4 +151,50 @@ fn a_reader_that_goes_away_is_not_an_error() {
         .status()
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// An operator cleaning logs wants every value the bot or its team holds
+/// gone: a team secret the bot overrides may still have been used (by the
+/// team's other bots, or by this bot before it got its own).
+#[test]
+fn a_team_value_the_bot_overrides_is_scrubbed_in_every_form() {
+    let v = fixture();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(OVERRIDDEN);
+    let hex: String = OVERRIDDEN.bytes().map(|b| format!("{b:02x}")).collect();
+    let input = format!("old={OVERRIDDEN} b64={b64} hex={hex} new={BOT_OVERRIDE}\n");
+    let out = v.run_with_stdin(&["scrub", "--bot", "greeter"], Some(input.as_bytes()));
+    assert_eq!(
+        out.ok(),
+        "old=[REDACTED:WEBHOOK_SECRET] b64=[REDACTED:WEBHOOK_SECRET] hex=[REDACTED:WEBHOOK_SECRET] new=[REDACTED:WEBHOOK_SECRET]\n"
+    );
+    // A second bot of the team without an override sees the team value as
+    // its own: the same result for it.
+    v.run(&["bot", "create", "helper", "--team", "ops"]).ok();
+    let out = v.run_with_stdin(&["scrub", "--bot", "helper"], Some(input.as_bytes()));
+    assert_eq!(
+        out.ok(),
+        format!(
+            "old=[REDACTED:WEBHOOK_SECRET] b64=[REDACTED:WEBHOOK_SECRET] hex=[REDACTED:WEBHOOK_SECRET] new={BOT_OVERRIDE}\n"
+        )
+    );
+    // Fails closed on the overridden record too: it is part of the set.
+    let db = v.raw_db();
+    let row = "name = 'WEBHOOK_SECRET' AND team_id IS NOT NULL";
+    let mut record: Vec<u8> = db
+        .query_row(
+            &format!("SELECT record FROM secrets WHERE {row}"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    record[90] ^= 1;
+    db.execute(
+        &format!("UPDATE secrets SET record = ?1 WHERE {row}"),
+        [record],
+    )
+    .unwrap();
+    drop(db);
+    let out = v.run_with_stdin(&["scrub", "--bot", "greeter"], Some(input.as_bytes()));
+    out.fails_with("WEBHOOK_SECRET (team \"ops\")");
+    assert_eq!(out.stdout, "");
 }

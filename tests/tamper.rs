@@ -103,7 +103,7 @@ fn rows_swapped_between_bots_fail() {
     );
     // `key verify` names both and fails.
     let out = v.run(&["key", "verify"]);
-    let err = out.fails_with("do not decrypt");
+    let err = out.fails_with("cannot be decrypted: its record was altered");
     assert!(
         err.contains("DISCORD_BOT_TOKEN (bot \"alpha\")")
             && err.contains("DISCORD_BOT_TOKEN (bot \"beta\")"),
@@ -337,5 +337,264 @@ fn an_unverified_rotation_keeps_its_backup_and_blocks_the_next() {
     assert!(!verify.stderr.contains("note:"), "{verify:?}");
     assert!(!backup.exists());
     v.run(&["key", "rotate"]).ok();
+    v.run(&["key", "verify"]).ok();
+}
+
+/// The stored values deploy compares configs against, through the library
+/// (as the engine calls it).
+fn stored_among(v: &TestVault, candidates: &[&str]) -> Result<Vec<(String, String)>, String> {
+    v.open()
+        .stored_values_among(candidates)
+        .map(|found| {
+            found
+                .into_iter()
+                .map(|m| (m.name, m.scope.to_string()))
+                .collect()
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The `secret list --bot BOT` line of `name` in `scope`.
+fn listed(v: &TestVault, bot: &str, name: &str, scope: &str) -> String {
+    v.run(&["secret", "list", "--bot", bot])
+        .ok()
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")) && l.contains(scope))
+        .unwrap_or_else(|| panic!("no {name} line"))
+        .to_owned()
+}
+
+#[test]
+fn a_zeroed_fingerprint_is_detected_not_silently_skipped() {
+    let v = fixture();
+    let w = bot_where("alpha", "DISCORD_BOT_TOKEN");
+    assert_eq!(
+        stored_among(&v, &["alpha-discord-token-value"]),
+        Ok(vec![("DISCORD_BOT_TOKEN".into(), "bot \"alpha\"".into())])
+    );
+    v.raw_db()
+        .execute(
+            &format!("UPDATE secrets SET fingerprint = zeroblob(32) WHERE {w}"),
+            [],
+        )
+        .unwrap();
+
+    // Deploy's check fails closed, naming the secret and what to run.
+    let err = stored_among(&v, &["alpha-discord-token-value"]).unwrap_err();
+    assert!(
+        err.contains("DISCORD_BOT_TOKEN (bot \"alpha\")")
+            && err.contains("does not match its record")
+            && err.contains("narakim key verify")
+            && !err.contains("beta"),
+        "{err}"
+    );
+    // Even when the candidate is some other secret's value: the altered
+    // row could hold it too.
+    assert!(stored_among(&v, &["beta-discord-token-value"]).is_err());
+
+    // The listing shows it; `key verify` fails naming it.
+    assert!(
+        listed(&v, "alpha", "DISCORD_BOT_TOKEN", "bot").contains("(altered)"),
+        "{}",
+        listed(&v, "alpha", "DISCORD_BOT_TOKEN", "bot")
+    );
+    assert!(!listed(&v, "alpha", "OPENROUTER_API_KEY", "bot").contains("(altered)"));
+    let verify = v.run(&["key", "verify"]);
+    let err = verify.fails_with(
+        "DISCORD_BOT_TOKEN (bot \"alpha\") has a fingerprint that does not match its record",
+    );
+    assert!(err.contains("1 of 6 secret(s)"), "{err}");
+
+    // Storing it again repairs it.
+    v.set(
+        "DISCORD_BOT_TOKEN",
+        "--bot",
+        "alpha",
+        "alpha-discord-token-value",
+    );
+    v.run(&["key", "verify"]).ok();
+    assert_eq!(
+        stored_among(&v, &["alpha-discord-token-value"]),
+        Ok(vec![("DISCORD_BOT_TOKEN".into(), "bot \"alpha\"".into())])
+    );
+}
+
+#[test]
+fn a_fingerprint_copied_from_another_row_is_detected() {
+    let v = fixture();
+    let (alpha, beta) = (
+        bot_where("alpha", "DISCORD_BOT_TOKEN"),
+        bot_where("beta", "DISCORD_BOT_TOKEN"),
+    );
+    // Copy beta's fingerprint onto alpha's row: without a binding, beta's
+    // value would be reported as alpha's too, and alpha's never found.
+    v.raw_db()
+        .execute(
+            &format!(
+                "UPDATE secrets SET fingerprint = (SELECT fingerprint FROM secrets WHERE {beta}) WHERE {alpha}"
+            ),
+            [],
+        )
+        .unwrap();
+    for candidate in ["alpha-discord-token-value", "beta-discord-token-value"] {
+        let err = stored_among(&v, &[candidate]).unwrap_err();
+        assert!(
+            err.contains("DISCORD_BOT_TOKEN (bot \"alpha\")") && !err.contains("beta"),
+            "{err}"
+        );
+    }
+    // Its binding tag copied as well: the tag names beta's record.
+    v.raw_db()
+        .execute(
+            &format!(
+                "UPDATE secrets SET fingerprint_tag = (SELECT fingerprint_tag FROM secrets WHERE {beta}) WHERE {alpha}"
+            ),
+            [],
+        )
+        .unwrap();
+    assert!(stored_among(&v, &["beta-discord-token-value"]).is_err());
+    v.run(&["key", "verify"])
+        .fails_with("DISCORD_BOT_TOKEN (bot \"alpha\") has a fingerprint");
+}
+
+#[test]
+fn a_fingerprint_kept_from_an_earlier_value_is_detected() {
+    let v = fixture();
+    let w = bot_where("alpha", "OPENROUTER_API_KEY");
+    let get = || -> (Vec<u8>, Vec<u8>) {
+        v.raw_db()
+            .query_row(
+                &format!("SELECT fingerprint, fingerprint_tag FROM secrets WHERE {w}"),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let (old_fp, old_tag) = get();
+    v.set(
+        "OPENROUTER_API_KEY",
+        "--bot",
+        "alpha",
+        "alpha-rotated-key-value",
+    );
+    assert_ne!(get().0, old_fp);
+    // Put the old value's (valid) fingerprint and tag back beside the new record.
+    v.raw_db()
+        .execute(
+            &format!("UPDATE secrets SET fingerprint = ?1, fingerprint_tag = ?2 WHERE {w}"),
+            rusqlite::params![old_fp, old_tag],
+        )
+        .unwrap();
+    let err = stored_among(&v, &["alpha-rotated-key-value"]).unwrap_err();
+    assert!(err.contains("OPENROUTER_API_KEY (bot \"alpha\")"), "{err}");
+    v.run(&["key", "verify"])
+        .fails_with("OPENROUTER_API_KEY (bot \"alpha\") has a fingerprint");
+}
+
+/// A vault written before fingerprints were bound (schema version 1) is
+/// migrated when it opens: every fingerprint is recomputed from its value
+/// and bound, in one transaction, so one altered before the upgrade is
+/// corrected; a record that does not open stays unbound and is reported.
+#[test]
+fn a_version_1_vault_gets_its_fingerprints_bound() {
+    let v = fixture();
+    let db = v.raw_db();
+    // Back to the version 1 layout, with one fingerprint zeroed and one
+    // record broken before the upgrade.
+    let broken = team_where("blue", "TEAM_TOKEN");
+    let mut record: Vec<u8> = db
+        .query_row(
+            &format!("SELECT record FROM secrets WHERE {broken}"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    record[80] ^= 1;
+    db.execute(
+        &format!("UPDATE secrets SET record = ?1 WHERE {broken}"),
+        [record],
+    )
+    .unwrap();
+    db.execute_batch(&format!(
+        "ALTER TABLE secrets DROP COLUMN fingerprint_tag;
+         UPDATE secrets SET fingerprint = zeroblob(32) WHERE {};
+         PRAGMA user_version = 1;",
+        bot_where("alpha", "DISCORD_BOT_TOKEN"),
+    ))
+    .unwrap();
+    drop(db);
+
+    let err = v
+        .run(&["key", "verify"])
+        .fails_with("1 of 6 secret(s) failed verification")
+        .to_owned();
+    assert!(
+        err.contains("TEAM_TOKEN (team \"blue\") cannot be decrypted") && !err.contains("alpha"),
+        "{err}"
+    );
+    let db = v.raw_db();
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let untagged: Vec<String> = db
+        .prepare("SELECT name FROM secrets WHERE fingerprint_tag IS NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(untagged, ["TEAM_TOKEN"]);
+    drop(db);
+    // The zeroed fingerprint was recomputed; the broken row fails closed.
+    let err = stored_among(&v, &["alpha-discord-token-value"]).unwrap_err();
+    assert!(err.contains("TEAM_TOKEN (team \"blue\")"), "{err}");
+    v.set("TEAM_TOKEN", "--team", "blue", "blue-team-token-value");
+    v.run(&["key", "verify"]).ok();
+    assert_eq!(
+        stored_among(&v, &["alpha-discord-token-value"]),
+        Ok(vec![("DISCORD_BOT_TOKEN".into(), "bot \"alpha\"".into())])
+    );
+}
+
+#[test]
+fn a_record_restored_from_before_the_last_rotation_is_named_as_such() {
+    let v = fixture();
+    let w = bot_where("alpha", "OPENROUTER_API_KEY");
+    let old: Vec<u8> = v
+        .raw_db()
+        .query_row(&format!("SELECT record FROM secrets WHERE {w}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    v.run(&["key", "rotate"]).ok();
+    // As if restored from a backup taken before the rotation.
+    v.raw_db()
+        .execute(&format!("UPDATE secrets SET record = ?1 WHERE {w}"), [old])
+        .unwrap();
+
+    let expected = "OPENROUTER_API_KEY (bot \"alpha\") cannot be decrypted: it was sealed with the previous master key, so it was restored from a backup taken before the last key rotation";
+    let err = v.run(&["key", "verify"]).fails_with(expected).to_owned();
+    assert!(!err.contains("altered"), "{err}");
+    let snapshot = v.open().snapshot_for_bot("alpha").unwrap();
+    let err = snapshot
+        .resolve("OPENROUTER_API_KEY")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sealed with the previous master key") && !err.contains("altered"),
+        "{err}"
+    );
+    v.run_with_stdin(&["scrub", "--bot", "alpha"], Some(b"log line\n"))
+        .fails_with("sealed with the previous master key");
+    v.run(&["key", "rotate"])
+        .fails_with("OPENROUTER_API_KEY (bot \"alpha\") cannot be decrypted: it was sealed with the previous master key");
+    // Storing it again repairs it.
+    v.set(
+        "OPENROUTER_API_KEY",
+        "--bot",
+        "alpha",
+        "alpha-openrouter-key-value",
+    );
     v.run(&["key", "verify"]).ok();
 }

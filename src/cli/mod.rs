@@ -641,11 +641,11 @@ fn key(vault: &mut Vault, cmd: KeyCommand) -> Result<()> {
                 );
             } else {
                 bail!(
-                    "{} of {} secret(s) do not decrypt with master key {}: {}. Overwrite them with `narakim secret set`, or delete them",
+                    "{} of {} secret(s) failed verification with master key {}: {}",
                     report.failed.len(),
                     report.checked,
                     vault.key_id(),
-                    report.failed.join(", ")
+                    report.problems.join("; ")
                 );
             }
         }

@@ -61,7 +61,7 @@ use zeroize::Zeroizing;
 
 use anchors::AnchorIndex;
 
-use crate::vault::{ResolveError, SecretResolver, SecretSnapshot, SecretValue};
+use crate::vault::{ResolveError, SecretSnapshot, SecretValue};
 
 /// Every form of `value` the scrubber looks for (see [`variants`]). Public
 /// for tests and benchmarks that need to plant or count them.
@@ -168,18 +168,16 @@ impl Scrubber {
         })
     }
 
-    /// A scrubber for every secret a snapshot resolves (all of a bot's
-    /// effective secrets, or a team's), for scrubbing text from outside an
-    /// execution. Fails closed: if one value cannot be decrypted, there is
-    /// no scrubber.
+    /// A scrubber for every value a snapshot holds
+    /// ([`SecretSnapshot::all_values`]): a bot's own secrets and all its
+    /// team's, including team secrets the bot overrides, or a team's. For
+    /// scrubbing text from outside an execution, and an execution's records.
+    /// Fails closed: if one value cannot be decrypted, there is no scrubber.
     pub fn for_snapshot(snapshot: &SecretSnapshot) -> Result<Arc<Self>, ResolveError> {
-        let mut names: Vec<&str> = snapshot.names().map(|(name, _)| name).collect();
-        names.sort_unstable();
-        let values = names
-            .iter()
-            .map(|name| snapshot.resolve(name))
-            .collect::<Result<Vec<SecretValue>, _>>()?;
-        Ok(Self::new(names.into_iter().zip(&values)))
+        let secrets = snapshot.all_values()?;
+        Ok(Self::new(
+            secrets.iter().map(|(name, value)| (name.as_str(), value)),
+        ))
     }
 
     /// A scrubber that changes nothing (an execution that revealed nothing).

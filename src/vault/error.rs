@@ -141,10 +141,17 @@ pub enum VaultError {
     #[error("no secret {name} in {scope}; see `narakim secret list {}`", scope.flag())]
     SecretNotFound { name: String, scope: Scope },
 
+    #[error("secret {name} in {scope} {fault}")]
+    Undecryptable {
+        name: String,
+        scope: Scope,
+        fault: RecordFault,
+    },
+
     #[error(
-        "secret {name} in {scope} cannot be decrypted: its record was altered, copied from another bot, team or name, or sealed with another key"
+        "cannot compare against the stored values: the fingerprint of {} does not match its record (the database was changed outside narakim), so a config holding that value would go unnoticed; run `narakim key verify`, then store each again with `narakim secret set`", secrets.join(", ")
     )]
-    Undecryptable { name: String, scope: Scope },
+    FingerprintMismatch { secrets: Vec<String> },
 
     #[error(
         "key rotation needs the master key in a file, but it came from NARAKIM_MASTER_KEY; rotate with --key-file pointing at a file holding that key, then store the new key where NARAKIM_MASTER_KEY comes from"
@@ -152,7 +159,7 @@ pub enum VaultError {
     RotateNeedsKeyFile,
 
     #[error(
-        "cannot rotate the master key: {} secret(s) do not decrypt with the current key: {}. Overwrite them with `narakim secret set` or delete them, then rotate again; nothing was changed", failed.len(), failed.join(", ")
+        "cannot rotate the master key: {} secret(s) cannot be carried to a new key: {}. Overwrite them with `narakim secret set` or delete them, then rotate again; nothing was changed", failed.len(), failed.join("; ")
     )]
     RotationBlocked { failed: Vec<String> },
 
@@ -161,7 +168,7 @@ pub enum VaultError {
     )]
     RotationPending { backup: PathBuf },
 
-    #[error("{} secret(s) failed verification after key rotation: {}; the previous key is kept at {}", failed.len(), failed.join(", "), backup.display())]
+    #[error("{} secret(s) failed verification after key rotation: {}; the previous key is kept at {}", failed.len(), failed.join("; "), backup.display())]
     RotationUnverified {
         failed: Vec<String>,
         backup: PathBuf,
@@ -209,8 +216,47 @@ pub enum ResolveError {
     )]
     NotConfigured { name: String },
 
-    #[error(
-        "secret {name} ({scope}) cannot be decrypted: its record was altered, copied from elsewhere, or sealed with another key"
-    )]
-    Undecryptable { name: String, scope: Scope },
+    #[error("secret {name} ({scope}) {fault}")]
+    Undecryptable {
+        name: String,
+        scope: Scope,
+        fault: RecordFault,
+    },
+}
+
+/// Why a stored record cannot be used. Says what happened and what to do;
+/// never carries a value. Displayed after the secret's name and scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordFault {
+    /// The record does not authenticate, or is not a record at all: its
+    /// bytes were altered, or it was copied from another bot, team or name.
+    Altered,
+    /// Its key id is the vault's previous master key: a record restored
+    /// from a backup taken before the last rotation.
+    PreviousKey,
+    /// Its key id is neither the current nor the previous master key.
+    OtherKey,
+    /// It authenticates, but holds something the vault never stores (the
+    /// reason, such as "shorter than 8 bytes"; never the value).
+    ForbiddenValue(&'static str),
+}
+
+impl std::fmt::Display for RecordFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordFault::Altered => f.write_str(
+                "cannot be decrypted: its record was altered, copied from another bot, team or name, or sealed with another key",
+            ),
+            RecordFault::PreviousKey => f.write_str(
+                "cannot be decrypted: it was sealed with the previous master key, so it was restored from a backup taken before the last key rotation; store it again with `narakim secret set`",
+            ),
+            RecordFault::OtherKey => f.write_str(
+                "cannot be decrypted: it was sealed with a master key that is neither this vault's current nor its previous key (copied from another vault?)",
+            ),
+            RecordFault::ForbiddenValue(why) => write!(
+                f,
+                "decrypted, but holds a value the vault would never store ({why}), so it was written outside narakim; overwrite it with `narakim secret set` or delete it"
+            ),
+        }
+    }
 }

@@ -64,7 +64,7 @@ use zeroize::Zeroizing;
 
 pub use audit::AuditEntry;
 pub use config::VaultConfig;
-pub use error::{InputError, ResolveError, VaultError};
+pub use error::{InputError, RecordFault, ResolveError, VaultError};
 pub use key::{KeyId, KeySource, MasterKey, VaultId};
 pub use rotate::{RotationReport, VerifyReport};
 pub use scope::{Scope, ScopeKind};
@@ -87,6 +87,12 @@ pub struct Vault {
     /// Keys the short fingerprints shown by `secret list`. Random per vault,
     /// stored wrapped by the master key, so fingerprints survive rotation.
     fingerprint_key: Zeroizing<Vec<u8>>,
+    /// Derived from the fingerprint key: binds each row's fingerprint to
+    /// its record (see [`record::fingerprint_tag`]).
+    fingerprint_tag_key: Zeroizing<Vec<u8>>,
+    /// The master key the last rotation replaced, to name records restored
+    /// from a backup taken before it.
+    previous_key_id: Option<KeyId>,
     notes: Vec<String>,
     /// Recent snapshots (sealed records only), reused while the database is
     /// unchanged: see [`snapshot::SnapshotCache`].
@@ -252,17 +258,24 @@ impl Vault {
             });
         };
 
-        // The key is right: now the file may change.
-        store::migrate(&conn)?;
+        // The fingerprint key's row is the same in every schema version.
         let fingerprint_key = store::get_meta(&conn, META_FINGERPRINT_KEY)?
             .and_then(|sealed| record::open_blob(&key, &fingerprint_label(vault_id), &sealed))
             .ok_or_else(|| not_a_vault("its fingerprint key cannot be unwrapped"))?;
+        let fingerprint_tag_key = record::fingerprint_tag_key(&fingerprint_key);
+        // The key is right: now the file may change.
+        store::migrate(&conn, &mut |tx, version| match version {
+            2 => secrets::fill_fingerprint_tags(tx, &key, &fingerprint_key, &fingerprint_tag_key),
+            _ => Ok(()),
+        })?;
         let mut vault = Vault {
             conn,
             config,
             key: Arc::new(key),
             vault_id,
             fingerprint_key,
+            fingerprint_tag_key,
+            previous_key_id: previous,
             notes,
             snapshots: Default::default(),
         };

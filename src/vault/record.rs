@@ -4,7 +4,8 @@
 //! the value; the master key encrypts ("wraps") the DEK. Both layers bind
 //! the secret's identity as AAD, so a record copied onto another bot, team
 //! or name fails to open. Key rotation re-wraps only the 48-byte DEK layer:
-//! it never decrypts a secret value.
+//! the value's bytes are never re-encrypted (rotation still opens every
+//! value layer, to check it before carrying it forward).
 //!
 //! Layout of format version 1 (all integers big-endian):
 //!
@@ -24,12 +25,25 @@
 //!
 //! The value layer leaves out the master key id on purpose: the DEK is
 //! unique to this one value, and the DEK itself is bound to the key id.
+//!
+//! Each row also keeps the value's keyed fingerprint, bound to the record
+//! by a tag (see [`fingerprint_tag`]), so a fingerprint zeroed or copied
+//! from another row is detected without decrypting anything:
+//!
+//! ```text
+//! fingerprint     = HMAC-SHA256(fingerprint key, UTF-8 value)
+//! tag key         = HMAC-SHA256(fingerprint key, "narakim fingerprint-tag v1")
+//! fingerprint_tag = HMAC-SHA256(tag key, "narakim.fpt" ‖ 0x01 ‖ identity ‖ fingerprint ‖ record[69..])
+//! ```
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use zeroize::Zeroizing;
 
-use super::error::VaultError;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::error::{InputError, RecordFault, VaultError};
 use super::key::{KeyId, MasterKey, fill_random};
 use super::scope::ScopeKind;
 use super::value::SecretValue;
@@ -93,6 +107,36 @@ pub(crate) enum OpenError {
     OtherKey,
     /// The tag did not verify: altered bytes or a different identity.
     Authentication,
+    /// It authenticates, but the plaintext is no valid value (the reason).
+    ForbiddenValue(&'static str),
+}
+
+impl OpenError {
+    /// What to tell the operator about `record`, given the vault's previous
+    /// master key (a record naming it was restored from an old backup).
+    pub(crate) fn fault(self, record: &[u8], previous: Option<KeyId>) -> RecordFault {
+        match self {
+            OpenError::OtherKey if previous.is_some() && key_id_of(record) == previous => {
+                RecordFault::PreviousKey
+            }
+            OpenError::OtherKey => RecordFault::OtherKey,
+            OpenError::Malformed | OpenError::Authentication => RecordFault::Altered,
+            OpenError::ForbiddenValue(why) => RecordFault::ForbiddenValue(why),
+        }
+    }
+}
+
+/// Checks decrypted bytes are a value the vault would store.
+fn valid_value(plain: Zeroizing<Vec<u8>>) -> Result<SecretValue, OpenError> {
+    SecretValue::from_bytes(plain.to_vec()).map_err(|e| {
+        OpenError::ForbiddenValue(match e {
+            InputError::ValueTooShort { .. } => "shorter than 8 bytes",
+            InputError::ValueTooLong { .. } => "longer than 64 KiB",
+            InputError::ValueHasNul => "it contains a NUL byte",
+            InputError::ValueNotUtf8 => "it is not UTF-8",
+            _ => "not a valid value",
+        })
+    })
 }
 
 /// Seals `value` for `identity` under `master`.
@@ -138,13 +182,13 @@ pub(crate) fn open(
         )
         .ok_or(OpenError::Authentication)?,
     );
-    // An authentic record always holds a valid value; anything else is damage.
-    SecretValue::from_bytes(plain.to_vec()).map_err(|_| OpenError::Malformed)
+    // narakim seals only valid values: anything else was sealed elsewhere.
+    valid_value(plain)
 }
 
-/// Re-wraps a record's DEK from `old` to `new`, leaving the sealed value as
-/// it is (but checking it still authenticates, so rotation never carries a
-/// broken record forward silently).
+/// Re-wraps a record's DEK from `old` to `new`, leaving the sealed value's
+/// bytes as they are (but checking it still opens to a valid value, so
+/// rotation never carries a broken record forward silently).
 pub(crate) fn rewrap(
     old: &MasterKey,
     new: &MasterKey,
@@ -153,15 +197,15 @@ pub(crate) fn rewrap(
 ) -> Result<Vec<u8>, OpenError> {
     let dek = unwrap_dek(old, identity, record)?;
     let dek_cipher = dek_cipher(dek.as_ref());
-    // Authenticate the value layer without keeping the plaintext around.
-    drop(Zeroizing::new(
+    // Check the value layer without keeping the plaintext around.
+    drop(valid_value(Zeroizing::new(
         open_sealed(
             &dek_cipher,
             &record[VALUE_NONCE_AT..],
             &identity.value_aad(),
         )
         .ok_or(OpenError::Authentication)?,
-    ));
+    ))?);
     let mut out = Vec::with_capacity(record.len());
     out.push(FORMAT_VERSION);
     out.extend_from_slice(&new.id().0);
@@ -174,6 +218,63 @@ pub(crate) fn rewrap(
     .map_err(|_| OpenError::Malformed)?;
     out.extend_from_slice(&record[VALUE_NONCE_AT..]);
     Ok(out)
+}
+
+/// The key the fingerprint tags are made with, derived from the vault's
+/// fingerprint key: `HMAC-SHA256(fingerprint key, "narakim fingerprint-tag v1")`.
+pub(crate) fn fingerprint_tag_key(fingerprint_key: &[u8]) -> Zeroizing<Vec<u8>> {
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(fingerprint_key)
+        .expect("HMAC takes keys of any length");
+    mac.update(b"narakim fingerprint-tag v1");
+    Zeroizing::new(mac.finalize().into_bytes().to_vec())
+}
+
+/// The MAC binding a row's fingerprint to its record:
+/// `HMAC-SHA256(tag key, "narakim.fpt" ‖ 0x01 ‖ identity ‖ fingerprint ‖ record[69..])`.
+/// It covers the value layer (nonce, ciphertext, tag), which rotation never
+/// changes, so tags survive rotation. `None` for a record too short to have
+/// a value layer.
+fn fingerprint_mac(
+    tag_key: &[u8],
+    identity: Identity<'_>,
+    fingerprint: &[u8],
+    record: &[u8],
+) -> Option<Hmac<Sha256>> {
+    let value_layer = record.get(VALUE_NONCE_AT..)?;
+    let mut head = b"narakim.fpt".to_vec();
+    head.push(FORMAT_VERSION);
+    identity.append_to(&mut head);
+    let mut mac =
+        <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(tag_key).expect("HMAC takes any key");
+    mac.update(&head);
+    mac.update(fingerprint);
+    mac.update(value_layer);
+    Some(mac)
+}
+
+/// The tag to store beside `fingerprint` for `record`.
+pub(crate) fn fingerprint_tag(
+    tag_key: &[u8],
+    identity: Identity<'_>,
+    fingerprint: &[u8],
+    record: &[u8],
+) -> Option<Vec<u8>> {
+    fingerprint_mac(tag_key, identity, fingerprint, record)
+        .map(|mac| mac.finalize().into_bytes().to_vec())
+}
+
+/// Whether `tag` binds `fingerprint` to `record` (constant time).
+pub(crate) fn fingerprint_tag_matches(
+    tag_key: &[u8],
+    identity: Identity<'_>,
+    fingerprint: &[u8],
+    record: &[u8],
+    tag: Option<&[u8]>,
+) -> bool {
+    match (tag, fingerprint_mac(tag_key, identity, fingerprint, record)) {
+        (Some(tag), Some(mac)) => mac.verify_slice(tag).is_ok(),
+        _ => false,
+    }
 }
 
 /// The master key id a record says it was sealed under.

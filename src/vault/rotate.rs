@@ -9,7 +9,8 @@
 //!    id to the new key's id; commit;
 //! 3. hard-link `K` to `K.previous` (the backup of the old key), then
 //!    atomically rename `K.new` over `K`; fsync the directory;
-//! 4. verify that every record opens with the key now in `K`;
+//! 4. verify that every record opens with the key now in `K` (this decrypts
+//!    each value and drops it at once; rotation never re-encrypts a value);
 //! 5. shred `K.previous`.
 //!
 //! The database's key id is the single source of truth for which key is
@@ -33,10 +34,12 @@ use super::key::{self, KeyId, KeySource, MasterKey};
 use super::pause;
 use super::record::{self, Identity};
 use super::scope::{Scope, ScopeKind};
+use super::secrets::fingerprint;
 use super::store;
 use super::{
     META_FINGERPRINT_KEY, META_KEY_ID, META_PREVIOUS_KEY_ID, Vault, VaultConfig, fingerprint_label,
 };
+use subtle::ConstantTimeEq;
 
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +54,23 @@ pub struct RotationReport {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     pub checked: usize,
-    /// `NAME (bot "x")` for every record that did not open.
+    /// `NAME (bot "x")` for every secret that failed.
     pub failed: Vec<String>,
+    /// The same secrets, each with what is wrong and what to do:
+    /// `NAME (bot "x") cannot be decrypted: …`. Never a value.
+    pub problems: Vec<String>,
 }
+
+impl VerifyReport {
+    fn push(&mut self, row: &Row, problem: impl std::fmt::Display) {
+        self.failed.push(row.label());
+        self.problems.push(format!("{} {problem}", row.label()));
+    }
+}
+
+/// What `key verify` says about a stored fingerprint that is not the
+/// value's, or not bound to its record.
+const FINGERPRINT_PROBLEM: &str = "has a fingerprint that does not match its record (the fingerprint column was changed outside narakim), so deploy could not recognise its value in a config; store it again with `narakim secret set`";
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = OsString::from(path.as_os_str());
@@ -77,6 +94,8 @@ struct Row {
     owner: String,
     name: String,
     record: Vec<u8>,
+    fingerprint: Vec<u8>,
+    fingerprint_tag: Option<Vec<u8>>,
 }
 
 impl Row {
@@ -100,7 +119,8 @@ impl Row {
 fn all_rows(conn: &rusqlite::Connection) -> Result<Vec<Row>, VaultError> {
     let mut stmt = conn
         .prepare(
-            "SELECT s.id, s.bot_id, s.team_id, COALESCE(b.name, t.name), s.name, s.record
+            "SELECT s.id, s.bot_id, s.team_id, COALESCE(b.name, t.name), s.name, s.record,
+                    s.fingerprint, s.fingerprint_tag
              FROM secrets s LEFT JOIN bots b ON b.id = s.bot_id LEFT JOIN teams t ON t.id = s.team_id
              ORDER BY s.id",
         )
@@ -119,6 +139,8 @@ fn all_rows(conn: &rusqlite::Connection) -> Result<Vec<Row>, VaultError> {
             owner: r.get(3)?,
             name: r.get(4)?,
             record: r.get(5)?,
+            fingerprint: r.get(6)?,
+            fingerprint_tag: r.get(7)?,
         })
     })
     .and_then(|rows| rows.collect())
@@ -126,19 +148,48 @@ fn all_rows(conn: &rusqlite::Connection) -> Result<Vec<Row>, VaultError> {
 }
 
 impl Vault {
-    /// Opens every record with the current key (the values are decrypted
-    /// and dropped at once; nothing is returned).
+    /// Opens every record with the current key and checks its fingerprint:
+    /// recomputed from the value, it must equal the stored one, and the
+    /// stored one must be bound to the record. The values are decrypted and
+    /// dropped at once; nothing is returned but names and what is wrong.
     pub fn verify(&self) -> Result<VerifyReport, VaultError> {
+        self.check_records(true)
+    }
+
+    /// Opens every record with the current key; with `fingerprints`, also
+    /// checks each fingerprint (what the key's backup does not depend on).
+    fn check_records(&self, fingerprints: bool) -> Result<VerifyReport, VaultError> {
         let rows = all_rows(&self.conn)?;
-        let failed = rows
-            .iter()
-            .filter(|row| record::open(&self.key, row.identity(), &row.record).is_err())
-            .map(Row::label)
-            .collect();
-        Ok(VerifyReport {
+        let mut report = VerifyReport {
             checked: rows.len(),
-            failed,
-        })
+            ..Default::default()
+        };
+        for row in &rows {
+            let value = match record::open(&self.key, row.identity(), &row.record) {
+                Ok(value) => value,
+                Err(e) => {
+                    report.push(row, e.fault(&row.record, self.previous_key_id));
+                    continue;
+                }
+            };
+            if !fingerprints {
+                continue;
+            }
+            let recomputed = fingerprint(&self.fingerprint_key, &value);
+            drop(value);
+            let equal: bool = recomputed.ct_eq(&row.fingerprint).into();
+            let bound = record::fingerprint_tag_matches(
+                &self.fingerprint_tag_key,
+                row.identity(),
+                &row.fingerprint,
+                &row.record,
+                row.fingerprint_tag.as_deref(),
+            );
+            if !(equal && bound) {
+                report.push(row, FINGERPRINT_PROBLEM);
+            }
+        }
+        Ok(report)
     }
 
     /// Rotates the master key (see the module docs for the sequence).
@@ -169,7 +220,7 @@ impl Vault {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(VaultError::db("starting the rotation"))?;
-        let mut broken = Vec::new();
+        let mut broken = VerifyReport::default();
         {
             let mut update = tx
                 .prepare("UPDATE secrets SET record = ?1 WHERE id = ?2")
@@ -181,7 +232,7 @@ impl Vault {
                         .execute(rusqlite::params![moved, row.id])
                         .map(drop)
                         .map_err(VaultError::db("re-wrapping"))?,
-                    Err(_) => broken.push(row.label()),
+                    Err(e) => broken.push(row, e.fault(&row.record, self.previous_key_id)),
                 }
                 progress(done + 1, total);
                 if done == total / 2 {
@@ -189,12 +240,14 @@ impl Vault {
                 }
             }
         }
-        if !broken.is_empty() {
+        if !broken.failed.is_empty() {
             // A record that does not open now would be lost for good under a
             // new key: roll back and let the operator decide.
             drop(tx);
             key::shred_file(&staged)?;
-            return Err(VaultError::RotationBlocked { failed: broken });
+            return Err(VaultError::RotationBlocked {
+                failed: broken.problems,
+            });
         }
         let label = fingerprint_label(self.vault_id);
         let fingerprint_key = record::seal_blob(&new, &label, &self.fingerprint_key)?;
@@ -227,11 +280,12 @@ impl Vault {
             rewrapped: rows.len(),
         };
         self.key = std::sync::Arc::new(new);
+        self.previous_key_id = Some(old.id());
         pause::point("rotate:installed");
         retire_verified_backup(self)?;
         if backup.exists() {
             // retire_verified_backup keeps it only when verification failed.
-            let failed = self.verify()?.failed;
+            let failed = self.check_records(false)?.problems;
             return Err(VaultError::RotationUnverified { failed, backup });
         }
         Ok(report)
@@ -305,7 +359,9 @@ pub(crate) fn retire_verified_backup(vault: &mut Vault) -> Result<(), VaultError
         ));
         return Ok(());
     }
-    let report = vault.verify()?;
+    // Only whether the records open matters for the backup: fingerprints
+    // do not depend on the master key.
+    let report = vault.check_records(false)?;
     if report.failed.is_empty() {
         pause::point("rotate:verified");
         key::shred_file(&backup)
@@ -313,7 +369,7 @@ pub(crate) fn retire_verified_backup(vault: &mut Vault) -> Result<(), VaultError
         vault.notes.push(format!(
             "{} record(s) do not open with the current key ({}); the previous key is kept at {}",
             report.failed.len(),
-            report.failed.join(", "),
+            report.problems.join("; "),
             backup.display()
         ));
         Ok(())

@@ -43,7 +43,13 @@ pub struct SecretInfo {
     /// The first 6 bytes of HMAC-SHA256(vault fingerprint key, value), in
     /// hex. Equal values have equal fingerprints within one vault; without
     /// the master key nothing about the value can be learned from it.
+    /// `(altered)` when the stored fingerprint does not match its record
+    /// (see `fingerprint_verified`).
     pub fingerprint: String,
+    /// Whether the stored fingerprint is bound to this record (its tag
+    /// verifies). `false` means the database was changed outside narakim:
+    /// `narakim key verify` names what is wrong.
+    pub fingerprint_verified: bool,
     /// In a bot's listing: whether the bot resolves this name to this entry.
     /// A team secret shadowed by a bot secret of the same name is `false`.
     /// Always `true` in a team's listing.
@@ -222,6 +228,7 @@ impl Vault {
     ) -> Result<Vec<SetOutcome>, VaultError> {
         let key = self.key.clone();
         let fingerprint_key = self.fingerprint_key.clone();
+        let tag_key = self.fingerprint_tag_key.clone();
         let mut outcomes = Vec::new();
         self.change(|tx, actor| {
             for (scope, name, value) in items {
@@ -229,7 +236,7 @@ impl Vault {
                 outcomes.push(store_one(
                     tx,
                     actor,
-                    &key,
+                    (&*key, &tag_key[..]),
                     scope,
                     name,
                     value,
@@ -275,30 +282,42 @@ impl Vault {
     /// Compares keyed fingerprints (HMAC with the vault's fingerprint key),
     /// so nothing is decrypted and no value is ever returned; each match
     /// names the candidate by its index, and the secret by scope and name.
+    ///
+    /// Every stored fingerprint is checked against its record first (its
+    /// tag): if any was altered, this fails closed with
+    /// [`VaultError::FingerprintMismatch`] naming those secrets, since a
+    /// config holding their values could not be recognised.
     pub fn stored_values_among(&self, candidates: &[&str]) -> Result<Vec<StoredMatch>, VaultError> {
+        if candidates.iter().all(|c| c.len() < super::MIN_VALUE_LEN) {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT s.name, s.fingerprint, s.bot_id IS NOT NULL, t.name, b.name
-                 FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id",
+                "SELECT s.name, s.fingerprint, s.fingerprint_tag, s.record, s.bot_id, s.team_id, b.name, t.name
+                 FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id
+                 ORDER BY s.id",
             )
             .map_err(VaultError::db("comparing fingerprints"))?;
         let mut stored: std::collections::HashMap<Vec<u8>, Vec<(Scope, String)>> =
             std::collections::HashMap::new();
+        let mut altered = Vec::new();
         let rows = stmt
-            .query_map([], |r| {
-                let scope = if r.get::<_, bool>(2)? {
-                    Scope::Bot(r.get(4)?)
-                } else {
-                    Scope::Team(r.get(3)?)
-                };
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, scope))
-            })
+            .query_map([], FingerprintRow::read)
             .map_err(VaultError::db("comparing fingerprints"))?;
         for row in rows {
-            let (name, fingerprint, scope) =
-                row.map_err(VaultError::db("comparing fingerprints"))?;
-            stored.entry(fingerprint).or_default().push((scope, name));
+            let row = row.map_err(VaultError::db("comparing fingerprints"))?;
+            if !row.verified(&self.fingerprint_tag_key) {
+                altered.push(format!("{} ({})", row.name, row.scope));
+                continue;
+            }
+            stored
+                .entry(row.fingerprint)
+                .or_default()
+                .push((row.scope, row.name));
+        }
+        if !altered.is_empty() {
+            return Err(VaultError::FingerprintMismatch { secrets: altered });
         }
         let mut out = Vec::new();
         for (index, candidate) in candidates.iter().enumerate() {
@@ -325,7 +344,8 @@ impl Vault {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT s.name, s.created_at, s.updated_at, s.fingerprint, s.bot_id IS NOT NULL, t.name, b.name
+                "SELECT s.name, s.fingerprint, s.fingerprint_tag, s.record, s.bot_id, s.team_id, b.name, t.name,
+                        s.created_at, s.updated_at
                  FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id
                  WHERE s.bot_id = ?1 OR s.team_id = ?2
                  ORDER BY s.name, s.bot_id IS NULL",
@@ -338,20 +358,22 @@ impl Vault {
             }
             Scope::Team(name) => (None, team_id(&self.conn, name)?),
         };
+        let tag_key = &self.fingerprint_tag_key;
         let mut out: Vec<SecretInfo> = stmt
             .query_map(params![bot, team], |r| {
-                let is_bot: bool = r.get(4)?;
-                let fingerprint: Vec<u8> = r.get(3)?;
+                let row = FingerprintRow::read(r)?;
+                let verified = row.verified(tag_key);
                 Ok(SecretInfo {
-                    name: r.get(0)?,
-                    created_at_ms: r.get(1)?,
-                    updated_at_ms: r.get(2)?,
-                    fingerprint: hex(&fingerprint[..fingerprint.len().min(6)]),
-                    scope: if is_bot {
-                        Scope::Bot(r.get(6)?)
+                    created_at_ms: r.get(8)?,
+                    updated_at_ms: r.get(9)?,
+                    fingerprint: if verified {
+                        hex(&row.fingerprint[..row.fingerprint.len().min(6)])
                     } else {
-                        Scope::Team(r.get(5)?)
+                        ALTERED_FINGERPRINT.to_owned()
                     },
+                    fingerprint_verified: verified,
+                    name: row.name,
+                    scope: row.scope,
                     effective: true,
                 })
             })
@@ -382,8 +404,114 @@ impl Vault {
     }
 }
 
+/// What a listing shows in place of a fingerprint that does not match its
+/// record.
+pub const ALTERED_FINGERPRINT: &str = "(altered)";
+
+/// A secret row as far as its fingerprint is concerned. Columns, in order:
+/// name, fingerprint, fingerprint_tag, record, bot_id, team_id, bot name,
+/// team name.
+struct FingerprintRow {
+    name: String,
+    scope: Scope,
+    kind: ScopeKind,
+    owner_id: i64,
+    fingerprint: Vec<u8>,
+    tag: Option<Vec<u8>>,
+    record: Vec<u8>,
+}
+
+impl FingerprintRow {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let (bot_id, team_id): (Option<i64>, Option<i64>) = (r.get(4)?, r.get(5)?);
+        let (kind, owner_id, scope) = match bot_id {
+            Some(id) => (ScopeKind::Bot, id, Scope::Bot(r.get(6)?)),
+            None => (
+                ScopeKind::Team,
+                team_id.unwrap_or_default(),
+                Scope::Team(r.get(7)?),
+            ),
+        };
+        Ok(FingerprintRow {
+            name: r.get(0)?,
+            fingerprint: r.get(1)?,
+            tag: r.get(2)?,
+            record: r.get(3)?,
+            kind,
+            owner_id,
+            scope,
+        })
+    }
+
+    /// Whether the stored fingerprint is the one the vault bound to this
+    /// record.
+    fn verified(&self, tag_key: &[u8]) -> bool {
+        record::fingerprint_tag_matches(
+            tag_key,
+            Identity {
+                kind: self.kind,
+                owner_id: self.owner_id,
+                name: &self.name,
+            },
+            &self.fingerprint,
+            &self.record,
+            self.tag.as_deref(),
+        )
+    }
+}
+
+/// Migration 2: binds every fingerprint to its record. Each fingerprint is
+/// recomputed from the decrypted value (so one altered before the upgrade
+/// is corrected too) and tagged. A record that does not open is left
+/// untagged: `key verify` and every fingerprint check report it.
+pub(crate) fn fill_fingerprint_tags(
+    tx: &Transaction<'_>,
+    key: &MasterKey,
+    fingerprint_key: &[u8],
+    tag_key: &[u8],
+) -> Result<(), VaultError> {
+    // id, bot_id, team_id, name, record
+    type SealedRow = (i64, Option<i64>, Option<i64>, String, Vec<u8>);
+    let rows: Vec<SealedRow> = tx
+        .prepare("SELECT id, bot_id, team_id, name, record FROM secrets ORDER BY id")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
+        })
+        .map_err(VaultError::db("reading secrets to tag their fingerprints"))?;
+    let mut update = tx
+        .prepare("UPDATE secrets SET fingerprint = ?1, fingerprint_tag = ?2 WHERE id = ?3")
+        .map_err(VaultError::db("tagging fingerprints"))?;
+    for (id, bot_id, team_id, name, sealed) in rows {
+        let identity = match bot_id {
+            Some(bot) => Identity {
+                kind: ScopeKind::Bot,
+                owner_id: bot,
+                name: &name,
+            },
+            None => Identity {
+                kind: ScopeKind::Team,
+                owner_id: team_id.unwrap_or_default(),
+                name: &name,
+            },
+        };
+        let Ok(value) = record::open(key, identity, &sealed) else {
+            continue;
+        };
+        let fingerprint = fingerprint(fingerprint_key, &value);
+        drop(value);
+        let tag = record::fingerprint_tag(tag_key, identity, &fingerprint, &sealed);
+        update
+            .execute(params![fingerprint, tag, id])
+            .map_err(VaultError::db("tagging fingerprints"))?;
+    }
+    Ok(())
+}
+
 /// HMAC-SHA256(fingerprint key, value).
-fn fingerprint(fingerprint_key: &[u8], value: &SecretValue) -> Vec<u8> {
+pub(crate) fn fingerprint(fingerprint_key: &[u8], value: &SecretValue) -> Vec<u8> {
     fingerprint_bytes(fingerprint_key, value.expose().as_bytes())
 }
 
@@ -409,7 +537,7 @@ pub struct StoredMatch {
 fn store_one(
     tx: &Transaction<'_>,
     actor: &str,
-    key: &MasterKey,
+    (key, tag_key): (&MasterKey, &[u8]),
     scope: &Scope,
     name: &SecretName,
     value: &SecretValue,
@@ -422,6 +550,8 @@ fn store_one(
         name: name.as_str(),
     };
     let sealed = record::seal(key, identity, value)?;
+    let tag = record::fingerprint_tag(tag_key, identity, fingerprint, &sealed)
+        .expect("a sealed record has a value layer");
     let now = now_ms();
     let column = owner_column(kind);
     let existing: Option<i64> = tx
@@ -436,16 +566,18 @@ fn store_one(
     let outcome = match existing {
         Some(id) => tx
             .prepare_cached(
-                "UPDATE secrets SET record = ?1, fingerprint = ?2, updated_at = ?3 WHERE id = ?4",
+                "UPDATE secrets SET record = ?1, fingerprint = ?2, fingerprint_tag = ?3, updated_at = ?4 WHERE id = ?5",
             )
-            .and_then(|mut s| s.execute(params![sealed, fingerprint, now, id]))
+            .and_then(|mut s| s.execute(params![sealed, fingerprint, tag, now, id]))
             .map(|_| SetOutcome::Overwritten),
         None => tx
             .prepare_cached(&format!(
-                "INSERT INTO secrets({column}, name, record, fingerprint, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+                "INSERT INTO secrets({column}, name, record, fingerprint, fingerprint_tag, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
             ))
-            .and_then(|mut s| s.execute(params![owner_id, name.as_str(), sealed, fingerprint, now]))
+            .and_then(|mut s| {
+                s.execute(params![owner_id, name.as_str(), sealed, fingerprint, tag, now])
+            })
             .map(|_| SetOutcome::Created),
     }
     .map_err(VaultError::db("storing a secret"))?;

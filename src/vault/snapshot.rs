@@ -8,6 +8,11 @@
 //! resolved, and each resolve decrypts afresh into a [`SecretValue`] the
 //! caller drops when done.
 //!
+//! A bot's snapshot also keeps the team secrets its bot secrets override:
+//! they are never resolved, but [`SecretSnapshot::all_values`] includes
+//! them, so a scrubber built from it hides every value the bot or its team
+//! holds.
+//!
 //! Taking a snapshot of an unchanged database reuses the sealed records read
 //! last time (ciphertext only: the same bytes the database file holds). Any
 //! write, by this connection (`total_changes`) or another
@@ -15,11 +20,12 @@
 //! read afresh.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 
 use super::Vault;
 use super::error::{ResolveError, VaultError};
-use super::key::MasterKey;
+use super::key::{KeyId, MasterKey};
 use super::record::{self, Identity};
 use super::scope::{Scope, ScopeKind};
 use super::secrets::{bot_and_team_id, team_id};
@@ -44,11 +50,23 @@ struct Sealed {
     record: Vec<u8>,
 }
 
+/// The sealed records of one scope, read at one instant.
+#[derive(Default)]
+struct Records {
+    /// What each name resolves to (bot secret over team secret).
+    effective: HashMap<String, Sealed>,
+    /// Team secrets a bot secret of the same name overrides.
+    shadowed: Vec<(String, Sealed)>,
+}
+
 /// The sealed secrets a bot (or a team) can see, taken at one instant.
 pub struct SecretSnapshot {
     scope: Scope,
     key: Arc<MasterKey>,
-    entries: Arc<HashMap<String, Sealed>>,
+    /// The vault's previous master key, to name records restored from a
+    /// backup taken before the last rotation.
+    previous: Option<KeyId>,
+    entries: Arc<Records>,
 }
 
 /// The database state a cached snapshot was read at.
@@ -71,11 +89,11 @@ pub(super) struct SnapshotCache {
 }
 
 /// One scope's sealed records, and the stamp and key they were read under.
-type Cached = (Stamp, Arc<MasterKey>, Arc<HashMap<String, Sealed>>);
+type Cached = (Stamp, Arc<MasterKey>, Arc<Records>);
 
 impl std::fmt::Debug for SecretSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut names: Vec<&String> = self.entries.keys().collect();
+        let mut names: Vec<&String> = self.entries.effective.keys().collect();
         names.sort();
         f.debug_struct("SecretSnapshot")
             .field("scope", &self.scope)
@@ -93,16 +111,53 @@ impl SecretSnapshot {
     /// Configured names, each with the scope it resolves to.
     pub fn names(&self) -> impl Iterator<Item = (&str, Scope)> {
         self.entries
+            .effective
             .iter()
             .map(|(name, s)| (name.as_str(), scope_of(s)))
     }
 
+    /// Number of names it resolves.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.effective.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.effective.is_empty()
+    }
+
+    /// Decrypts every record the snapshot holds, sorted by name, each with
+    /// its name: what each name resolves to, and for a bot also the team
+    /// secrets its bot secrets override (after the bot's value of the same
+    /// name). For scrubbing, which must hide every value the bot or its
+    /// team holds, not only those an extension receives. Fails on the first
+    /// record that does not open, naming it.
+    pub fn all_values(&self) -> Result<Vec<(String, SecretValue)>, ResolveError> {
+        let mut records: Vec<(&str, &Sealed)> = self
+            .entries
+            .effective
+            .iter()
+            .chain(self.entries.shadowed.iter().map(|(n, s)| (n, s)))
+            .map(|(n, s)| (n.as_str(), s))
+            .collect();
+        // Within a name the bot's record (the effective one) comes first.
+        records.sort_by_key(|(name, s)| (*name, s.kind));
+        records
+            .into_iter()
+            .map(|(name, sealed)| Ok((name.to_owned(), self.open(name, sealed)?)))
+            .collect()
+    }
+
+    fn open(&self, name: &str, sealed: &Sealed) -> Result<SecretValue, ResolveError> {
+        let identity = Identity {
+            kind: sealed.kind,
+            owner_id: sealed.owner_id,
+            name,
+        };
+        record::open(&self.key, identity, &sealed.record).map_err(|e| ResolveError::Undecryptable {
+            name: name.to_owned(),
+            scope: scope_of(sealed),
+            fault: e.fault(&sealed.record, self.previous),
+        })
     }
 }
 
@@ -115,25 +170,18 @@ fn scope_of(s: &Sealed) -> Scope {
 
 impl SecretResolver for SecretSnapshot {
     fn resolve(&self, name: &str) -> Result<SecretValue, ResolveError> {
-        let sealed = self
-            .entries
-            .get(name)
-            .ok_or_else(|| ResolveError::NotConfigured {
-                name: name.to_owned(),
-            })?;
-        let identity = Identity {
-            kind: sealed.kind,
-            owner_id: sealed.owner_id,
-            name,
-        };
-        record::open(&self.key, identity, &sealed.record).map_err(|_| ResolveError::Undecryptable {
-            name: name.to_owned(),
-            scope: scope_of(sealed),
-        })
+        let sealed =
+            self.entries
+                .effective
+                .get(name)
+                .ok_or_else(|| ResolveError::NotConfigured {
+                    name: name.to_owned(),
+                })?;
+        self.open(name, sealed)
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.entries.contains_key(name)
+        self.entries.effective.contains_key(name)
     }
 }
 
@@ -167,6 +215,7 @@ impl Vault {
             return Ok(SecretSnapshot {
                 scope: scope.clone(),
                 key: self.key.clone(),
+                previous: self.previous_key_id,
                 entries: entries.clone(),
             });
         }
@@ -178,12 +227,13 @@ impl Vault {
         Ok(SecretSnapshot {
             scope: scope.clone(),
             key: self.key.clone(),
+            previous: self.previous_key_id,
             entries,
         })
     }
 
     /// Reads the sealed records `scope` resolves, in one query.
-    fn read_sealed(&self, scope: &Scope) -> Result<HashMap<String, Sealed>, VaultError> {
+    fn read_sealed(&self, scope: &Scope) -> Result<Records, VaultError> {
         let (bot_id, team_id) = match scope {
             Scope::Bot(bot) => {
                 let (bot_id, team_id) = bot_and_team_id(&self.conn, bot)?;
@@ -199,7 +249,7 @@ impl Vault {
                  WHERE s.bot_id = ?1 OR s.team_id = ?2",
             )
             .map_err(VaultError::db("taking a snapshot"))?;
-        let mut entries: HashMap<String, Sealed> = HashMap::new();
+        let mut entries = Records::default();
         let rows = stmt
             .query_map(rusqlite::params![bot_id, team_id], |r| {
                 Ok((
@@ -226,11 +276,77 @@ impl Vault {
                     record,
                 },
             };
-            // A bot secret overrides the team secret of the same name.
-            if is_bot || !entries.contains_key(&name) {
-                entries.insert(name, sealed);
+            // A bot secret overrides the team secret of the same name; the
+            // team's is kept aside, for scrubbing only.
+            // (The unique indexes allow one of each per name.)
+            match entries.effective.entry(name) {
+                Entry::Vacant(slot) => {
+                    slot.insert(sealed);
+                }
+                Entry::Occupied(mut slot) => {
+                    let team = if is_bot {
+                        std::mem::replace(slot.get_mut(), sealed)
+                    } else {
+                        sealed
+                    };
+                    entries.shadowed.push((slot.key().clone(), team));
+                }
             }
         }
         Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::{KeySource, SecretName, VaultConfig};
+
+    fn value(v: &str) -> SecretValue {
+        SecretValue::new(v.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn all_values_include_the_team_secrets_a_bot_overrides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = VaultConfig::new(
+            tmp.path().join("data"),
+            KeySource::File(tmp.path().join("config/master.key")),
+        );
+        Vault::init(&config).unwrap();
+        let mut vault = Vault::open(config).unwrap();
+        vault.create_team("ops").unwrap();
+        vault.create_bot("greeter", "ops").unwrap();
+        let (team, bot) = (Scope::Team("ops".into()), Scope::Bot("greeter".into()));
+        let webhook = SecretName::new("WEBHOOK_SECRET").unwrap();
+        let team_only = SecretName::new("TEAM_ONLY").unwrap();
+        vault
+            .set_secret(&team, &webhook, &value("team-webhook-value"))
+            .unwrap();
+        vault
+            .set_secret(&team, &team_only, &value("team-only-value"))
+            .unwrap();
+        vault
+            .set_secret(&bot, &webhook, &value("bot-webhook-value"))
+            .unwrap();
+        // The second snapshot comes from the cache.
+        for _ in 0..2 {
+            let snapshot = vault.snapshot_for_bot("greeter").unwrap();
+            assert_eq!(snapshot.len(), 2);
+            assert!(
+                snapshot
+                    .resolve("WEBHOOK_SECRET")
+                    .unwrap()
+                    .matches(b"bot-webhook-value")
+            );
+            let all = snapshot.all_values().unwrap();
+            let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["TEAM_ONLY", "WEBHOOK_SECRET", "WEBHOOK_SECRET"]);
+            assert!(all[0].1.matches(b"team-only-value"));
+            assert!(all[1].1.matches(b"bot-webhook-value"));
+            assert!(all[2].1.matches(b"team-webhook-value"));
+        }
+        let team_snapshot = vault.snapshot(&team).unwrap();
+        assert_eq!(team_snapshot.all_values().unwrap().len(), 2);
     }
 }

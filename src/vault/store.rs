@@ -15,7 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
 use super::error::VaultError;
 
@@ -74,6 +74,14 @@ const MIGRATIONS: &[&str] = &[
         name   TEXT,
         detail TEXT
     ) STRICT;
+    "#,
+    // 2: each fingerprint is bound to its record by a MAC (see
+    // `record::fingerprint_tag`). The vault fills the column, recomputing
+    // every fingerprint from its decrypted value, in the same transaction
+    // (`Vault::open` passes that step to `migrate`). A record that does not
+    // open keeps NULL, which every check reports.
+    r#"
+    ALTER TABLE secrets ADD COLUMN fingerprint_tag BLOB;
     "#,
 ];
 
@@ -138,7 +146,8 @@ pub(crate) fn create(db: &Path) -> Result<Connection, VaultError> {
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(VaultError::db("enabling WAL"))?;
     configure(&conn)?;
-    migrate(&conn)?;
+    // A new database has no rows for a migration step to fill in.
+    migrate(&conn, &mut |_, _| Ok(()))?;
     Ok(conn)
 }
 
@@ -152,17 +161,25 @@ fn configure(conn: &Connection) -> Result<(), VaultError> {
 }
 
 /// Applies every migration newer than the file's version, each in its own
-/// transaction.
-pub(crate) fn migrate(conn: &Connection) -> Result<(), VaultError> {
+/// transaction. After the SQL of the migration to version `v`, and before
+/// its commit, `fill(tx, v)` may move data that needs the vault's keys; if
+/// it fails, that migration is rolled back whole.
+pub(crate) fn migrate(
+    conn: &Connection,
+    fill: &mut dyn FnMut(&Transaction<'_>, i64) -> Result<(), VaultError>,
+) -> Result<(), VaultError> {
     let current: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(VaultError::db("reading the schema version"))?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
         let tx = conn
             .unchecked_transaction()
             .map_err(VaultError::db("starting a migration"))?;
         tx.execute_batch(sql)
-            .and_then(|()| tx.pragma_update(None, "user_version", i as i64 + 1))
+            .map_err(VaultError::db("migrating the schema"))?;
+        fill(&tx, version)?;
+        tx.pragma_update(None, "user_version", version)
             .and_then(|()| tx.commit())
             .map_err(VaultError::db("migrating the schema"))?;
     }
