@@ -497,6 +497,8 @@ fn peak_rss_kib(v: &TestVault, guest: &str, config: &str) -> (i64, Run) {
     .stdin(std::process::Stdio::null())
     .stdout(std::fs::File::create(&out_path).unwrap())
     .stderr(std::fs::File::create(&err_path).unwrap());
+    // Reaped by wait4 below, which also reports the child's peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().unwrap();
     let pid = child.id() as libc::pid_t;
     let mut status = 0;

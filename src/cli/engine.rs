@@ -155,6 +155,9 @@ fn print_status(status: &BotStatus, from_file: bool) {
             (None, false) => "no graph deployed (pass --graph FILE to check one)".to_owned(),
         }
     );
+    for (node, pin) in &status.pins {
+        println!("  node {node}: pinned to {pin}");
+    }
     if status.secrets.is_empty() {
         return;
     }
@@ -175,12 +178,38 @@ fn print_status(status: &BotStatus, from_file: bool) {
 
 pub fn deploy(engine: &Engine, bot: &str, graph: &Path) -> Result<()> {
     let graph = Graph::load(graph)?;
-    let deployment = engine.deploy(bot, &graph)?;
+    let (deployment, changes) = engine.deploy_with_changes(bot, &graph)?;
     println!(
         "Deployed graph {} to bot \"{bot}\" ({} node(s)). Run it with `narakim run {bot}`.",
         &deployment.graph_version[..12],
         graph.nodes.len()
     );
+    for (node, pin) in &deployment.pins {
+        println!("  node {node}: pinned to {pin}");
+    }
+    if !changes.is_empty() {
+        println!("Changes from the previous deployment:");
+        for line in changes {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}
+
+/// `narakim extension remove NAME@VERSION`: refused while a deployed bot
+/// pins that version.
+pub fn remove(config: &VaultConfig, reference: &str) -> Result<()> {
+    let reference: ExtensionRef = reference.parse().map_err(anyhow::Error::msg)?;
+    let Some(version) = reference.version else {
+        bail!(
+            "name the version to remove, as NAME@VERSION (for example {}@0.1.0); see `narakim extension show {}`",
+            reference.name,
+            reference.name
+        );
+    };
+    let mut store = EngineStore::open(&config.data_dir)?;
+    store.remove_extension(&reference.name, &version)?;
+    println!("Removed extension {}@{version}.", reference.name);
     Ok(())
 }
 

@@ -258,6 +258,11 @@ enum ExtensionCommand {
         /// NAME or NAME@VERSION (default: the newest version)
         name: String,
     },
+    /// Remove an installed version; refused while a deployed bot is pinned to it
+    Remove {
+        /// NAME@VERSION
+        name: String,
+    },
     /// Run one invocation with a bot's secrets: output JSON to stdout, logs to stderr
     Run {
         /// The component (.wasm built for wasm32-wasip2)
@@ -364,6 +369,9 @@ pub fn run() -> Result<()> {
         }
         Command::Extension(ExtensionCommand::List) => return engine::list(&config),
         Command::Extension(ExtensionCommand::Show { name }) => return engine::show(&config, name),
+        Command::Extension(ExtensionCommand::Remove { name }) => {
+            return engine::remove(&config, name);
+        }
         _ => {}
     }
     // Validate what can be validated before the vault is even opened.
@@ -390,7 +398,8 @@ pub fn run() -> Result<()> {
             ExtensionCommand::Inspect { .. }
             | ExtensionCommand::Install { .. }
             | ExtensionCommand::List
-            | ExtensionCommand::Show { .. },
+            | ExtensionCommand::Show { .. }
+            | ExtensionCommand::Remove { .. },
         ) => unreachable!("handled above"),
         Command::Bot(BotCommand::Status { name, graph }) => {
             let engine = engine::engine(vault, Limits::default(), Vec::new())?;

@@ -26,10 +26,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::credentials::{self, CredentialFinding};
-use super::graph::{Graph, GraphError, ValidatedGraph, ValidatedNode};
+use super::graph::{ExtensionRef, Graph, GraphError, ValidatedGraph, ValidatedNode};
 use super::registry::{self, RegistryError};
 use super::store::{
-    Deployment, EngineStore, ExecutionId, ExecutionStatus, LogEntry, NodeRun, NodeStatus,
+    Deployment, EngineStore, ExecutionId, ExecutionStatus, LogEntry, NodeRun, NodeStatus, Pin,
     StoreError,
 };
 use super::template::{self, Context};
@@ -56,6 +56,14 @@ pub enum EngineError {
     NotDeployed(String),
     #[error("bot {0:?} is paused; resume it with `narakim bot resume {0}`")]
     Paused(String),
+    #[error(
+        "node {node:?} is pinned to {pinned}, but the installed extension is {found}; the deployed graph runs only what deploy checked: deploy the bot again to move it"
+    )]
+    PinMismatch {
+        node: String,
+        pinned: String,
+        found: String,
+    },
     #[error("deploy of bot {bot:?} refused:\n{reasons}")]
     DeployRefused { bot: String, reasons: String },
     #[error("the trigger must be a JSON value: {0}")]
@@ -92,6 +100,9 @@ pub struct BotStatus {
     /// The deployed graph's version, if any.
     pub graph_version: Option<String>,
     pub secrets: Vec<SecretStatus>,
+    /// Node id → the exact extension the deployed graph runs (empty when
+    /// showing a graph from a file, or for a deployment that predates pins).
+    pub pins: BTreeMap<String, Pin>,
 }
 
 impl std::fmt::Display for SecretSource {
@@ -252,11 +263,16 @@ impl Engine {
             Some(g) => self.secret_status(bot, g)?,
             None => Vec::new(),
         };
+        let pins = match (graph, &deployment) {
+            (None, Some(d)) => d.pins.clone(),
+            _ => BTreeMap::new(),
+        };
         Ok(BotStatus {
             bot: bot.to_owned(),
             paused,
             graph_version: deployment.map(|d| d.graph_version),
             secrets,
+            pins,
         })
     }
 
@@ -371,13 +387,56 @@ impl Engine {
 
     /// Deploys `graph` for `bot` after [`Engine::preflight`].
     pub fn deploy(&self, bot: &str, graph: &Graph) -> Result<Deployment, EngineError> {
+        self.deploy_with_changes(bot, graph).map(|(d, _)| d)
+    }
+
+    /// Deploys `graph` for `bot` after [`Engine::preflight`], pinning every
+    /// node to the exact version and content hash it was checked against,
+    /// and says what changed against the bot's previous deployment: which
+    /// node moved to which version, with the change in its secrets and
+    /// hosts. Installing a new version later changes nothing until the bot
+    /// is deployed again.
+    pub fn deploy_with_changes(
+        &self,
+        bot: &str,
+        graph: &Graph,
+    ) -> Result<(Deployment, Vec<String>), EngineError> {
         let validated = self.preflight(bot, graph)?;
-        let version = graph.version();
-        let deployment = self
-            .store()
-            .deploy(bot, &graph.canonical_json(), &version)?;
+        let mut pinned = graph.clone();
+        let mut pins = BTreeMap::new();
+        let mut store = self.store();
+        for node in &mut pinned.nodes {
+            let checked = &validated
+                .node(&node.id)
+                .expect("validation keeps every node")
+                .extension;
+            let installed = store
+                .extension(&checked.name, Some(&checked.version))?
+                .ok_or_else(|| RegistryError::NotInstalled {
+                    name: checked.name.clone(),
+                })?;
+            node.extension = ExtensionRef {
+                name: checked.name.clone(),
+                version: Some(checked.version.clone()),
+            };
+            pins.insert(
+                node.id.clone(),
+                Pin {
+                    name: installed.name,
+                    version: installed.version,
+                    sha256: installed.sha256,
+                },
+            );
+        }
+        let changes = match store.active_deployment(bot)? {
+            Some(previous) => pin_changes(&store, &previous.pins, &pins)?,
+            None => Vec::new(),
+        };
+        let version = pinned.version();
+        let deployment = store.deploy(bot, &pinned.canonical_json(), &version, &pins)?;
+        drop(store);
         lock(&self.graphs).insert(version, Arc::new(validated));
-        Ok(deployment)
+        Ok((deployment, changes))
     }
 
     pub fn set_paused(&self, bot: &str, paused: bool) -> Result<(), EngineError> {
@@ -395,7 +454,30 @@ impl Engine {
         Ok(validated)
     }
 
-    async fn extension_for(&self, node: &ValidatedNode) -> Result<Arc<Extension>, EngineError> {
+    async fn extension_for(
+        &self,
+        node: &ValidatedNode,
+        pin: Option<&Pin>,
+    ) -> Result<Arc<Extension>, EngineError> {
+        let loaded = self.load_extension(node).await?;
+        if let Some(pin) = pin
+            && (pin.version != node.extension.version || pin.sha256 != loaded.sha256())
+        {
+            return Err(EngineError::PinMismatch {
+                node: node.node.id.clone(),
+                pinned: pin.to_string(),
+                found: format!(
+                    "{}@{} (sha256 {})",
+                    node.extension.name,
+                    node.extension.version,
+                    &loaded.sha256()[..12]
+                ),
+            });
+        }
+        Ok(loaded)
+    }
+
+    async fn load_extension(&self, node: &ValidatedNode) -> Result<Arc<Extension>, EngineError> {
         // An installed name and version never changes content (installing
         // other bytes under it is refused), so it keys the loaded cache and
         // a node of a warm extension costs no database read.
@@ -467,6 +549,8 @@ impl Engine {
             // as that node's failure.
             let mut tasks: HashMap<tokio::task::Id, (String, String, i64)> = HashMap::new();
             let mut failed = false;
+            let record_budget = self.runtime.limits().execution_record_bytes;
+            let mut stored = 0usize;
             loop {
                 for node in schedule.start() {
                     let rendered = template::render(
@@ -485,7 +569,9 @@ impl Engine {
                             .map(|d| (d.clone(), serde_json::json!({"output": outputs.get(d)})))
                             .collect::<serde_json::Map<_, _>>(),
                     });
-                    let extension = self.extension_for(node).await;
+                    let extension = self
+                        .extension_for(node, deployment.pins.get(&node.node.id))
+                        .await;
                     let (engine, resolver, guard) = (
                         self.clone(),
                         snapshot.clone() as Arc<dyn SecretResolver>,
@@ -599,6 +685,21 @@ impl Engine {
                         run.error = Some(clip(&scrub(&message), output_limit));
                     }
                 }
+                // One budget for the whole execution, whatever its number
+                // of nodes: a node past it fails and keeps only its error.
+                let size = record_size(&run);
+                if stored + size > record_budget {
+                    run.status = NodeStatus::Failed;
+                    run.error = Some(format!(
+                        "node {node:?}: its record ({size} bytes) would take the execution past its {record_budget}-byte record budget ({stored} bytes already stored); its output, logs and streams were not kept"
+                    ));
+                    run.output = None;
+                    output_value = None;
+                    run.logs.clear();
+                    run.stdout.clear();
+                    run.stderr.clear();
+                }
+                stored += record_size(&run);
                 self.store().record_node_run(&run)?;
                 reports.insert(node.clone(), report_of(&run, output_value.clone()));
                 if run.status == NodeStatus::Succeeded {
@@ -653,6 +754,60 @@ impl Engine {
         }
         executed
     }
+}
+
+/// Bytes a node run takes in the store, roughly: its texts and records.
+fn record_size(run: &NodeRun) -> usize {
+    run.output.as_ref().map_or(0, String::len)
+        + run.error.as_ref().map_or(0, String::len)
+        + run.stdout.len()
+        + run.stderr.len()
+        + run
+            .logs
+            .iter()
+            .map(|l| l.level.len() + l.message.len() + 32)
+            .sum::<usize>()
+        + run
+            .egress
+            .iter()
+            .map(|e| e.method.len() + e.host.len() + e.refused.as_ref().map_or(0, String::len) + 48)
+            .sum::<usize>()
+}
+
+/// One line per node whose pin moves from `before` to `after`, with the
+/// change in the secrets and hosts its extension reaches.
+fn pin_changes(
+    store: &EngineStore,
+    before: &BTreeMap<String, Pin>,
+    after: &BTreeMap<String, Pin>,
+) -> Result<Vec<String>, EngineError> {
+    let mut lines = Vec::new();
+    for (node, new) in after {
+        match before.get(node) {
+            None => lines.push(format!("node {node:?}: added, runs {new}")),
+            Some(old) if old == new => {}
+            Some(old) => {
+                lines.push(format!("node {node:?}: {old} -> {new}"));
+                let described = |p: &Pin| {
+                    store
+                        .extension(&p.name, Some(&p.version))
+                        .map(|e| e.map(|e| e.description))
+                };
+                if let (Some(a), Some(b)) = (described(old)?, described(new)?) {
+                    for line in registry::DescriptionDiff::between(&a, &b)
+                        .to_string()
+                        .lines()
+                    {
+                        lines.push(format!("    {line}"));
+                    }
+                }
+            }
+        }
+    }
+    for node in before.keys().filter(|n| !after.contains_key(*n)) {
+        lines.push(format!("node {node:?}: removed"));
+    }
+    Ok(lines)
 }
 
 /// Why a node failed: the runtime's error (with what the guest left

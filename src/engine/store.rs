@@ -34,6 +34,7 @@
 //! writes; other processes open their own.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -121,6 +122,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE node_runs ADD COLUMN egress TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE node_runs ADD COLUMN egress_dropped INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: what each node of a deployment was checked against: the exact
+    // version and content hash of its extension (node id → pin, JSON).
+    r#"
+    ALTER TABLE deployments ADD COLUMN pins TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -159,6 +165,19 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    #[error(
+        "extension {name} {version} is pinned by the deployed graph of bot{} {}; deploy {} to another version first",
+        if bots.len() == 1 { "" } else { "s" },
+        bots.join(", "),
+        if bots.len() == 1 { "it" } else { "them" }
+    )]
+    ExtensionPinned {
+        name: String,
+        version: String,
+        bots: Vec<String>,
+    },
+    #[error("extension {name} {version} is not installed; see `narakim extension list`")]
+    ExtensionMissing { name: String, version: String },
     #[error("extension {name} {version} is already recorded in the engine database")]
     ExtensionExists { name: String, version: String },
 
@@ -202,6 +221,30 @@ pub struct Deployment {
     pub graph_version: String,
     pub deployed_at: i64,
     pub active: bool,
+    /// Node id → the extension it was checked against at deploy, and runs.
+    pub pins: BTreeMap<String, Pin>,
+}
+
+/// The exact extension a deployed node runs: installing another version
+/// changes nothing until the bot is deployed again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub name: String,
+    pub version: String,
+    /// Hex SHA-256 of the component checked at deploy.
+    pub sha256: String,
+}
+
+impl fmt::Display for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{} (sha256 {})",
+            self.name,
+            self.version,
+            &self.sha256[..self.sha256.len().min(12)]
+        )
+    }
 }
 
 /// An execution's id: `ex_` and 16 random hex digits.
@@ -614,8 +657,10 @@ impl EngineStore {
         bot: &str,
         graph_json: &str,
         graph_version: &str,
+        pins: &BTreeMap<String, Pin>,
     ) -> Result<Deployment, StoreError> {
         let deployed_at = now_ms();
+        let pins_json = to_json("the deployment's pins", pins)?;
         let tx = self
             .conn
             .transaction()
@@ -626,9 +671,9 @@ impl EngineStore {
         )
         .and_then(|_| {
             tx.execute(
-                "INSERT INTO deployments(bot, graph, graph_version, deployed_at, active)
-                 VALUES (?1, ?2, ?3, ?4, 1)",
-                params![bot, graph_json, graph_version, deployed_at],
+                "INSERT INTO deployments(bot, graph, graph_version, deployed_at, active, pins)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                params![bot, graph_json, graph_version, deployed_at, pins_json],
             )
         })
         .map_err(db_err(&self.path, "recording a deployment"))?;
@@ -642,6 +687,7 @@ impl EngineStore {
             graph_version: graph_version.to_owned(),
             deployed_at,
             active: true,
+            pins: pins.clone(),
         })
     }
 
@@ -649,22 +695,70 @@ impl EngineStore {
     pub fn active_deployment(&self, bot: &str) -> Result<Option<Deployment>, StoreError> {
         self.conn
             .query_row(
-                "SELECT id, bot, graph, graph_version, deployed_at, active
+                "SELECT id, bot, graph, graph_version, deployed_at, active, pins
                  FROM deployments WHERE bot = ?1 AND active = 1",
                 [bot],
-                |r| {
-                    Ok(Deployment {
-                        id: r.get(0)?,
-                        bot: r.get(1)?,
-                        graph: r.get(2)?,
-                        graph_version: r.get(3)?,
-                        deployed_at: r.get(4)?,
-                        active: r.get(5)?,
-                    })
-                },
+                deployment,
             )
             .optional()
             .map_err(self.db("reading the active deployment"))
+    }
+
+    /// Bots whose active deployment pins `name@version`, sorted.
+    pub fn bots_pinning(&self, name: &str, version: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, bot, graph, graph_version, deployed_at, active, pins
+                 FROM deployments WHERE active = 1 ORDER BY bot",
+            )
+            .map_err(self.db("reading the active deployments"))?;
+        let deployments: Vec<Deployment> = stmt
+            .query_map([], deployment)
+            .and_then(|rows| rows.collect())
+            .map_err(self.db("reading the active deployments"))?;
+        Ok(deployments
+            .into_iter()
+            .filter(|d| {
+                d.pins
+                    .values()
+                    .any(|p| p.name == name && p.version == version)
+            })
+            .map(|d| d.bot)
+            .collect())
+    }
+
+    /// Forgets the installed `name@version` and deletes its stored
+    /// component. Refused while an active deployment pins it.
+    pub fn remove_extension(&mut self, name: &str, version: &str) -> Result<(), StoreError> {
+        let pinned = self.bots_pinning(name, version)?;
+        if !pinned.is_empty() {
+            return Err(StoreError::ExtensionPinned {
+                name: name.to_owned(),
+                version: version.to_owned(),
+                bots: pinned,
+            });
+        }
+        let installed =
+            self.extension(name, Some(version))?
+                .ok_or_else(|| StoreError::ExtensionMissing {
+                    name: name.to_owned(),
+                    version: version.to_owned(),
+                })?;
+        self.conn
+            .execute(
+                "DELETE FROM extensions WHERE name = ?1 AND version = ?2",
+                params![name, version],
+            )
+            .map_err(self.db("removing an extension"))?;
+        // The row is gone first: a file left behind is only disk space.
+        let _ = std::fs::remove_file(&installed.path);
+        if let Some(version_dir) = installed.path.parent() {
+            // Only when empty; then the name's directory, if empty too.
+            let _ = std::fs::remove_dir(version_dir)
+                .and_then(|()| version_dir.parent().map_or(Ok(()), std::fs::remove_dir));
+        }
+        Ok(())
     }
 
     /// Pauses or resumes `bot` (its triggers are not executed while
@@ -918,6 +1012,18 @@ fn node_run(r: &Row<'_>) -> rusqlite::Result<NodeRun> {
         secrets_read: json_column(r, 11)?,
         egress: json_column(r, 12)?,
         egress_dropped: r.get::<_, i64>(13)?.max(0) as usize,
+    })
+}
+
+fn deployment(r: &Row<'_>) -> rusqlite::Result<Deployment> {
+    Ok(Deployment {
+        id: r.get(0)?,
+        bot: r.get(1)?,
+        graph: r.get(2)?,
+        graph_version: r.get(3)?,
+        deployed_at: r.get(4)?,
+        active: r.get(5)?,
+        pins: json_column(r, 6)?,
     })
 }
 
@@ -1207,9 +1313,15 @@ mod tests {
     fn one_active_deployment_per_bot_and_pause_state() {
         let (_dir, mut store) = store();
         assert!(store.active_deployment("greeter").unwrap().is_none());
-        let first = store.deploy("greeter", "{\"v\":1}", "aaa").unwrap();
-        let second = store.deploy("greeter", "{\"v\":2}", "bbb").unwrap();
-        store.deploy("other", "{}", "ccc").unwrap();
+        let first = store
+            .deploy("greeter", "{\"v\":1}", "aaa", &BTreeMap::new())
+            .unwrap();
+        let second = store
+            .deploy("greeter", "{\"v\":2}", "bbb", &BTreeMap::new())
+            .unwrap();
+        store
+            .deploy("other", "{}", "ccc", &BTreeMap::new())
+            .unwrap();
         assert_ne!(first.id, second.id);
         assert_eq!(store.active_deployment("greeter").unwrap(), Some(second));
         let active: i64 = store
@@ -1287,11 +1399,11 @@ mod tests {
     #[test]
     fn deleting_a_bot_removes_only_its_data() {
         let (_dir, mut store) = store();
-        store.deploy("gone", "{}", "aaa").unwrap();
+        store.deploy("gone", "{}", "aaa", &BTreeMap::new()).unwrap();
         store.set_paused("gone", true).unwrap();
         let id = store.start_execution("gone", "aaa", "{}").unwrap();
         store.record_node_run(&run(&id, "a")).unwrap();
-        store.deploy("kept", "{}", "bbb").unwrap();
+        store.deploy("kept", "{}", "bbb", &BTreeMap::new()).unwrap();
         let kept = store.start_execution("kept", "bbb", "{}").unwrap();
 
         store.delete_bot_data("gone").unwrap();

@@ -123,6 +123,8 @@ pub(crate) struct EgressPolicy {
     between_bytes_timeout: Duration,
     /// Also holds the connect timeout (TCP connect plus TLS handshake).
     pool: Arc<Pool>,
+    /// Requests in flight by bot and by host, across every invocation.
+    pub(crate) shares: Arc<Shares>,
 }
 
 impl EgressPolicy {
@@ -136,6 +138,7 @@ impl EgressPolicy {
             first_byte_timeout,
             between_bytes_timeout,
             pool: Arc::new(Pool::new(connect_timeout)),
+            shares: Arc::new(Shares::new(64, 64)),
         }
     }
 }
@@ -162,9 +165,22 @@ pub(crate) struct InvocationEgress {
     pub(crate) limits: EgressLimits,
     in_flight: Mutex<InFlight>,
     record: Mutex<Record>,
-    /// Set by the first request that carried a value where it may not go.
-    violation: Mutex<Option<String>>,
+    /// Who the invocation runs for (the bot), for its share of the pool.
+    owner: String,
+    /// Set by the first request that carried a value where it may not go,
+    /// or that went past a limit.
+    stop: Mutex<Option<Stop>>,
     stopped: tokio::sync::Notify,
+}
+
+/// Why egress stopped an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// A request carried a value where it may not go.
+    Violation(String),
+    /// A request went past one of the invocation's, its bot's or its host's
+    /// limits.
+    Limit(String),
 }
 
 /// How much of the pool one invocation may hold at once.
@@ -192,6 +208,7 @@ impl InvocationEgress {
         bound: HashMap<String, HashSet<String>>,
         scrubber: Arc<Scrubber>,
         limits: EgressLimits,
+        owner: String,
     ) -> Self {
         InvocationEgress {
             allowed,
@@ -200,7 +217,8 @@ impl InvocationEgress {
             limits,
             in_flight: Mutex::default(),
             record: Mutex::default(),
-            violation: Mutex::default(),
+            owner,
+            stop: Mutex::default(),
             stopped: tokio::sync::Notify::new(),
         }
     }
@@ -233,29 +251,27 @@ impl InvocationEgress {
         (events, record.dropped)
     }
 
-    /// Why the invocation was stopped, if a request carried a value where
-    /// it may not go.
-    pub(crate) fn violation(&self) -> Option<String> {
-        self.violation
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Why egress stopped the invocation, if it did.
+    pub(crate) fn stopped_by(&self) -> Option<Stop> {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Resolves once a violation stopped the invocation.
+    /// Resolves once egress stopped the invocation.
     pub(crate) async fn stopped(&self) {
         loop {
             let notified = self.stopped.notified();
-            if self.violation().is_some() {
+            if self.stopped_by().is_some() {
                 return;
             }
             notified.await;
         }
     }
 
-    fn stop(&self, reason: String) {
-        let mut violation = self.violation.lock().unwrap_or_else(|e| e.into_inner());
-        violation.get_or_insert(reason);
+    fn stop(&self, why: Stop) {
+        self.stop
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(why);
         self.stopped.notify_waiters();
     }
 
@@ -274,8 +290,9 @@ impl InvocationEgress {
             .map(str::to_owned)
     }
 
-    /// Takes a share of the pool for one request, or says why not.
-    fn admit(&self) -> Result<Admitted<'_>, String> {
+    /// Takes a share of the pool for one request to `host`, or says which
+    /// limit it would break: the invocation's, its bot's or the host's.
+    fn admit<'a>(&'a self, shares: &'a Shares, host: &str) -> Result<Admitted<'a>, String> {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if in_flight.requests >= self.limits.requests {
             return Err(format!(
@@ -283,17 +300,77 @@ impl InvocationEgress {
                 self.limits.requests
             ));
         }
+        shares.take(&self.owner, host)?;
         in_flight.requests += 1;
         Ok(Admitted {
             egress: self,
+            shares,
+            host: host.to_owned(),
             body_bytes: 0,
         })
+    }
+}
+
+/// The process's requests in flight by bot and by host: each gets a fair
+/// share, so a greedy bot or a stalled host cannot hold every connection
+/// and descriptor.
+#[derive(Debug, Default)]
+pub(crate) struct Shares {
+    per_bot: usize,
+    per_host: usize,
+    counts: Mutex<(HashMap<String, usize>, HashMap<String, usize>)>,
+}
+
+impl Shares {
+    pub(crate) fn new(per_bot: usize, per_host: usize) -> Self {
+        Shares {
+            per_bot,
+            per_host,
+            counts: Mutex::default(),
+        }
+    }
+
+    fn take(&self, bot: &str, host: &str) -> Result<(), String> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (by_bot, by_host) = &mut *counts;
+        let (b, h) = (
+            by_bot.get(bot).copied().unwrap_or(0),
+            by_host.get(host).copied().unwrap_or(0),
+        );
+        if b >= self.per_bot {
+            return Err(format!(
+                "bot {bot} already has {b} requests in flight (its share of the process's connections)"
+            ));
+        }
+        if h >= self.per_host {
+            return Err(format!(
+                "{host} already has {h} requests in flight from this process (its share of the connections; it may be stalled)"
+            ));
+        }
+        *by_bot.entry(bot.to_owned()).or_default() += 1;
+        *by_host.entry(host.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    fn give_back(&self, bot: &str, host: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (by_bot, by_host) = &mut *counts;
+        for (map, key) in [(by_bot, bot), (by_host, host)] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
     }
 }
 
 /// One admitted request's share: released when the request is done.
 struct Admitted<'a> {
     egress: &'a InvocationEgress,
+    shares: &'a Shares,
+    host: String,
     body_bytes: usize,
 }
 
@@ -326,6 +403,7 @@ impl Drop for Admitted<'_> {
             .unwrap_or_else(|e| e.into_inner());
         in_flight.requests -= 1;
         in_flight.body_bytes -= self.body_bytes;
+        self.shares.give_back(&self.egress.owner, &self.host);
     }
 }
 
@@ -386,13 +464,10 @@ async fn send(
         invocation.record(&method, &host, Some(reason));
         Err(HttpError::HttpRequestDenied)
     };
-    // After a violation nothing is checked any more: every answer is the
-    // same, so no request can test a guess.
-    if invocation.violation().is_some() {
-        return refuse(
-            "the invocation was stopped: an earlier request carried a secret where it may not go"
-                .into(),
-        );
+    // Once stopped nothing is checked any more: every answer is the same,
+    // so no request can test a guess.
+    if invocation.stopped_by().is_some() {
+        return refuse("the invocation was stopped by an earlier request".into());
     }
     if !invocation.allowed.contains(&host) {
         return refuse(format!(
@@ -405,9 +480,14 @@ async fn send(
             "plain http to {host}: requests leave over https only"
         ));
     }
-    let mut share = match invocation.admit() {
+    // A limit is a limit: the invocation stops, as it would for memory.
+    let limit = |reason: String| {
+        invocation.stop(Stop::Limit(reason.clone()));
+        refuse(reason)
+    };
+    let mut share = match invocation.admit(&policy.shares, &host) {
         Ok(share) => share,
-        Err(reason) => return refuse(reason),
+        Err(reason) => return limit(reason),
     };
 
     // Buffer the body (bounded) so it can be checked before it leaves.
@@ -420,10 +500,12 @@ async fn send(
         }
         if let Ok(data) = frame.into_data() {
             if buffered.len() + data.len() > MAX_BODY {
-                return refuse(format!("request body over {MAX_BODY} bytes"));
+                return limit(format!(
+                    "a request body over {MAX_BODY} bytes (the per-request cap)"
+                ));
             }
             if let Err(reason) = share.reserve(data.len()) {
-                return refuse(reason);
+                return limit(reason);
             }
             buffered.extend_from_slice(&data);
         }
@@ -445,7 +527,7 @@ async fn send(
         let reason = format!(
             "the request carries secret {secret}, which may not be sent to {host}; the invocation was stopped"
         );
-        invocation.stop(reason.clone());
+        invocation.stop(Stop::Violation(reason.clone()));
         return refuse(reason);
     }
 

@@ -103,6 +103,14 @@ pub enum InvocationError {
         captured: Box<Captured>,
     },
 
+    #[error("extension {extension}, node {node}: stopped at a request limit: {reason}")]
+    EgressLimit {
+        extension: String,
+        node: String,
+        reason: String,
+        captured: Box<Captured>,
+    },
+
     #[error(
         "extension {extension}, node {node}: output is {size} bytes, over the {limit}-byte limit"
     )]
@@ -149,6 +157,7 @@ impl InvocationError {
             | InvocationError::ResourceLimit { captured, .. }
             | InvocationError::Trap { captured, .. }
             | InvocationError::EgressViolation { captured, .. }
+            | InvocationError::EgressLimit { captured, .. }
             | InvocationError::OutputTooLarge { captured, .. }
             | InvocationError::OutputNotJson { captured, .. }
             | InvocationError::OutputHoldsSecret { captured, .. } => Some(captured),
@@ -170,10 +179,11 @@ pub(crate) fn classify(
     node: String,
     limits: &Limits,
     memory_denied: bool,
-    table_full: bool,
     scrubber: &std::sync::Arc<Scrubber>,
     captured: Box<Captured>,
 ) -> InvocationError {
+    // The resource table's own error, however deep in the chain.
+    let table_full = format!("{error:#}").contains("resource table has no free keys");
     match error.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => InvocationError::Timeout {
             extension,

@@ -14,11 +14,14 @@ use std::sync::Arc;
 
 use super::extension::ExtensionDescription;
 use crate::redact::Scrubber;
-use crate::vault::{ResolveError, SecretSnapshot};
+use crate::vault::{ResolveError, Scope, SecretSnapshot};
 
 /// The execution-wide view of its secrets. Build one per execution and
 /// pass it to every [`Runtime::invoke`](super::Runtime::invoke) of it.
 pub struct ExecutionGuard {
+    /// Whose execution it is (the snapshot's bot, or team), for its share
+    /// of the connection pool.
+    owner: String,
     scrubber: Arc<Scrubber>,
     /// Secret → hosts: the intersection of the bindings of every node of
     /// the execution that declares it. A secret no node declares is absent:
@@ -61,7 +64,20 @@ impl ExecutionGuard {
                 }
             }
         }
-        Ok(ExecutionGuard { scrubber, bindings })
+        let owner = match snapshot.scope() {
+            Scope::Bot(bot) => bot.clone(),
+            Scope::Team(team) => format!("team {team}"),
+        };
+        Ok(ExecutionGuard {
+            owner,
+            scrubber,
+            bindings,
+        })
+    }
+
+    /// Whose execution it is: the bot (or `team NAME`).
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// The scrubber over every value of the execution's snapshot.

@@ -42,6 +42,16 @@ pub struct Limits {
     /// host at once (each request is checked whole before it leaves).
     /// Default 16 MiB.
     pub request_body_bytes: usize,
+    /// Requests one bot may have in flight across the whole process (all
+    /// its invocations). Default 64.
+    pub bot_requests: usize,
+    /// Requests in flight to one host across the whole process (all bots),
+    /// so a stalled host cannot hold every connection. Default 64.
+    pub host_requests: usize,
+    /// Bytes one execution may store in its records (outputs, errors,
+    /// logs, stdout, stderr, requests), whatever its number of nodes.
+    /// Default 16 MiB.
+    pub execution_record_bytes: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +70,9 @@ impl Default for Limits {
             log_entries: 10_000,
             concurrent_requests: 16,
             request_body_bytes: 16 << 20,
+            bot_requests: 64,
+            host_requests: 64,
+            execution_record_bytes: 16 << 20,
         }
     }
 }

@@ -196,6 +196,11 @@ impl Runtime {
             })
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker = Ticker::start(&engine);
+        let mut egress = egress::EgressPolicy::default();
+        egress.shares = Arc::new(egress::Shares::new(
+            limits.bot_requests,
+            limits.host_requests,
+        ));
         let slots = Arc::new(tokio::sync::Semaphore::new(
             limits.pooled_instances as usize,
         ));
@@ -204,7 +209,7 @@ impl Runtime {
             linker,
             limits,
             cache_dir,
-            egress: Arc::default(),
+            egress: Arc::new(egress),
             slots,
             _ticker: ticker,
         })
@@ -314,6 +319,7 @@ impl Runtime {
                 requests: self.limits.concurrent_requests,
                 body_bytes: self.limits.request_body_bytes,
             },
+            guard.owner().to_owned(),
         ));
         let (stdout, stderr) = (
             capture::Capture::new(self.limits.capture_bytes),
@@ -374,13 +380,24 @@ impl Runtime {
         });
 
         let (extension_name, node_name) = (extension.name().to_owned(), node.to_owned());
-        if let Some(reason) = egress.violation() {
-            return Err(InvocationError::EgressViolation {
-                extension: extension_name,
-                node: node_name,
-                reason: scrubber.scrub_str(&reason),
-                captured,
-            });
+        match egress.stopped_by() {
+            Some(egress::Stop::Violation(reason)) => {
+                return Err(InvocationError::EgressViolation {
+                    extension: extension_name,
+                    node: node_name,
+                    reason: scrubber.scrub_str(&reason),
+                    captured,
+                });
+            }
+            Some(egress::Stop::Limit(reason)) => {
+                return Err(InvocationError::EgressLimit {
+                    extension: extension_name,
+                    node: node_name,
+                    reason: scrubber.scrub_str(&reason),
+                    captured,
+                });
+            }
+            None => {}
         }
         let result = match called {
             None | Some(Err(_)) => {
@@ -392,14 +409,12 @@ impl Runtime {
                 });
             }
             Some(Ok(Err(error))) => {
-                let table_full = format!("{error:#}").contains("resource table has no free keys");
                 return Err(error::classify(
                     error,
                     extension_name,
                     node_name,
                     &self.limits,
                     memory_hit,
-                    table_full,
                     scrubber,
                     captured,
                 ));

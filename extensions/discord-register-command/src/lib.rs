@@ -3,9 +3,11 @@
 //!
 //! Config: `{"name": "[-_a-z0-9]{1,32}", "description": "1-100 chars",
 //! "options": [...], "type": 1}`; `options` is passed through, `type`
-//! defaults to 1 (slash command). Output: `{"id", "application_id", "name",
-//! "created"}`; `created` is `false` when an existing command of that name
-//! was updated (Discord answers 200 instead of 201).
+//! defaults to 1 (slash command). Output: `{"id", "name", "created"}`;
+//! `created` is `false` when an existing command of that name was updated
+//! (Discord answers 200 instead of 201). The application id is left out: it
+//! is one of the extension's secrets, and an output that holds a secret's
+//! value fails the node.
 
 use discord_common::Discord;
 use narakim_extension::http::Method;
@@ -34,7 +36,6 @@ fn slash() -> u8 {
 #[derive(Serialize)]
 struct Output {
     id: String,
-    application_id: String,
     name: String,
     created: bool,
 }
@@ -43,7 +44,6 @@ struct Output {
 #[serde(default)]
 struct Command {
     id: Option<String>,
-    application_id: Option<String>,
     name: Option<String>,
 }
 
@@ -144,7 +144,6 @@ impl Extension for RegisterCommand {
         })?;
         Ok(Output {
             id,
-            application_id: command.application_id.unwrap_or(application_id),
             name: command.name.unwrap_or(config.name),
             created: response.status == 201,
         })
