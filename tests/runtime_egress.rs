@@ -359,7 +359,7 @@ fn upstreams_and_limits_from_the_command_line() {
         "--upstream-file",
         file.to_str().unwrap(),
     ]);
-    out.fails_with("HttpRequestDenied");
+    out.fails_with("stopped: the request carries secret API_TOKEN");
     assert!(
         out.stderr
             .contains("REFUSED: the request carries secret API_TOKEN"),

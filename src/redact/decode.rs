@@ -34,6 +34,11 @@ impl Decoded {
         self.origin[i]
     }
 
+    /// How many decoded bytes come from text before `offset`.
+    pub(crate) fn decoded_before(&self, offset: usize) -> usize {
+        self.origin[..self.bytes.len()].partition_point(|&o| o < offset)
+    }
+
     /// The start of the escape sequence containing `offset`, if `offset`
     /// falls strictly inside one; else `offset`.
     pub(crate) fn escape_start(&self, offset: usize) -> usize {
@@ -45,9 +50,26 @@ impl Decoded {
     }
 }
 
-/// Whether `text` holds anything [`decode`] would change.
-pub(crate) fn has_escapes(text: &[u8]) -> bool {
-    memchr::memchr2(b'%', b'\\', text).is_some()
+/// Which escapes a receiver undoes: a URL decoder reads `%XX`, a JSON
+/// parser `\uXXXX` and friends. Decoded apart, since a text means one or
+/// the other (`\/` is `/` to a JSON parser, and stays `\/` in a URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Escapes {
+    Percent,
+    Json,
+}
+
+impl Escapes {
+    pub(crate) const ALL: [Escapes; 2] = [Escapes::Percent, Escapes::Json];
+
+    /// Whether `text` holds anything [`decode`] would change.
+    pub(crate) fn in_text(self, text: &[u8]) -> bool {
+        let marker = match self {
+            Escapes::Percent => b'%',
+            Escapes::Json => b'\\',
+        };
+        memchr::memchr(marker, text).is_some()
+    }
 }
 
 fn hex_value(b: u8) -> Option<u32> {
@@ -61,10 +83,10 @@ fn hex4(text: &[u8], at: usize) -> Option<u32> {
         .try_fold(0u32, |acc, &b| Some(acc << 4 | hex_value(b)?))
 }
 
-/// Decodes percent-escapes (`%XX`, either case) and JSON string escapes
-/// (`\" \\ \/ \b \f \n \r \t \uXXXX`, surrogate pairs joined) in one pass.
-/// Anything else, a malformed escape included, stays as it is.
-pub(crate) fn decode(text: &[u8]) -> Decoded {
+/// Decodes percent-escapes (`%XX`, either case) or JSON string escapes
+/// (`\" \\ \/ \b \f \n \r \t \uXXXX`, surrogate pairs joined). Anything
+/// else, a malformed escape included, stays as it is.
+pub(crate) fn decode(text: &[u8], kind: Escapes) -> Decoded {
     let mut bytes = Zeroizing::new(Vec::with_capacity(text.len()));
     let mut origin = Vec::with_capacity(text.len() + 1);
     let mut escapes = Vec::new();
@@ -77,7 +99,7 @@ pub(crate) fn decode(text: &[u8]) -> Decoded {
     while i < text.len() {
         let rest = &text[i..];
         match rest[0] {
-            b'%' => {
+            b'%' if kind == Escapes::Percent => {
                 match (
                     rest.get(1).copied().and_then(hex_value),
                     rest.get(2).copied().and_then(hex_value),
@@ -94,7 +116,7 @@ pub(crate) fn decode(text: &[u8]) -> Decoded {
                     _ => {}
                 }
             }
-            b'\\' => {
+            b'\\' if kind == Escapes::Json => {
                 let simple = match rest.get(1) {
                     Some(b'"') => Some(b'"'),
                     Some(b'\\') => Some(b'\\'),
@@ -194,7 +216,9 @@ mod tests {
     use super::*;
 
     fn decoded(text: &str) -> String {
-        String::from_utf8(decode(text.as_bytes()).bytes.to_vec()).unwrap()
+        let once = |t: &[u8], e| decode(t, e).bytes.to_vec();
+        let json = once(text.as_bytes(), Escapes::Json);
+        String::from_utf8(once(&json, Escapes::Percent)).unwrap()
     }
 
     #[test]
@@ -202,7 +226,10 @@ mod tests {
         assert_eq!(decoded("a%41%4a\\u0042\\U0043"), "aajb\\u0043");
         assert_eq!(decoded("x\\ud83d\\ude00y"), "x\u{1F600}y");
         assert_eq!(decoded("%zz\\q%"), "%zz\\q%");
-        let d = decode(b"ab%43d");
+        // Apart: a URL keeps `\/`, JSON keeps `%41`.
+        assert_eq!(&*decode(b"\\/%41", Escapes::Percent).bytes, b"\\/a");
+        assert_eq!(&*decode(b"\\/%41", Escapes::Json).bytes, b"/%41");
+        let d = decode(b"ab%43d", Escapes::Percent);
         // Decoded "abcd": 'c' came from the escape at 2..5.
         assert_eq!(d.span(2, 3), (2, 5));
         assert_eq!(d.span(0, 4), (0, 6));
@@ -212,17 +239,18 @@ mod tests {
 
     #[test]
     fn notices_escapes_cut_short() {
-        for (text, at) in [
-            ("ab%", Some(2)),
-            ("ab%4", Some(2)),
-            ("ab\\", Some(2)),
-            ("ab\\u00", Some(2)),
-            ("ab\\ud83d", Some(2)),
-            ("ab\\ud83d\\u", Some(2)),
-            ("ab%4g", None),
-            ("ab\\u00zz", None),
+        for (text, escapes, at) in [
+            ("ab%", Escapes::Percent, Some(2)),
+            ("ab%4", Escapes::Percent, Some(2)),
+            ("ab\\", Escapes::Json, Some(2)),
+            ("ab\\u00", Escapes::Json, Some(2)),
+            ("ab\\ud83d", Escapes::Json, Some(2)),
+            ("ab\\ud83d\\u", Escapes::Json, Some(2)),
+            ("ab%4g", Escapes::Percent, None),
+            ("ab\\u00zz", Escapes::Json, None),
+            ("ab%4", Escapes::Json, None),
         ] {
-            assert_eq!(decode(text.as_bytes()).incomplete, at, "{text}");
+            assert_eq!(decode(text.as_bytes(), escapes).incomplete, at, "{text}");
         }
     }
 }

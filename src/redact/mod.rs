@@ -288,24 +288,33 @@ impl Scrubber {
     fn spans_decoded(&self, text: &[u8], levels: usize) -> Vec<Span> {
         let folded = fold(text);
         let mut spans = self.merged_spans(&folded);
-        let mut view: Option<(Zeroizing<Vec<u8>>, Vec<usize>)> = None;
+        // Every sequence of decoders up to `levels` long, each view's
+        // offsets mapped back onto `text`.
+        let mut views: Vec<(Zeroizing<Vec<u8>>, Vec<usize>)> = Vec::new();
+        let mut frontier: Vec<Option<usize>> = vec![None];
         for _ in 0..levels {
-            let current: &[u8] = view.as_ref().map_or(text, |(bytes, _)| bytes);
-            if !decode::has_escapes(current) {
-                break;
+            let mut next = Vec::new();
+            for &parent in &frontier {
+                for escapes in decode::Escapes::ALL {
+                    let current: &[u8] = parent.map_or(text, |p| &views[p].0);
+                    if !escapes.in_text(current) {
+                        continue;
+                    }
+                    let decoded = decode::decode(current, escapes);
+                    let origin: Vec<usize> = (0..=decoded.bytes.len())
+                        .map(|i| {
+                            let at = decoded.origin(i);
+                            parent.map_or(at, |p| views[p].1[at])
+                        })
+                        .collect();
+                    for span in self.merged_spans(&decoded.bytes) {
+                        spans.push(Span::new(origin[span.start], origin[span.end], span.owners));
+                    }
+                    views.push((Zeroizing::new(decoded.bytes.to_vec()), origin));
+                    next.push(Some(views.len() - 1));
+                }
             }
-            let decoded = decode::decode(current);
-            // Offsets into `text` of every decoded byte (and the end).
-            let origin: Vec<usize> = (0..=decoded.bytes.len())
-                .map(|i| {
-                    let at = decoded.origin(i);
-                    view.as_ref().map_or(at, |(_, outer)| outer[at])
-                })
-                .collect();
-            for span in self.merged_spans(&decoded.bytes) {
-                spans.push(Span::new(origin[span.start], origin[span.end], span.owners));
-            }
-            view = Some((Zeroizing::new(decoded.bytes.to_vec()), origin));
+            frontier = next;
         }
         merge(spans)
     }
@@ -373,19 +382,31 @@ impl Scrubber {
         // What a receiver decodes: matches there map back onto the text,
         // and a tail that could still become (or complete) an escape of a
         // value is held back like a raw prefix.
-        let decoded = decode::has_escapes(text).then(|| decode::decode(text));
-        if let Some(d) = &decoded {
+        let decoded: Vec<decode::Decoded> = decode::Escapes::ALL
+            .into_iter()
+            .filter(|e| e.in_text(text))
+            .map(|e| decode::decode(text, e))
+            .collect();
+        for d in &decoded {
             for span in self.merged_spans(&d.bytes) {
                 let (start, end) = d.span(span.start, span.end);
                 spans.push(Span::new(start, end, span.owners));
             }
-            spans = merge(spans);
             if !at_end {
-                hold = hold.min(d.origin(self.holdback_start(&d.bytes)));
+                // An escape the text ends in the middle of may continue
+                // what precedes it: the decoded view is complete only up
+                // to there, and its tail up to there may begin a value.
+                let complete = d
+                    .incomplete
+                    .map_or(d.bytes.len(), |at| d.decoded_before(at));
+                hold = hold.min(d.origin(self.holdback_start(&d.bytes[..complete])));
                 if let Some(at) = d.incomplete {
                     hold = hold.min(at);
                 }
             }
+        }
+        if !decoded.is_empty() {
+            spans = merge(spans);
         }
         let boundary = if at_end {
             if end == End::Truncated && text.len() - hold >= MIN_TRUNCATED_MATCH {
@@ -413,7 +434,7 @@ impl Scrubber {
                     .iter()
                     .find(|s| s.end > boundary)
                     .map_or(boundary, |s| s.start.min(boundary));
-                if let Some(d) = &decoded {
+                for d in &decoded {
                     next = d.escape_start(next);
                 }
                 if next == boundary {

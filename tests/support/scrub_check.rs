@@ -6,7 +6,8 @@
 //!    one piece gives (no write boundary changes the result);
 //! 2. no form of any secret (see `narakim::redact::forms_of`) is left in
 //!    the output;
-//! 3. if the text holds no form of any secret and does not end with the
+//! 3. if the text holds no form of any secret, in any case, as written or
+//!    as a percent or JSON decoder reads it, and does not end with the
 //!    start of one, the output is the text, byte for byte.
 //!
 //! Secret names are `S0`, `S1`, …, and values are drawn by the callers from
@@ -25,6 +26,86 @@ pub const ALPHABET: &[char] = &[
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `%XX` decoded (either case), everything else as is.
+fn percent_decoded(text: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                text.get(i + 1).and_then(|&b| hex(b)),
+                text.get(i + 2).and_then(|&b| hex(b)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(text[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// JSON string escapes decoded, as a JSON parser reads them.
+fn json_decoded(text: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(text);
+    let chars: Vec<char> = text.chars().collect();
+    let unit = |at: usize| -> Option<u32> {
+        (chars.get(at) == Some(&'\\') && chars.get(at + 1) == Some(&'u'))
+            .then(|| chars.get(at + 2..at + 6))
+            .flatten()
+            .and_then(|d| u32::from_str_radix(&d.iter().collect::<String>(), 16).ok())
+    };
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let simple = (chars[i] == '\\')
+            .then(|| chars.get(i + 1))
+            .flatten()
+            .and_then(|c| match c {
+                '"' | '\\' | '/' => Some(*c),
+                'n' => Some('\n'),
+                't' => Some('\t'),
+                'r' => Some('\r'),
+                'b' => Some('\u{8}'),
+                'f' => Some('\u{c}'),
+                _ => None,
+            });
+        if let Some(c) = simple {
+            out.push(c);
+            i += 2;
+        } else if let Some(u) = unit(i) {
+            match (u, unit(i + 6)) {
+                (0xD800..=0xDBFF, Some(lo @ 0xDC00..=0xDFFF)) => {
+                    out.extend(char::from_u32(
+                        0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00),
+                    ));
+                    i += 12;
+                }
+                _ => {
+                    out.push(char::from_u32(u).unwrap_or('\u{fffd}'));
+                    i += 6;
+                }
+            }
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out.into_bytes()
+}
+
+/// Whether `text` holds `form` as a receiver may read it: in any case, as
+/// written, percent-decoded or JSON-decoded.
+fn holds(text: &[u8], form: &[u8]) -> bool {
+    let form = form.to_ascii_lowercase();
+    [text.to_vec(), percent_decoded(text), json_decoded(text)]
+        .iter()
+        .any(|view| contains(&view.to_ascii_lowercase(), &form))
 }
 
 /// Whether `text` ends with at least MIN_TRUNCATED_MATCH bytes that begin a form.
@@ -72,7 +153,7 @@ pub fn check(values: &[String], text: &[u8], writes: &[usize]) {
         );
     }
 
-    if !forms.iter().any(|f| contains(text, f)) && !ends_with_a_start(text, &forms) {
+    if !forms.iter().any(|f| holds(text, f)) && !ends_with_a_start(text, &forms) {
         assert!(
             whole == text,
             "text without secrets changed:\n in:  {:?}\n out: {:?}",
