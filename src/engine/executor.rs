@@ -519,7 +519,12 @@ impl Engine {
         // across the graph: what every node's sinks are checked against.
         let configs: Vec<(ExtensionDescription, String)> = graph
             .topological_order()
-            .map(|n| (n.extension.clone(), n.node.config.to_string()))
+            .map(|n| {
+                // Placeholders rendered as `x`, as validation checked them:
+                // they stand only where no secret or host is chosen.
+                let config = super::graph::dummy_config(&n.node.config).to_string();
+                (n.extension.clone(), config)
+            })
             .collect();
         let guard = Arc::new(
             ExecutionGuard::new(&snapshot, configs.iter().map(|(d, c)| (d, c.as_str()))).map_err(
@@ -822,12 +827,12 @@ enum NodeFailure {
 /// choose a secret or a destination (deploy refuses templates on those
 /// paths; this holds the line at run time too).
 fn same_plan(extension: &Extension, deployed: &str, rendered: &str) -> Result<(), String> {
-    let (Ok(before), Ok(after)) = (extension.plan(deployed), extension.plan(rendered)) else {
-        return extension
-            .plan(rendered)
-            .map(|_| ())
-            .map_err(|e| format!("the rendered config does not fit the extension: {e}"));
-    };
+    let after = extension
+        .plan(rendered)
+        .map_err(|e| format!("the rendered config does not fit the extension: {e}"))?;
+    let before = extension
+        .plan(deployed)
+        .map_err(|e| format!("the deployed config does not fit the extension: {e}"))?;
     if before == after {
         Ok(())
     } else {
