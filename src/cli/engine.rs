@@ -79,7 +79,7 @@ pub fn show(config: &VaultConfig, reference: &str) -> Result<()> {
     let e = registry.show(&reference.name, reference.version.as_deref())?;
     let d = &e.description;
     println!("{} {}", e.name, e.version);
-    println!("  {}", d.description);
+    println!("  {}", printable(&d.description));
     println!("  sha256:       {}", e.sha256);
     println!("  installed:    {}", format_time(e.installed_at));
     println!("  required secrets:");

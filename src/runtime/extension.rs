@@ -440,6 +440,12 @@ fn validate(d: &ExtensionDescription) -> Result<(), String> {
             d.name
         ));
     }
+    // Shown on terminals and pages: plain text only.
+    if d.description.len() > 1024 || d.description.chars().any(crate::redact::is_unprintable) {
+        return Err(
+            "the description text must be at most 1024 bytes with no control, line-separator or bidi characters".into(),
+        );
+    }
     for s in &d.required_secrets {
         SecretName::new(&s.name).map_err(|e| e.to_string())?;
     }
