@@ -526,7 +526,9 @@ fn peak_rss_kib(v: &TestVault, guest: &str, config: &str) -> (i64, Run) {
 fn host_memory_stays_bounded_under_hostile_floods() {
     let v = vault();
     // Twice: the first run also compiles the component into the cache.
-    peak_rss_kib(&v, "escape", r#"{"mode":"reverse-output"}"#).1.ok();
+    peak_rss_kib(&v, "escape", r#"{"mode":"reverse-output"}"#)
+        .1
+        .ok();
     let (baseline, run) = peak_rss_kib(&v, "escape", r#"{"mode":"reverse-output"}"#);
     run.ok();
     // The guest's own linear memory may reach 64 MiB; the host may add at

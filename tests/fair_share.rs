@@ -74,6 +74,13 @@ fn deploy(fx: &Fixture, bot: &str, nodes: serde_json::Value) {
         .unwrap();
 }
 
+/// The tests share one process, and two of them count its descriptors
+/// and connections: one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -89,6 +96,7 @@ fn rss_kib() -> i64 {
 
 #[test]
 fn a_greedy_node_fails_at_its_limit_and_another_bots_node_finishes_on_time() {
+    let _alone = one_at_a_time();
     let (silent, good) = (Recorder::start(true), Recorder::start(false));
     let limits = Limits {
         timeout: Duration::from_secs(20),
@@ -140,9 +148,10 @@ fn a_greedy_node_fails_at_its_limit_and_another_bots_node_finishes_on_time() {
         error.contains("node hog") && error.contains("the concurrent-request limit"),
         "{error}"
     );
-    // At most the invocation's 16 connections beyond what the process had.
+    // The invocation's 16 connections, counted at both ends (the silent
+    // host runs in this process), and nothing like 1,500.
     assert!(
-        fds_during <= fds_before + 40,
+        fds_during <= fds_before + 64,
         "descriptors: {fds_before} before, {fds_during} during"
     );
     assert!(
@@ -156,6 +165,7 @@ fn a_greedy_node_fails_at_its_limit_and_another_bots_node_finishes_on_time() {
 
 #[test]
 fn a_bot_gets_only_its_share_of_the_process() {
+    let _alone = one_at_a_time();
     let silent = Recorder::start(true);
     let good = Recorder::start(false);
     let limits = Limits {
@@ -170,7 +180,8 @@ fn a_bot_gets_only_its_share_of_the_process() {
             good.upstream("api.example.test"),
         ],
     );
-    // Three nodes of ten requests each: 30, over the bot's 20.
+    // Three nodes of ten requests each: 30, over the bot's 20. The host
+    // never answers, so they end at the wall-clock limit.
     let hog = |id: &str| {
         json!({"id": id, "extension": "escape",
                "config": {"mode": "greedy", "count": 10, "authority": "other.example.test"}})
@@ -186,28 +197,28 @@ fn a_bot_gets_only_its_share_of_the_process() {
     let greedy = fx
         .tokio
         .spawn(async move { engine.run("greedy", json!({})).await });
-    std::thread::sleep(Duration::from_millis(500));
+    // Steady state, well before the wall-clock limit: the bot's share is
+    // what reaches the host.
+    std::thread::sleep(Duration::from_millis(2000));
+    let at_once = silent.open_now();
     let polite = fx
         .tokio
         .block_on(fx.engine.run("polite", json!({})))
         .unwrap();
     assert_eq!(polite.status, ExecutionStatus::Succeeded, "{polite:#?}");
     let greedy = fx.tokio.block_on(greedy).unwrap().unwrap();
-    let errors: Vec<&str> = greedy
-        .nodes
-        .iter()
-        .filter_map(|n| n.error.as_deref())
-        .collect();
+    // 30 requests wanted; the bot's share let 20 reach the host at once,
+    // the rest waited their turn, and the other bot never waited at all.
     assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("bot greedy already has 20 requests in flight")),
-        "{greedy:#?}"
+        (1..=20).contains(&at_once),
+        "{at_once} connections of one bot at once"
     );
+    assert_eq!(greedy.status, ExecutionStatus::Failed, "{greedy:#?}");
 }
 
 #[test]
 fn one_execution_stores_at_most_its_record_budget() {
+    let _alone = one_at_a_time();
     let limits = Limits {
         execution_record_bytes: 64 << 10,
         ..Limits::default()

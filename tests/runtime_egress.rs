@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::TestVault;
 use common::guests::component;
+use common::recorder::request_len;
 use narakim::runtime::{
     ExecutionGuard, Extension, InvocationError, Limits, Outcome, Runtime, Upstream,
 };
@@ -24,20 +25,6 @@ struct StandIn {
     port: u16,
     seen: Arc<Mutex<Vec<String>>>,
     connections: Arc<AtomicUsize>,
-}
-
-/// The length of the first complete request in `buf`, if there is one.
-fn request_len(buf: &[u8]) -> Option<usize> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let length = String::from_utf8_lossy(&buf[..end])
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    (buf.len() >= end + 4 + length).then_some(end + 4 + length)
 }
 
 async fn stand_in(silent: bool) -> StandIn {

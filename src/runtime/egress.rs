@@ -138,7 +138,7 @@ impl EgressPolicy {
             first_byte_timeout,
             between_bytes_timeout,
             pool: Arc::new(Pool::new(connect_timeout)),
-            shares: Arc::new(Shares::new(64, 64)),
+            shares: Arc::new(Shares::new(1024, 1024)),
         }
     }
 }
@@ -290,35 +290,40 @@ impl InvocationEgress {
             .map(str::to_owned)
     }
 
-    /// Takes a share of the pool for one request to `host`, or says which
-    /// limit it would break: the invocation's, its bot's or the host's.
-    fn admit<'a>(&'a self, shares: &'a Shares, host: &str) -> Result<Admitted<'a>, String> {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if in_flight.requests >= self.limits.requests {
-            return Err(format!(
-                "more than {} requests at once from one invocation (the concurrent-request limit)",
-                self.limits.requests
-            ));
+    /// Takes a share of the pool for one request to `host`: refused past
+    /// the invocation's own limit; past its bot's or the host's share it
+    /// waits its turn (within the invocation's wall-clock limit), so a
+    /// greedy bot or a stalled host queues behind itself and nobody else.
+    async fn admit(&self, shares: &Shares, host: &str) -> Result<Admitted<'_>, String> {
+        {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if in_flight.requests >= self.limits.requests {
+                return Err(format!(
+                    "more than {} requests at once from one invocation (the concurrent-request limit)",
+                    self.limits.requests
+                ));
+            }
+            in_flight.requests += 1;
         }
-        shares.take(&self.owner, host)?;
-        in_flight.requests += 1;
-        Ok(Admitted {
+        let mut admitted = Admitted {
             egress: self,
-            shares,
-            host: host.to_owned(),
+            permits: Vec::new(),
             body_bytes: 0,
-        })
+        };
+        admitted.permits = shares.wait_for(&self.owner, host).await;
+        Ok(admitted)
     }
 }
 
 /// The process's requests in flight by bot and by host: each gets a fair
 /// share, so a greedy bot or a stalled host cannot hold every connection
-/// and descriptor.
+/// and descriptor. A request past a share waits for a place.
 #[derive(Debug, Default)]
 pub(crate) struct Shares {
     per_bot: usize,
     per_host: usize,
-    counts: Mutex<(HashMap<String, usize>, HashMap<String, usize>)>,
+    by_bot: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    by_host: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Shares {
@@ -326,51 +331,45 @@ impl Shares {
         Shares {
             per_bot,
             per_host,
-            counts: Mutex::default(),
+            ..Shares::default()
         }
     }
 
-    fn take(&self, bot: &str, host: &str) -> Result<(), String> {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (by_bot, by_host) = &mut *counts;
-        let (b, h) = (
-            by_bot.get(bot).copied().unwrap_or(0),
-            by_host.get(host).copied().unwrap_or(0),
-        );
-        if b >= self.per_bot {
-            return Err(format!(
-                "bot {bot} already has {b} requests in flight (its share of the process's connections)"
-            ));
-        }
-        if h >= self.per_host {
-            return Err(format!(
-                "{host} already has {h} requests in flight from this process (its share of the connections; it may be stalled)"
-            ));
-        }
-        *by_bot.entry(bot.to_owned()).or_default() += 1;
-        *by_host.entry(host.to_owned()).or_default() += 1;
-        Ok(())
+    fn semaphore(
+        map: &Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+        key: &str,
+        size: usize,
+    ) -> Arc<tokio::sync::Semaphore> {
+        map.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(size)))
+            .clone()
     }
 
-    fn give_back(&self, bot: &str, host: &str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let (by_bot, by_host) = &mut *counts;
-        for (map, key) in [(by_bot, bot), (by_host, host)] {
-            if let Some(n) = map.get_mut(key) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(key);
-                }
-            }
+    /// A place in `bot`'s share and in `host`'s, in that order (FIFO).
+    async fn wait_for(&self, bot: &str, host: &str) -> Vec<tokio::sync::OwnedSemaphorePermit> {
+        let mut permits = Vec::with_capacity(2);
+        for semaphore in [
+            Self::semaphore(&self.by_bot, bot, self.per_bot),
+            Self::semaphore(&self.by_host, host, self.per_host),
+        ] {
+            permits.push(
+                semaphore
+                    .acquire_owned()
+                    .await
+                    .expect("share semaphores are never closed"),
+            );
         }
+        permits
     }
 }
 
 /// One admitted request's share: released when the request is done.
 struct Admitted<'a> {
     egress: &'a InvocationEgress,
-    shares: &'a Shares,
-    host: String,
+    /// Its places in the bot's and the host's shares.
+    permits: Vec<tokio::sync::OwnedSemaphorePermit>,
     body_bytes: usize,
 }
 
@@ -403,7 +402,6 @@ impl Drop for Admitted<'_> {
             .unwrap_or_else(|e| e.into_inner());
         in_flight.requests -= 1;
         in_flight.body_bytes -= self.body_bytes;
-        self.shares.give_back(&self.egress.owner, &self.host);
     }
 }
 
@@ -485,7 +483,7 @@ async fn send(
         invocation.stop(Stop::Limit(reason.clone()));
         refuse(reason)
     };
-    let mut share = match invocation.admit(&policy.shares, &host) {
+    let mut share = match invocation.admit(&policy.shares, &host).await {
         Ok(share) => share,
         Err(reason) => return limit(reason),
     };

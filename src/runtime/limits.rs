@@ -43,10 +43,12 @@ pub struct Limits {
     /// Default 16 MiB.
     pub request_body_bytes: usize,
     /// Requests one bot may have in flight across the whole process (all
-    /// its invocations). Default 64.
+    /// its invocations); more wait their turn. Default 1,024 (sized for
+    /// the usual 20,000-descriptor limit; lower it with a lower one).
     pub bot_requests: usize,
     /// Requests in flight to one host across the whole process (all bots),
-    /// so a stalled host cannot hold every connection. Default 64.
+    /// so a stalled host cannot hold every connection; more wait their
+    /// turn. Default 1,024.
     pub host_requests: usize,
     /// Bytes one execution may store in its records (outputs, errors,
     /// logs, stdout, stderr, requests), whatever its number of nodes.
@@ -70,8 +72,8 @@ impl Default for Limits {
             log_entries: 10_000,
             concurrent_requests: 16,
             request_body_bytes: 16 << 20,
-            bot_requests: 64,
-            host_requests: 64,
+            bot_requests: 1024,
+            host_requests: 1024,
             execution_record_bytes: 16 << 20,
         }
     }

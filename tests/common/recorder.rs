@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct Recorder {
     pub port: u16,
     seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Connections open right now, and the most ever open at once.
+    open: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Recorder {
@@ -17,14 +19,24 @@ impl Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding a loopback port");
         let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let record = seen.clone();
+        let open: Arc<Mutex<(usize, usize)>> = Arc::default();
+        let (record, counting) = (seen.clone(), open.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { continue };
                 let record = record.clone();
+                let counting = counting.clone();
+                {
+                    let mut n = counting.lock().unwrap();
+                    n.0 += 1;
+                    n.1 = n.1.max(n.0);
+                }
                 std::thread::spawn(move || {
+                    let _closed = Closed(counting);
                     if silent {
-                        std::thread::sleep(Duration::from_secs(600));
+                        // Until the client hangs up.
+                        let mut byte = [0u8; 4096];
+                        while matches!(conn.read(&mut byte), Ok(n) if n > 0) {}
                         return;
                     }
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
@@ -50,7 +62,17 @@ impl Recorder {
                 });
             }
         });
-        Recorder { port, seen }
+        Recorder { port, seen, open }
+    }
+
+    /// The most connections that were ever open at once.
+    pub fn most_open(&self) -> usize {
+        self.open.lock().unwrap().1
+    }
+
+    /// Connections open right now.
+    pub fn open_now(&self) -> usize {
+        self.open.lock().unwrap().0
     }
 
     /// `--upstream` argument mapping `host` here.
@@ -64,8 +86,17 @@ impl Recorder {
     }
 }
 
+/// Counts a connection closed when its thread ends.
+struct Closed(Arc<Mutex<(usize, usize)>>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().0 -= 1;
+    }
+}
+
 /// The length of the first complete request in `buf`, if there is one.
-fn request_len(buf: &[u8]) -> Option<usize> {
+pub fn request_len(buf: &[u8]) -> Option<usize> {
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let length = String::from_utf8_lossy(&buf[..end])
         .lines()
