@@ -84,6 +84,22 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time this process has used, user and system, from /proc/self/stat
+/// (clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
 fn mb(kb: u64) -> f64 {
     kb as f64 / 1024.0
 }
@@ -339,6 +355,7 @@ fn main() {
     let can_reset = reset_peak();
     let mut rounds = Vec::new();
     let mut engine_peak = 0;
+    let engine_cpu_start = cpu_time();
     for round in 0..ROUNDS {
         let r = tokio.block_on(engine_round(&engine, executions, &format!("r{round}")));
         engine_peak = engine_peak.max(status_kb("VmHWM"));
@@ -351,6 +368,7 @@ fn main() {
         rounds.push(r);
     }
     let after_engine_rss = status_kb("VmRSS");
+    let engine_cpu = cpu_time().saturating_sub(engine_cpu_start);
 
     reset_peak();
     let http_start_rss = status_kb("VmRSS");
@@ -358,6 +376,7 @@ fn main() {
         .pool_max_idle_per_host(usize::MAX)
         .build_http();
     let mut http_rounds = Vec::new();
+    let http_cpu_start = cpu_time();
     for _ in 0..ROUNDS {
         let _inside = tokio.enter();
         http_rounds.push(tokio.block_on(http_round(
@@ -370,6 +389,7 @@ fn main() {
         openrouter.take_requests();
     }
     let http_peak = status_kb("VmHWM");
+    let http_cpu = cpu_time().saturating_sub(http_cpu_start);
 
     println!();
     println!(
@@ -409,6 +429,14 @@ fn main() {
         ms(GOAL_WALL),
         verdict(engine_median <= GOAL_WALL && rounds.iter().all(|r| r.failed == 0)),
         ms(engine_median.saturating_sub(http_median))
+    );
+    let per = |cpu: Duration| cpu.as_micros() as usize / (ROUNDS * executions);
+    println!(
+        "CPU (both cores, stand-ins included): engine rounds {} per round, {} µs per execution; HTTP-only rounds {} per round, {} µs per chain",
+        ms(engine_cpu / ROUNDS as u32),
+        per(engine_cpu),
+        ms(http_cpu / ROUNDS as u32),
+        per(http_cpu),
     );
     println!(
         "RSS: idle (engine set up and warmed) {:.1} MB; peak during the engine rounds {:.1} MB (goal ≤ {GOAL_RSS_MB} MB: {}); delta {:.1} MB; after the rounds {:.1} MB",

@@ -5,14 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestVault;
 use common::guests::component;
-use narakim::runtime::{
-    ExecutionGuard, Extension, InvocationError, Limits, LoadError, Outcome, Runtime,
-};
+use narakim::runtime::{Extension, InvocationError, Limits, LoadError, Outcome, Runtime};
 
 const TOKEN: &str = "tok-3f9a8b7c6d5e4f3a2b1c";
 const APP_ID: &str = "app-1234567890";
@@ -59,16 +56,15 @@ impl Fixture {
     }
 
     fn invoke(&self, ext: &Extension, bot: &str, config: &str) -> Result<Outcome, InvocationError> {
-        let snapshot = Arc::new(self.vault.open().snapshot_for_bot(bot).unwrap());
-        let guard = ExecutionGuard::new(&snapshot, [(ext.description(), config)]).unwrap();
-        self.tokio.block_on(self.runtime.invoke(
-            ext,
-            "node-1",
-            snapshot,
-            &guard,
-            config,
-            "{\"n\":1}",
-        ))
+        let snapshot = self.vault.open().snapshot_for_bot(bot).unwrap();
+        let guard = self
+            .runtime
+            .guard(&snapshot, [(ext.description(), config)])
+            .unwrap();
+        self.tokio.block_on(
+            self.runtime
+                .invoke(ext, "node-1", &guard, config, "{\"n\":1}"),
+        )
     }
 }
 

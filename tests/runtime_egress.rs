@@ -141,10 +141,10 @@ impl Fixture {
         ext: &Extension,
         config: &str,
     ) -> Result<Outcome, InvocationError> {
-        let snapshot = Arc::new(self.vault.open().snapshot_for_bot("greeter").unwrap());
+        let snapshot = self.vault.open().snapshot_for_bot("greeter").unwrap();
         let guard = ExecutionGuard::new(&snapshot, [(ext.description(), config)]).unwrap();
         self.tokio
-            .block_on(runtime.invoke(ext, "node-1", snapshot, &guard, config, "{}"))
+            .block_on(runtime.invoke(ext, "node-1", &guard, config, "{}"))
     }
 }
 

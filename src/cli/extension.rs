@@ -1,12 +1,11 @@
 //! `narakim extension inspect|run`: the extension author's loop.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use narakim::redact::{printable, printable_lines};
-use narakim::runtime::{EgressEvent, ExecutionGuard, Limits, Runtime, Upstream};
-use narakim::vault::{Scope, SecretResolver, Vault, VaultConfig};
+use narakim::runtime::{EgressEvent, Limits, Runtime, Upstream};
+use narakim::vault::{Scope, Vault, VaultConfig};
 
 /// A tokio runtime for one command.
 pub fn tokio() -> Result<tokio::runtime::Runtime> {
@@ -86,16 +85,15 @@ pub fn run(
     upstreams: Vec<Upstream>,
     limits: Limits,
 ) -> Result<()> {
-    let snapshot = Arc::new(vault.snapshot(&Scope::Bot(bot.to_owned()))?);
+    let snapshot = vault.snapshot(&Scope::Bot(bot.to_owned()))?;
     let runtime = runtime(vault.config(), limits)?.with_upstreams(upstreams);
     let tokio = tokio()?;
     let extension = tokio.block_on(runtime.load(path))?;
-    let guard = ExecutionGuard::new(&snapshot, [(extension.description(), config_json)])
+    let guard = runtime
+        .guard(&snapshot, [(extension.description(), config_json)])
         .context("the bot's secrets cannot all be decrypted, so nothing the extension prints could be scrubbed; run `narakim key verify`")?;
     let node = "cli";
-    let resolver: Arc<dyn SecretResolver> = snapshot;
-    let outcome =
-        tokio.block_on(runtime.invoke(&extension, node, resolver, &guard, config_json, input_json));
+    let outcome = tokio.block_on(runtime.invoke(&extension, node, &guard, config_json, input_json));
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(e) => {

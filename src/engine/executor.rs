@@ -33,10 +33,8 @@ use super::store::{
     StoreError,
 };
 use super::template::{self, Context};
-use crate::runtime::{
-    Captured, ExecutionGuard, Extension, ExtensionDescription, InvocationError, Runtime, clip,
-};
-use crate::vault::{Scope, SecretResolver, SecretSnapshot, Vault, VaultError};
+use crate::runtime::{Captured, Extension, ExtensionDescription, InvocationError, Runtime, clip};
+use crate::vault::{Scope, Vault, VaultError};
 
 /// What went wrong, engine-side. Node failures are not errors: they are
 /// recorded in the execution.
@@ -514,7 +512,7 @@ impl Engine {
         };
         let graph = self.deployed_graph(&deployment)?;
         // One snapshot per execution: a rotation mid-way affects the next.
-        let snapshot: Arc<SecretSnapshot> = Arc::new(self.vault().snapshot_for_bot(bot)?);
+        let snapshot = self.vault().snapshot_for_bot(bot)?;
         // Every value of the snapshot, and each one's strictest binding
         // across the graph: what every node's sinks are checked against.
         let configs: Vec<(ExtensionDescription, String)> = graph
@@ -527,12 +525,12 @@ impl Engine {
             })
             .collect();
         let guard = Arc::new(
-            ExecutionGuard::new(&snapshot, configs.iter().map(|(d, c)| (d, c.as_str()))).map_err(
-                |e| EngineError::Unscrubbable {
+            self.runtime
+                .guard(&snapshot, configs.iter().map(|(d, c)| (d, c.as_str())))
+                .map_err(|e| EngineError::Unscrubbable {
                     bot: bot.to_owned(),
                     reason: e.to_string(),
-                },
-            )?,
+                })?,
         );
         let scrubber = guard.scrubber().clone();
         // The trigger comes from outside: no node sees a value in it.
@@ -577,11 +575,7 @@ impl Engine {
                     let extension = self
                         .extension_for(node, deployment.pins.get(&node.node.id))
                         .await;
-                    let (engine, resolver, guard) = (
-                        self.clone(),
-                        snapshot.clone() as Arc<dyn SecretResolver>,
-                        guard.clone(),
-                    );
+                    let (engine, guard) = (self.clone(), guard.clone());
                     let deployed = super::graph::dummy_config(&node.node.config).to_string();
                     let (node_id, label) = (node.node.id.clone(), extension_label(node));
                     let begun = now_ms();
@@ -600,7 +594,6 @@ impl Engine {
                                         .invoke(
                                             &extension,
                                             &task_node,
-                                            resolver,
                                             &guard,
                                             &config,
                                             &input.to_string(),

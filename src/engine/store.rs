@@ -694,12 +694,11 @@ impl EngineStore {
     /// The graph currently deployed to `bot`, if any.
     pub fn active_deployment(&self, bot: &str) -> Result<Option<Deployment>, StoreError> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id, bot, graph, graph_version, deployed_at, active, pins
                  FROM deployments WHERE bot = ?1 AND active = 1",
-                [bot],
-                deployment,
             )
+            .and_then(|mut stmt| stmt.query_row([bot], deployment))
             .optional()
             .map_err(self.db("reading the active deployment"))
     }
@@ -778,9 +777,8 @@ impl EngineStore {
     /// Whether `bot` is paused; a bot never paused is not.
     pub fn is_paused(&self, bot: &str) -> Result<bool, StoreError> {
         self.conn
-            .query_row("SELECT paused FROM bot_state WHERE bot = ?1", [bot], |r| {
-                r.get(0)
-            })
+            .prepare_cached("SELECT paused FROM bot_state WHERE bot = ?1")
+            .and_then(|mut stmt| stmt.query_row([bot], |r| r.get(0)))
             .optional()
             .map(|paused| paused.unwrap_or(false))
             .map_err(self.db("reading the bot's paused state"))
@@ -798,18 +796,20 @@ impl EngineStore {
     ) -> Result<ExecutionId, StoreError> {
         let id = ExecutionId::generate()?;
         self.conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     id.as_str(),
                     bot,
                     graph_version,
                     ExecutionStatus::Running,
                     now_ms(),
                     trigger_json
-                ],
-            )
+                ])
+            })
             .map_err(self.db("recording the start of an execution"))?;
         Ok(id)
     }
@@ -821,28 +821,33 @@ impl EngineStore {
         let logs = to_json("the node's logs", &run.logs)?;
         let secrets_read = to_json("the names of the secrets read", &run.secrets_read)?;
         let egress = to_json("the node's requests", &run.egress)?;
-        let inserted = self.conn.execute(
-            "INSERT INTO node_runs(execution_id, node, extension, status, started_at,
+        // Prepared once per connection: this runs for every node.
+        let inserted = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO node_runs(execution_id, node, extension, status, started_at,
                                    duration_ms, output, error, logs, stdout, stderr, secrets_read,
                                    egress, egress_dropped)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
-                run.execution_id.as_str(),
-                run.node,
-                run.extension,
-                run.status,
-                run.started_at,
-                run.duration_ms,
-                run.output,
-                run.error,
-                logs,
-                run.stdout,
-                run.stderr,
-                secrets_read,
-                egress,
-                run.egress_dropped as i64
-            ],
-        );
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    run.execution_id.as_str(),
+                    run.node,
+                    run.extension,
+                    run.status,
+                    run.started_at,
+                    run.duration_ms,
+                    run.output,
+                    run.error,
+                    logs,
+                    run.stdout,
+                    run.stderr,
+                    secrets_read,
+                    egress,
+                    run.egress_dropped as i64
+                ])
+            });
         match inserted {
             Ok(_) => Ok(()),
             Err(e) if extended_code(&e) == Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
@@ -866,10 +871,10 @@ impl EngineStore {
     ) -> Result<(), StoreError> {
         let changed = self
             .conn
-            .execute(
+            .prepare_cached(
                 "UPDATE executions SET status = ?2, finished_at = ?3, summary = ?4 WHERE id = ?1",
-                params![id.as_str(), status, now_ms(), summary],
             )
+            .and_then(|mut stmt| stmt.execute(params![id.as_str(), status, now_ms(), summary]))
             .map_err(self.db("recording the end of an execution"))?;
         if changed == 0 {
             return Err(StoreError::ExecutionNotFound(id.to_string()));

@@ -8,12 +8,13 @@ use super::Invocation;
 use super::bindings::narakim::extension::{log, secrets, types};
 use crate::vault::{ResolveError, SecretResolver};
 
-/// `secrets.get`: declared names only, decrypted on first use, kept in
-/// zeroizing memory until the invocation ends.
+/// `secrets.get`: declared names only, read from the execution's guard
+/// (decrypted once per execution, or kept from the bot's last one), each
+/// copy kept in zeroizing memory until the invocation ends.
 pub(crate) struct SecretsHost {
     resolver: Arc<dyn SecretResolver>,
     declared: HashSet<String>,
-    /// Values handed out so far, so a second `get` decrypts nothing.
+    /// Values handed out so far, with the names read.
     handed: super::Revealed,
 }
 

@@ -54,6 +54,11 @@ pub struct Limits {
     /// logs, stdout, stderr, requests), whatever its number of nodes.
     /// Default 16 MiB.
     pub execution_record_bytes: usize,
+    /// How long the values a bot's execution decrypted are kept, in this
+    /// process only, for its next execution while its secrets are
+    /// unchanged (any write or rotation makes the next one decrypt
+    /// afresh). Zero: every execution decrypts its own. Default 30 s.
+    pub decrypted_idle: Duration,
 }
 
 impl Default for Limits {
@@ -75,6 +80,7 @@ impl Default for Limits {
             bot_requests: 1024,
             host_requests: 1024,
             execution_record_bytes: 16 << 20,
+            decrypted_idle: Duration::from_secs(30),
         }
     }
 }

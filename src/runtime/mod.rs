@@ -40,7 +40,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::vault::{SecretResolver, SecretValue};
+use crate::vault::SecretValue;
 
 /// How often the epoch ticks; the wall-clock timeout is counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -56,6 +56,8 @@ pub struct Runtime {
     /// One permit per pooled instance slot: invocations past the pool's
     /// size wait for a slot instead of failing.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Decrypted values kept between a bot's executions.
+    opened: Arc<guard::OpenedCache>,
     _ticker: Ticker,
 }
 
@@ -68,23 +70,37 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
+/// Increments the engine's epoch every [`EPOCH_TICK`], and sweeps the
+/// kept decrypted values every second, until dropped.
 struct Ticker {
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Epoch ticks between two sweeps of the kept decrypted values.
+const SWEEP_TICKS: u32 = 100;
+
 impl Ticker {
-    fn start(engine: &Engine) -> Self {
+    fn start(engine: &Engine, opened: &Arc<guard::OpenedCache>) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (engine, flag) = (engine.weak(), stop.clone());
+        let opened = Arc::downgrade(opened);
         std::thread::Builder::new()
             .name("narakim-epoch".into())
             .spawn(move || {
+                let mut ticks = 0u32;
                 while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     match engine.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,
+                    }
+                    ticks += 1;
+                    if ticks == SWEEP_TICKS {
+                        ticks = 0;
+                        match opened.upgrade() {
+                            Some(opened) => opened.sweep(Instant::now()),
+                            None => break,
+                        }
                     }
                 }
             })
@@ -195,7 +211,8 @@ impl Runtime {
                 log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             })
             .map_err(|e| LoadError::Engine(e.to_string()))?;
-        let ticker = Ticker::start(&engine);
+        let opened = Arc::new(guard::OpenedCache::new(limits.decrypted_idle));
+        let ticker = Ticker::start(&engine, &opened);
         let mut egress = egress::EgressPolicy::default();
         egress.shares = Arc::new(egress::Shares::new(
             limits.bot_requests,
@@ -211,6 +228,7 @@ impl Runtime {
             cache_dir,
             egress: Arc::new(egress),
             slots,
+            opened,
             _ticker: ticker,
         })
     }
@@ -234,6 +252,22 @@ impl Runtime {
     /// benchmark's baseline).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The guard of an execution of `nodes` over `snapshot`, as
+    /// [`ExecutionGuard::new`] builds it, but reusing the values the bot's
+    /// previous execution decrypted if they are of the very same sealed
+    /// records and were used within [`Limits::decrypted_idle`].
+    pub fn guard<'a>(
+        &self,
+        snapshot: &crate::vault::SecretSnapshot,
+        nodes: impl IntoIterator<Item = (&'a ExtensionDescription, &'a str)>,
+    ) -> Result<ExecutionGuard, crate::vault::ResolveError> {
+        Ok(ExecutionGuard::with(
+            snapshot,
+            self.opened.open(snapshot)?,
+            nodes,
+        ))
     }
 
     /// Waits for a free instance slot of the pool.
@@ -286,16 +320,15 @@ impl Runtime {
         store
     }
 
-    /// Runs one node invocation. `secrets` is the execution's snapshot;
-    /// the invocation may read only the names the extension declared for
-    /// this node's `config`. `guard` is the execution's: everything the
-    /// invocation emits is scrubbed of, and every request it makes checked
-    /// against, every value of the snapshot.
+    /// Runs one node invocation. `guard` is the execution's: the
+    /// invocation may read only the names the extension declared for this
+    /// node's `config`, from the guard's snapshot; everything it emits is
+    /// scrubbed of, and every request it makes checked against, every value
+    /// of that snapshot.
     pub async fn invoke(
         &self,
         extension: &Extension,
         node: &str,
-        secrets: Arc<dyn SecretResolver>,
         guard: &ExecutionGuard,
         config: &str,
         input: &str,
@@ -326,7 +359,7 @@ impl Runtime {
             capture::Capture::new(self.limits.capture_bytes),
         );
         let mut store = self.sandbox(
-            host::SecretsHost::new(secrets, plan.declared),
+            host::SecretsHost::new(guard.resolver(), plan.declared),
             Box::new(egress::EgressHooks {
                 policy: self.egress.clone(),
                 invocation: egress.clone(),

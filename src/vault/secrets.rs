@@ -203,6 +203,7 @@ impl Vault {
                 &format!("{deleted} bot secret(s) deleted"),
             )
         })?;
+        self.snapshots.forget(&Scope::Bot(name.to_owned()));
         Ok(deleted)
     }
 

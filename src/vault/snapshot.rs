@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::Vault;
 use super::error::{ResolveError, VaultError};
@@ -88,6 +88,18 @@ pub(super) struct SnapshotCache {
     entries: Mutex<HashMap<Scope, Cached>>,
 }
 
+impl SnapshotCache {
+    /// Drops what is kept for `scope` (a deleted bot): no later snapshot
+    /// can be of those records, so whatever is keyed by their
+    /// [`Generation`] can go at once.
+    pub(super) fn forget(&self, scope: &Scope) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(scope);
+    }
+}
+
 /// One scope's sealed records, and the stamp and key they were read under.
 type Cached = (Stamp, Arc<MasterKey>, Arc<Records>);
 
@@ -102,7 +114,54 @@ impl std::fmt::Debug for SecretSnapshot {
     }
 }
 
+/// Which sealed records a snapshot holds, without holding them: a later
+/// snapshot [`is_of`](Generation::is_of) the same generation when nothing
+/// was written and no key rotated in between. Holds no ciphertext and no
+/// key (weak references only: the records and the key are dropped, and the
+/// key wiped, as usual; their addresses alone stay reserved, so a new
+/// generation can never be mistaken for an old one).
+#[derive(Clone)]
+pub struct Generation {
+    scope: Scope,
+    records: Weak<Records>,
+    key: Weak<MasterKey>,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("scope", &self.scope)
+            .field("live", &self.is_live())
+            .finish()
+    }
+}
+
+impl Generation {
+    /// Whether `snapshot` holds exactly the records this generation names,
+    /// sealed under the same key.
+    pub fn is_of(&self, snapshot: &SecretSnapshot) -> bool {
+        self.scope == snapshot.scope
+            && Weak::ptr_eq(&self.records, &Arc::downgrade(&snapshot.entries))
+            && Weak::ptr_eq(&self.key, &Arc::downgrade(&snapshot.key))
+    }
+
+    /// Whether some snapshot (or the vault's cache) still holds these
+    /// records. Once not, no snapshot of this generation can be taken again.
+    pub fn is_live(&self) -> bool {
+        self.records.strong_count() > 0 && self.key.strong_count() > 0
+    }
+}
+
 impl SecretSnapshot {
+    /// Which records this snapshot holds (see [`Generation`]).
+    pub fn generation(&self) -> Generation {
+        Generation {
+            scope: self.scope.clone(),
+            records: Arc::downgrade(&self.entries),
+            key: Arc::downgrade(&self.key),
+        }
+    }
+
     /// Whose secrets these are.
     pub fn scope(&self) -> &Scope {
         &self.scope
