@@ -22,5 +22,6 @@
 pub mod engine;
 pub mod redact;
 pub mod runtime;
+pub mod service;
 pub mod standin;
 pub mod vault;
