@@ -22,6 +22,5 @@
 pub mod engine;
 pub mod redact;
 pub mod runtime;
-pub mod service;
 pub mod standin;
 pub mod vault;

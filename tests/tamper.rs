@@ -516,7 +516,8 @@ fn a_version_1_vault_gets_its_fingerprints_bound() {
     )
     .unwrap();
     db.execute_batch(&format!(
-        "ALTER TABLE secrets DROP COLUMN fingerprint_tag;
+        "DROP TABLE api_tokens;
+         ALTER TABLE secrets DROP COLUMN fingerprint_tag;
          UPDATE secrets SET fingerprint = zeroblob(32) WHERE {};
          PRAGMA user_version = 1;",
         bot_where("alpha", "DISCORD_BOT_TOKEN"),
@@ -536,7 +537,7 @@ fn a_version_1_vault_gets_its_fingerprints_bound() {
     let version: i64 = db
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, narakim::vault::store::SCHEMA_VERSION);
     let untagged: Vec<String> = db
         .prepare("SELECT name FROM secrets WHERE fingerprint_tag IS NULL")
         .unwrap()

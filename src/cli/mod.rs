@@ -7,6 +7,7 @@ mod extension;
 mod scrub;
 mod secret_input;
 mod standin;
+mod token;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,9 @@ enum Command {
     /// Read the audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Issue, list and revoke API tokens (for `narakim serve`)
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Inspect and run extensions (WebAssembly components)
     #[command(subcommand)]
     Extension(ExtensionCommand),
@@ -392,6 +396,7 @@ pub fn run() -> Result<()> {
         Command::Secret(cmd) => secret(&mut vault, cmd),
         Command::Key(cmd) => key(&mut vault, cmd),
         Command::Audit(AuditCommand::List { limit }) => audit(&vault, limit),
+        Command::Token(cmd) => token::run(&mut vault, cmd),
         Command::Scrub { scope } => scrub::run(&vault, &scope.scope()),
         Command::Standin { api, bot, delay_ms } => standin::run(&vault, api, &bot, delay_ms),
         Command::Extension(

@@ -127,6 +127,27 @@ pub enum VaultError {
     #[error("bot \"{0}\" does not exist; `narakim bot list` shows the bots there are")]
     BotNotFound(String),
 
+    #[error(
+        "a token needs at least one capability; give them with --can (for example --can secrets:write)"
+    )]
+    TokenWithoutCapabilities,
+
+    #[error(
+        "the token would expire before it is created; give --expires a duration such as 30d, or `never`"
+    )]
+    TokenExpiresInThePast,
+
+    #[error("bot \"{bot}\" is not in team \"{team}\"; `narakim bot list` shows each bot's team")]
+    BotNotInTeam { bot: String, team: String },
+
+    #[error("no token \"{0}\"; `narakim token list` shows the tokens there are")]
+    TokenNotFound(String),
+
+    #[error(
+        "the stored token {id} is not valid ({reason}): the database was changed outside narakim; revoke it with `narakim token revoke {id}`"
+    )]
+    TokenRowInvalid { id: String, reason: String },
+
     #[error("team \"{0}\" already exists")]
     TeamExists(String),
 

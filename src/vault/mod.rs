@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 mod audit;
 mod config;
 mod error;
@@ -54,6 +55,7 @@ mod scope;
 mod secrets;
 mod snapshot;
 pub mod store;
+pub mod token;
 mod value;
 
 use std::path::PathBuf;

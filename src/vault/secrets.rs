@@ -391,7 +391,7 @@ impl Vault {
 
     /// Runs `f` in one write transaction, then checkpoints the WAL so no
     /// superseded page (with an old ciphertext) outlives the change.
-    fn change(
+    pub(super) fn change(
         &mut self,
         f: impl FnOnce(&Transaction<'_>, &str) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {

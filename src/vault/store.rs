@@ -83,6 +83,24 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE secrets ADD COLUMN fingerprint_tag BLOB;
     "#,
+    // 3: API tokens (see `vault::access`). Only a keyed digest of each
+    // token is stored. A team's or bot's tokens go with it; revoking
+    // deletes the row (the audit trail keeps its history).
+    r#"
+    CREATE TABLE api_tokens (
+        id           TEXT PRIMARY KEY,
+        digest       BLOB NOT NULL UNIQUE,
+        admin        INTEGER NOT NULL,
+        team_id      INTEGER REFERENCES teams(id) ON DELETE CASCADE,
+        bot_id       INTEGER REFERENCES bots(id) ON DELETE CASCADE,
+        capabilities TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        expires_at   INTEGER,
+        last_used_at INTEGER,
+        CHECK ((admin = 1 AND team_id IS NULL AND bot_id IS NULL)
+            OR (admin = 0 AND team_id IS NOT NULL))
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

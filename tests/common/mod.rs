@@ -175,7 +175,7 @@ impl TestVault {
         )
         .expect("open read-only");
         let mut out = String::new();
-        for table in ["meta", "teams", "bots", "secrets", "audit"] {
+        for table in ["meta", "teams", "bots", "secrets", "api_tokens", "audit"] {
             let mut stmt = conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
                 .expect("prepare dump");

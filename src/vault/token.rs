@@ -21,7 +21,7 @@
 //! key. Digests are compared in constant time.
 //!
 //! ```
-//! use narakim::service::token::{ApiToken, TokenHasher};
+//! use narakim::vault::token::{ApiToken, TokenHasher};
 //!
 //! let hasher = TokenHasher::new(&[7u8; 32]);
 //! let token = ApiToken::generate().unwrap();
