@@ -17,6 +17,12 @@ fn vault() -> TestVault {
     v
 }
 
+/// Runs `token create ARGS…` and returns the token it printed.
+fn create(v: &TestVault, args: &[&str]) -> String {
+    let args: Vec<&str> = ["token", "create"].iter().chain(args).copied().collect();
+    v.run(&args).ok().trim().to_owned()
+}
+
 #[test]
 fn a_token_is_printed_once_and_only_its_digest_is_stored() {
     let v = vault();
@@ -87,20 +93,10 @@ fn a_token_is_printed_once_and_only_its_digest_is_stored() {
 #[test]
 fn malformed_unknown_and_expired_tokens_are_refused() {
     let v = vault();
-    let token = v
-        .run(&[
-            "token",
-            "create",
-            "--team",
-            "ops",
-            "--can",
-            "secrets:list",
-            "--expires",
-            "1s",
-        ])
-        .ok()
-        .trim()
-        .to_owned();
+    let token = create(
+        &v,
+        &["--team", "ops", "--can", "secrets:list", "--expires", "1s"],
+    );
     let mut vault = v.open();
     let typo = format!(
         "{}{}",
@@ -132,20 +128,10 @@ fn malformed_unknown_and_expired_tokens_are_refused() {
 #[test]
 fn deleting_a_bot_deletes_its_tokens() {
     let v = vault();
-    let token = v
-        .run(&[
-            "token",
-            "create",
-            "--team",
-            "ops",
-            "--bot",
-            "greeter",
-            "--can",
-            "runs:start",
-        ])
-        .ok()
-        .trim()
-        .to_owned();
+    let token = create(
+        &v,
+        &["--team", "ops", "--bot", "greeter", "--can", "runs:start"],
+    );
     v.run(&["bot", "delete", "greeter"]).ok();
     v.run(&["bot", "create", "greeter", "--team", "ops"]).ok();
     assert!(matches!(

@@ -9,13 +9,13 @@ use super::bindings::narakim::extension::{log, secrets, types};
 use crate::vault::{ResolveError, SecretResolver};
 
 /// `secrets.get`: declared names only, read from the execution's guard
-/// (decrypted once per execution, or kept from the bot's last one), each
-/// copy kept in zeroizing memory until the invocation ends.
+/// (decrypted once per execution, or kept from the bot's last one), which
+/// holds the only host copy of each value.
 pub(crate) struct SecretsHost {
     resolver: Arc<dyn SecretResolver>,
     declared: HashSet<String>,
-    /// Values handed out so far, with the names read.
-    handed: super::Revealed,
+    /// Names of the secrets read so far.
+    read: BTreeSet<String>,
 }
 
 impl SecretsHost {
@@ -23,25 +23,20 @@ impl SecretsHost {
         SecretsHost {
             resolver,
             declared,
-            handed: Vec::new(),
+            read: BTreeSet::new(),
         }
     }
 
     /// The plaintext for the guest. The copy lowered into guest memory is
-    /// the guest's to keep; the host keeps its own only inside the zeroizing
-    /// `SecretValue`.
+    /// the guest's to keep; the resolver's copy is wiped when dropped here.
     fn get(&mut self, name: &str) -> Result<String, secrets::SecretError> {
         if !self.declared.contains(name) {
             return Err(secrets::SecretError::NotDeclared(name.to_owned()));
         }
-        if let Some((_, value)) = self.handed.iter().find(|(n, _)| n == name) {
-            return Ok(value.expose().to_owned());
-        }
         match self.resolver.resolve(name) {
             Ok(value) => {
-                let plain = value.expose().to_owned();
-                self.handed.push((name.to_owned(), value));
-                Ok(plain)
+                self.read.insert(name.to_owned());
+                Ok(value.expose().to_owned())
             }
             Err(ResolveError::NotConfigured { .. }) => {
                 Err(secrets::SecretError::NotConfigured(name.to_owned()))
@@ -52,10 +47,9 @@ impl SecretsHost {
         }
     }
 
-    /// Names of the secrets read, sorted; the values are wiped.
+    /// Names of the secrets read, sorted.
     pub(crate) fn finish(self) -> Vec<String> {
-        let names: BTreeSet<String> = self.handed.iter().map(|(n, _)| n.clone()).collect();
-        names.into_iter().collect()
+        self.read.into_iter().collect()
     }
 }
 

@@ -40,8 +40,6 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::vault::SecretValue;
-
 /// How often the epoch ticks; the wall-clock timeout is counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -561,6 +559,3 @@ fn canonical_output(
     }
     Ok(canonical)
 }
-
-/// Secrets handed to one invocation, dropped (and wiped) when it ends.
-pub(crate) type Revealed = Vec<(String, SecretValue)>;

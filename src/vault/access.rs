@@ -147,16 +147,21 @@ pub enum AuthError {
 /// The label the token digest key is derived with.
 const TOKEN_KEY_LABEL: &[u8] = b"narakim api-token v1";
 
-impl Vault {
-    fn token_hasher(&self) -> TokenHasher {
-        use hmac::{Hmac, Mac};
-        let mut mac = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.fingerprint_key)
-            .expect("HMAC takes keys of any length");
-        mac.update(TOKEN_KEY_LABEL);
-        let key = Zeroizing::new(<[u8; 32]>::from(mac.finalize().into_bytes()));
-        TokenHasher::new(&key)
-    }
+/// The hasher for a vault's tokens: `HMAC-SHA256` under
+/// `HMAC-SHA256(fingerprint key, "narakim api-token v1")`, derived once
+/// when the vault opens.
+pub(super) fn token_hasher(fingerprint_key: &[u8]) -> TokenHasher {
+    let derived = super::record::derived_key(fingerprint_key, TOKEN_KEY_LABEL);
+    let key: Zeroizing<[u8; 32]> = Zeroizing::new(
+        derived
+            .as_slice()
+            .try_into()
+            .expect("HMAC-SHA256 output is 32 bytes"),
+    );
+    TokenHasher::new(&key)
+}
 
+impl Vault {
     /// Issues a token for `scope` with `capabilities` (at least one),
     /// expiring at `expires_at` (milliseconds since the epoch; `None`:
     /// never). Returns it once; only its digest is kept.
@@ -179,16 +184,10 @@ impl Vault {
             return Err(VaultError::TokenExpiresInThePast);
         }
         let token = ApiToken::generate().map_err(|e| VaultError::Random(e.to_string()))?;
-        let digest = self.token_hasher().digest(&token);
+        let digest = self.token_hasher.digest(&token);
         let mut id_bytes = [0u8; 8];
         super::key::fill_random(&mut id_bytes)?;
-        let id = format!(
-            "tok_{}",
-            id_bytes
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let id = format!("tok_{}", super::key::hex(&id_bytes));
         let caps_text = capabilities
             .iter()
             .map(|c| c.as_str())
@@ -290,7 +289,7 @@ impl Vault {
     /// well formed, issued by this vault, and not expired. Records its use.
     pub fn authenticate(&mut self, presented: &str) -> Result<TokenInfo, AuthError> {
         let token = ApiToken::parse(presented)?;
-        let digest = self.token_hasher().digest(&token);
+        let digest = self.token_hasher.digest(&token);
         let now = super::now_ms();
         let found: Option<(Vec<u8>, Result<TokenInfo, VaultError>)> = self
             .conn

@@ -92,6 +92,9 @@ pub struct Vault {
     /// Derived from the fingerprint key: binds each row's fingerprint to
     /// its record (see [`record::fingerprint_tag`]).
     fingerprint_tag_key: Zeroizing<Vec<u8>>,
+    /// Digests API tokens (see [`access`]), under a key derived from the
+    /// fingerprint key.
+    token_hasher: token::TokenHasher,
     /// The master key the last rotation replaced, to name records restored
     /// from a backup taken before it.
     previous_key_id: Option<KeyId>,
@@ -265,6 +268,7 @@ impl Vault {
             .and_then(|sealed| record::open_blob(&key, &fingerprint_label(vault_id), &sealed))
             .ok_or_else(|| not_a_vault("its fingerprint key cannot be unwrapped"))?;
         let fingerprint_tag_key = record::fingerprint_tag_key(&fingerprint_key);
+        let token_hasher = access::token_hasher(&fingerprint_key);
         // The key is right: now the file may change.
         store::migrate(&conn, &mut |tx, version| match version {
             2 => secrets::fill_fingerprint_tags(tx, &key, &fingerprint_key, &fingerprint_tag_key),
@@ -277,6 +281,7 @@ impl Vault {
             vault_id,
             fingerprint_key,
             fingerprint_tag_key,
+            token_hasher,
             previous_key_id: previous,
             notes,
             snapshots: Default::default(),

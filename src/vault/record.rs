@@ -223,9 +223,16 @@ pub(crate) fn rewrap(
 /// The key the fingerprint tags are made with, derived from the vault's
 /// fingerprint key: `HMAC-SHA256(fingerprint key, "narakim fingerprint-tag v1")`.
 pub(crate) fn fingerprint_tag_key(fingerprint_key: &[u8]) -> Zeroizing<Vec<u8>> {
+    derived_key(fingerprint_key, b"narakim fingerprint-tag v1")
+}
+
+/// A key for one purpose, derived from the vault's fingerprint key:
+/// `HMAC-SHA256(fingerprint key, label)`. Survives rotation, as the
+/// fingerprint key does.
+pub(crate) fn derived_key(fingerprint_key: &[u8], label: &[u8]) -> Zeroizing<Vec<u8>> {
     let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(fingerprint_key)
         .expect("HMAC takes keys of any length");
-    mac.update(b"narakim fingerprint-tag v1");
+    mac.update(label);
     Zeroizing::new(mac.finalize().into_bytes().to_vec())
 }
 
