@@ -13,7 +13,8 @@
 //! - [`redact`]: the streaming scrubber that replaces every revealed value,
 //!   raw or encoded, with `[REDACTED:NAME]` in everything an execution emits.
 //!
-//! The runtime (wasmtime sandbox) and the engine (bot graphs) build on them.
+//! The runtime (wasmtime sandbox) and the engine (bot graphs) build on them;
+//! the [`service`] (`narakim serve`, the HTTP API) sits on the engine.
 //! See `docs/ARCHITECTURE.md`.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -22,5 +23,6 @@
 pub mod engine;
 pub mod redact;
 pub mod runtime;
+pub mod service;
 pub mod standin;
 pub mod vault;

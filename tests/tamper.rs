@@ -517,6 +517,8 @@ fn a_version_1_vault_gets_its_fingerprints_bound() {
     .unwrap();
     db.execute_batch(&format!(
         "DROP TABLE api_tokens;
+         ALTER TABLE secrets DROP COLUMN version;
+         ALTER TABLE secrets DROP COLUMN updated_by;
          ALTER TABLE secrets DROP COLUMN fingerprint_tag;
          UPDATE secrets SET fingerprint = zeroblob(32) WHERE {};
          PRAGMA user_version = 1;",

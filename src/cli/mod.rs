@@ -6,6 +6,7 @@ mod engine;
 mod extension;
 mod scrub;
 mod secret_input;
+mod serve;
 mod standin;
 mod token;
 
@@ -74,6 +75,15 @@ enum Command {
     /// List and show stored executions
     #[command(subcommand)]
     Executions(ExecutionsCommand),
+    /// Print the OpenAPI 3.1 document of the `serve` API (as committed in docs/openapi.json)
+    Openapi,
+    /// Run the engine as a service: the HTTP API, a durable run queue and its workers
+    Serve {
+        #[command(flatten)]
+        args: serve::ServeArgs,
+        #[command(flatten)]
+        upstreams: UpstreamArgs,
+    },
     /// Copy stdin to stdout with every value of a bot's (or team's) secrets, raw or encoded, replaced by [REDACTED:NAME]
     Scrub {
         #[command(flatten)]
@@ -357,6 +367,11 @@ enum AuditCommand {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        let document = narakim::service::openapi::document();
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(());
+    }
     if let Command::Demo { dir, extensions } = &cli.command {
         return demo::run(dir.clone(), extensions.clone());
     }
@@ -391,7 +406,7 @@ pub fn run() -> Result<()> {
         eprintln!("note: {note}");
     }
     match cli.command {
-        Command::Init | Command::Demo { .. } => unreachable!("handled above"),
+        Command::Init | Command::Demo { .. } | Command::Openapi => unreachable!("handled above"),
         Command::Team(cmd) => team(&mut vault, cmd),
         Command::Secret(cmd) => secret(&mut vault, cmd),
         Command::Key(cmd) => key(&mut vault, cmd),
@@ -422,6 +437,7 @@ pub fn run() -> Result<()> {
             let engine = engine::engine(vault, Limits::default(), Vec::new())?;
             engine::set_paused(&engine, &name, false)
         }
+        Command::Serve { args, upstreams } => serve::run(vault, args, upstreams.all()?),
         Command::Run {
             bot,
             input,
@@ -590,16 +606,17 @@ fn secret(vault: &mut Vault, cmd: SecretCommand) -> Result<()> {
             }
             let is_bot = matches!(scope, Scope::Bot(_));
             print!(
-                "{:<32} {:<28} {:<20}  {:<12}",
-                "NAME", "STORED IN", "UPDATED", "FINGERPRINT"
+                "{:<32} {:<28} {:<20}  {:<8} {:<12}",
+                "NAME", "STORED IN", "UPDATED", "VERSION", "FINGERPRINT"
             );
             println!("{}", if is_bot { "  RESOLVES" } else { "" });
             for s in secrets {
                 print!(
-                    "{:<32} {:<28} {:<20}  {:<12}",
+                    "{:<32} {:<28} {:<20}  {:<8} {:<12}",
                     s.name,
                     s.scope.to_string(),
                     format_time(s.updated_at_ms),
+                    s.version,
                     s.fingerprint
                 );
                 if is_bot {

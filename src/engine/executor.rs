@@ -27,13 +27,16 @@ use serde_json::Value;
 
 use super::credentials::{self, CredentialFinding};
 use super::graph::{ExtensionRef, Graph, GraphError, ValidatedGraph, ValidatedNode};
+use super::queue::{Claimed, Enqueued, NewRun, RunQueue};
 use super::registry::{self, RegistryError};
 use super::store::{
     Deployment, EngineStore, ExecutionId, ExecutionStatus, LogEntry, NodeRun, NodeStatus, Pin,
     StoreError,
 };
 use super::template::{self, Context};
-use crate::runtime::{Captured, Extension, ExtensionDescription, InvocationError, Runtime, clip};
+use crate::runtime::{
+    Captured, ExecutionGuard, Extension, ExtensionDescription, InvocationError, Runtime, clip,
+};
 use crate::vault::{Scope, Vault, VaultError};
 
 /// What went wrong, engine-side. Node failures are not errors: they are
@@ -131,6 +134,8 @@ pub struct NodeReport {
     pub output: Option<Value>,
     pub error: Option<String>,
     pub secrets_read: Vec<String>,
+    /// Requests the node made that the egress check refused.
+    pub egress_refused: usize,
 }
 
 /// What `run` returns: the stored execution, in brief.
@@ -143,6 +148,14 @@ pub struct ExecutionReport {
     pub duration_ms: i64,
     pub nodes: Vec<NodeReport>,
     pub summary: String,
+}
+
+/// See [`Engine::prepare`].
+struct Prepared {
+    bot: String,
+    deployment: Deployment,
+    graph: Arc<ValidatedGraph>,
+    guard: Arc<ExecutionGuard>,
 }
 
 /// The runtime, the vault and the engine store, shared by every execution.
@@ -494,13 +507,10 @@ impl Engine {
         Ok(loaded)
     }
 
-    /// Runs the bot's deployed graph once with `trigger`.
-    pub async fn run(
-        self: &Arc<Self>,
-        bot: &str,
-        trigger: Value,
-    ) -> Result<ExecutionReport, EngineError> {
-        let started = Instant::now();
+    /// What every execution of `bot` starts from: its active deployment,
+    /// the validated graph, and the guard over one snapshot of its secrets.
+    /// Refuses a paused or undeployed bot.
+    fn prepare(&self, bot: &str) -> Result<Prepared, EngineError> {
         let deployment = {
             let store = self.store();
             if store.is_paused(bot)? {
@@ -532,13 +542,97 @@ impl Engine {
                     reason: e.to_string(),
                 })?,
         );
-        let scrubber = guard.scrubber().clone();
+        Ok(Prepared {
+            bot: bot.to_owned(),
+            deployment,
+            graph,
+            guard,
+        })
+    }
+
+    /// Runs the bot's deployed graph once with `trigger`.
+    pub async fn run(
+        self: &Arc<Self>,
+        bot: &str,
+        trigger: Value,
+    ) -> Result<ExecutionReport, EngineError> {
+        let started = Instant::now();
+        let prepared = self.prepare(bot)?;
         // The trigger comes from outside: no node sees a value in it.
-        let trigger = scrubber.scrub_json(&trigger);
-        let trigger_text = trigger.to_string();
-        let id = self
-            .store()
-            .start_execution(bot, &deployment.graph_version, &trigger_text)?;
+        let trigger = prepared.guard.scrubber().scrub_json(&trigger);
+        let id = self.store().start_execution(
+            bot,
+            &prepared.deployment.graph_version,
+            &trigger.to_string(),
+        )?;
+        self.execute(prepared, id, trigger, started).await
+    }
+
+    /// Accepts a run of `bot` into the durable queue (see
+    /// [`queue`](super::queue)): refused now if the bot could not run (paused,
+    /// not deployed), and its trigger scrubbed before it is stored.
+    pub fn enqueue(
+        &self,
+        bot: &str,
+        trigger: &Value,
+        idempotency_key: Option<&str>,
+        bound: usize,
+    ) -> Result<Enqueued, EngineError> {
+        let prepared = self.prepare(bot)?;
+        let trigger = prepared.guard.scrubber().scrub_json(trigger).to_string();
+        Ok(self.store().enqueue(
+            &NewRun {
+                bot,
+                graph_version: &prepared.deployment.graph_version,
+                trigger_json: &trigger,
+                idempotency_key,
+            },
+            bound,
+        )?)
+    }
+
+    /// Runs a job claimed from the queue with the bot's deployment as it is
+    /// now. If the bot can no longer run (paused or undeployed since), the
+    /// run is recorded as failed with the reason.
+    pub async fn run_claimed(
+        self: &Arc<Self>,
+        claimed: Claimed,
+    ) -> Result<ExecutionReport, EngineError> {
+        let started = Instant::now();
+        let prepared = match self.prepare(&claimed.bot) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                self.store().finish_execution(
+                    &claimed.id,
+                    ExecutionStatus::Failed,
+                    Some(&format!("not run: {e}")),
+                )?;
+                return Err(e);
+            }
+        };
+        self.store()
+            .set_execution_graph(&claimed.id, &prepared.deployment.graph_version)?;
+        let trigger = serde_json::from_str(&claimed.trigger_json).unwrap_or(Value::Null);
+        self.execute(prepared, claimed.id, trigger, started).await
+    }
+
+    /// Runs the prepared graph as execution `id` (already recorded as
+    /// running), recording every node and the end.
+    async fn execute(
+        self: &Arc<Self>,
+        prepared: Prepared,
+        id: ExecutionId,
+        trigger: Value,
+        started: Instant,
+    ) -> Result<ExecutionReport, EngineError> {
+        let Prepared {
+            bot,
+            deployment,
+            graph,
+            guard,
+        } = prepared;
+        let bot = bot.as_str();
+        let scrubber = guard.scrubber().clone();
         let output_limit = self.runtime.limits().output_bytes;
 
         // Whatever stops the execution early (a store error), it is not
@@ -872,6 +966,7 @@ fn report_of(run: &NodeRun, output: Option<Value>) -> NodeReport {
         output,
         error: run.error.clone(),
         secrets_read: run.secrets_read.clone(),
+        egress_refused: run.egress.iter().filter(|e| e.refused.is_some()).count(),
     }
 }
 

@@ -9,10 +9,12 @@
 //!   executions of a deployed graph.
 //! - [`store`]: the engine's SQLite database (`engine.db`, apart from the
 //!   vault's).
+//! - [`queue`]: the durable run queue `narakim serve` accepts runs into.
 
 pub mod credentials;
 pub mod executor;
 pub mod graph;
+pub mod queue;
 pub mod registry;
 pub mod store;
 pub mod template;

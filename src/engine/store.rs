@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::{EgressEvent, ExtensionDescription};
 
 use super::ExtensionCatalog;
+use super::queue::{Claimed, Enqueued, INTERRUPTED, NewRun, QueueDepth, Recovery, RunQueue};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "engine.db";
@@ -127,6 +128,46 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE deployments ADD COLUMN pins TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 4: the durable run queue of `narakim serve`. An execution may now be
+    // `queued` (accepted, not yet picked up); `running_at` is when a worker
+    // began it; `idempotency_key` makes a client's retry find the run it
+    // already started. A job row exists while its execution waits or runs,
+    // and goes in the transaction that records the end. SQLite cannot alter
+    // a CHECK, so `executions` is rebuilt (foreign keys are off during
+    // migrations, so its node runs stay).
+    r#"
+    CREATE TABLE executions_v4 (
+        id              TEXT PRIMARY KEY,
+        bot             TEXT NOT NULL,
+        graph_version   TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+        started_at      INTEGER NOT NULL,
+        finished_at     INTEGER,
+        trigger         TEXT NOT NULL,
+        summary         TEXT,
+        running_at      INTEGER,
+        idempotency_key TEXT
+    ) STRICT;
+    INSERT INTO executions_v4(id, bot, graph_version, status, started_at, finished_at, trigger, summary, running_at)
+        SELECT id, bot, graph_version, status, started_at, finished_at, trigger, summary, started_at
+        FROM executions;
+    DROP TABLE executions;
+    ALTER TABLE executions_v4 RENAME TO executions;
+    CREATE INDEX executions_bot_started ON executions(bot, started_at);
+    CREATE INDEX executions_started ON executions(started_at);
+    CREATE UNIQUE INDEX executions_idempotency ON executions(bot, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+
+    -- `lease_owner` is the serve process that claimed the job and
+    -- `lease_until` when its claim lapses (see `engine::queue`).
+    CREATE TABLE jobs (
+        execution_id TEXT PRIMARY KEY REFERENCES executions(id) ON DELETE CASCADE,
+        queued_at    INTEGER NOT NULL,
+        lease_owner  TEXT,
+        lease_until  INTEGER
+    ) STRICT;
+    CREATE INDEX jobs_waiting ON jobs(queued_at) WHERE lease_owner IS NULL;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -192,6 +233,9 @@ pub enum StoreError {
 
     #[error("the operating system's random number generator failed: {0}")]
     Random(String),
+
+    #[error("the run queue is full ({bound} runs waiting); retry later")]
+    QueueFull { bound: usize },
 }
 
 /// An extension recorded as installed.
@@ -337,6 +381,7 @@ macro_rules! text_enum {
 text_enum!(
     /// Where an execution is.
     ExecutionStatus {
+        Queued => "queued",
         Running => "running",
         Succeeded => "succeeded",
         Failed => "failed",
@@ -521,17 +566,47 @@ impl EngineStore {
                 supported: SCHEMA_VERSION,
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = self
-                .conn
-                .unchecked_transaction()
-                .map_err(self.db("starting a migration"))?;
-            tx.execute_batch(sql)
-                .and_then(|()| tx.pragma_update(None, "user_version", i as i64 + 1))
-                .and_then(|()| tx.commit())
-                .map_err(self.db("migrating the schema"))?;
+        if current == SCHEMA_VERSION {
+            return Ok(());
         }
-        Ok(())
+        // A migration may rebuild a table that others reference; with
+        // foreign keys on, dropping the old one would cascade. The pragma
+        // only takes effect outside a transaction, and every migration is
+        // checked for dangling references before it commits.
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = OFF;")
+            .map_err(self.db("preparing to migrate"))?;
+        let migrated = (|| {
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+                let tx = self
+                    .conn
+                    .unchecked_transaction()
+                    .map_err(self.db("starting a migration"))?;
+                tx.execute_batch(sql)
+                    .map_err(self.db("migrating the schema"))?;
+                let dangling: Option<String> = tx
+                    .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                    .optional()
+                    .map_err(self.db("checking references after a migration"))?;
+                if let Some(table) = dangling {
+                    return Err(StoreError::NotAnEngineDatabase {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "migrating to schema version {} left rows of {table} pointing at nothing",
+                            i + 1
+                        ),
+                    });
+                }
+                tx.pragma_update(None, "user_version", i as i64 + 1)
+                    .and_then(|()| tx.commit())
+                    .map_err(self.db("migrating the schema"))?;
+            }
+            Ok(())
+        })();
+        self.conn
+            .execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(self.db("re-enabling foreign keys"))?;
+        migrated
     }
 
     // ----- extensions -----
@@ -814,6 +889,20 @@ impl EngineStore {
         Ok(id)
     }
 
+    /// Records the graph version a queued execution actually runs (the
+    /// bot's deployment when a worker began it).
+    pub fn set_execution_graph(
+        &mut self,
+        id: &ExecutionId,
+        graph_version: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE executions SET graph_version = ?2 WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![id.as_str(), graph_version]))
+            .map(drop)
+            .map_err(self.db("recording an execution's graph"))
+    }
+
     /// Records what one node did. Its execution must exist
     /// ([`StoreError::ExecutionNotFound`]) and the node must not have been
     /// recorded for it yet ([`StoreError::NodeRunExists`]).
@@ -862,24 +951,35 @@ impl EngineStore {
     }
 
     /// Records how an execution ended (normally `succeeded` or `failed`)
-    /// with an optional scrubbed one-line summary.
+    /// with an optional scrubbed one-line summary. Its queue job, if it had
+    /// one, goes in the same transaction: a run is finished and dequeued
+    /// together, or neither.
     pub fn finish_execution(
         &mut self,
         id: &ExecutionId,
         status: ExecutionStatus,
         summary: Option<&str>,
     ) -> Result<(), StoreError> {
-        let changed = self
+        let tx = self
             .conn
+            .transaction()
+            .map_err(db_err(&self.path, "recording the end of an execution"))?;
+        let changed = tx
             .prepare_cached(
                 "UPDATE executions SET status = ?2, finished_at = ?3, summary = ?4 WHERE id = ?1",
             )
             .and_then(|mut stmt| stmt.execute(params![id.as_str(), status, now_ms(), summary]))
-            .map_err(self.db("recording the end of an execution"))?;
+            .and_then(|changed| {
+                tx.prepare_cached("DELETE FROM jobs WHERE execution_id = ?1")
+                    .and_then(|mut stmt| stmt.execute([id.as_str()]))
+                    .map(|_| changed)
+            })
+            .map_err(db_err(&self.path, "recording the end of an execution"))?;
         if changed == 0 {
             return Err(StoreError::ExecutionNotFound(id.to_string()));
         }
-        Ok(())
+        tx.commit()
+            .map_err(db_err(&self.path, "recording the end of an execution"))
     }
 
     /// The newest `limit` executions, of `bot` or of every bot, newest
@@ -970,6 +1070,167 @@ impl EngineStore {
             .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", [bot]))
             .and_then(|_| tx.commit())
             .map_err(db_err(&self.path, "deleting a bot's data"))
+    }
+}
+
+impl RunQueue for EngineStore {
+    fn enqueue(&mut self, run: &NewRun<'_>, bound: usize) -> Result<Enqueued, StoreError> {
+        let path = self.path.clone();
+        let err = |operation| db_err(&path, operation);
+        // The answer "accepted" must survive a power cut: this commit syncs
+        // the WAL, whatever the connection's everyday setting.
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(err("queueing a run"))?;
+        let enqueued = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err("queueing a run"))?;
+            if let Some(key) = run.idempotency_key {
+                let existing: Option<(String, ExecutionStatus)> = tx
+                    .prepare_cached(
+                        "SELECT id, status FROM executions WHERE bot = ?1 AND idempotency_key = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![run.bot, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(err("looking up an idempotency key"))?;
+                if let Some((id, status)) = existing {
+                    return Ok(Enqueued {
+                        id: ExecutionId(id),
+                        status,
+                        replayed: true,
+                    });
+                }
+            }
+            let waiting: i64 = tx
+                .prepare_cached("SELECT count(*) FROM jobs WHERE lease_owner IS NULL")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(err("measuring the queue"))?;
+            if waiting as u64 >= bound as u64 {
+                return Err(StoreError::QueueFull { bound });
+            }
+            let id = ExecutionId::generate()?;
+            let now = now_ms();
+            tx.prepare_cached(
+                "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id.as_str(),
+                    run.bot,
+                    run.graph_version,
+                    now,
+                    run.trigger_json,
+                    run.idempotency_key
+                ])
+            })
+            .and_then(|_| {
+                tx.prepare_cached("INSERT INTO jobs(execution_id, queued_at) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![id.as_str(), now]))
+            })
+            .map_err(err("queueing a run"))?;
+            tx.commit().map_err(err("queueing a run"))?;
+            Ok(Enqueued {
+                id,
+                status: ExecutionStatus::Queued,
+                replayed: false,
+            })
+        })();
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(db_err(&self.path, "queueing a run"))?;
+        enqueued
+    }
+
+    fn claim(&mut self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
+        let now = now_ms();
+        let until = now.saturating_add(lease.as_millis() as i64);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err(&self.path, "claiming a queued run"))?;
+        let claimed: Option<String> = tx
+            .prepare_cached(
+                "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+                 WHERE execution_id = (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
+                                       ORDER BY queued_at, rowid LIMIT 1)
+                 RETURNING execution_id",
+            )
+            .and_then(|mut s| s.query_row(params![owner, until], |r| r.get(0)).optional())
+            .map_err(db_err(&self.path, "claiming a queued run"))?;
+        let Some(id) = claimed else {
+            return Ok(None);
+        };
+        let (bot, trigger): (String, String) = tx
+            .prepare_cached(
+                "UPDATE executions SET status = 'running', running_at = ?2 WHERE id = ?1
+                 RETURNING bot, trigger",
+            )
+            .and_then(|mut s| s.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(db_err(&self.path, "starting a queued run"))?;
+        tx.commit()
+            .map_err(db_err(&self.path, "claiming a queued run"))?;
+        Ok(Some(Claimed {
+            id: ExecutionId(id),
+            bot,
+            trigger_json: trigger,
+        }))
+    }
+
+    fn recover(&mut self, owner: &str) -> Result<Recovery, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err(&self.path, "recovering the queue"))?;
+        let interrupted = tx
+            .prepare_cached(
+                "UPDATE executions SET status = 'failed', finished_at = ?2, summary = ?3
+                 WHERE id IN (SELECT execution_id FROM jobs
+                              WHERE lease_owner IS NOT NULL AND lease_owner <> ?1)",
+            )
+            .and_then(|mut s| s.execute(params![owner, now_ms(), INTERRUPTED]))
+            .and_then(|n| {
+                tx.prepare_cached(
+                    "DELETE FROM jobs WHERE lease_owner IS NOT NULL AND lease_owner <> ?1",
+                )
+                .and_then(|mut s| s.execute([owner]))
+                .map(|_| n)
+            })
+            .map_err(db_err(&self.path, "recovering the queue"))?;
+        let queued: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM jobs WHERE lease_owner IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db_err(&self.path, "recovering the queue"))?;
+        tx.commit()
+            .map_err(db_err(&self.path, "recovering the queue"))?;
+        Ok(Recovery {
+            interrupted,
+            queued: queued.max(0) as usize,
+        })
+    }
+
+    fn depth(&self) -> Result<QueueDepth, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT count(*) FILTER (WHERE lease_owner IS NULL),
+                        count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM jobs",
+            )
+            .and_then(|mut s| {
+                s.query_row([], |r| {
+                    Ok(QueueDepth {
+                        waiting: r.get::<_, i64>(0)?.max(0) as usize,
+                        running: r.get::<_, i64>(1)?.max(0) as usize,
+                    })
+                })
+            })
+            .map_err(self.db("measuring the queue"))
     }
 }
 
@@ -1422,5 +1683,112 @@ mod tests {
         assert_eq!(orphans, 0);
         assert!(store.active_deployment("kept").unwrap().is_some());
         assert!(store.execution(&kept).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_queue_migration_keeps_every_execution_and_node_run() {
+        let (dir, mut store) = store();
+        let id = store.start_execution("greeter", "aaa", "{}").unwrap();
+        store.record_node_run(&run(&id, "a")).unwrap();
+        store
+            .finish_execution(&id, ExecutionStatus::Succeeded, Some("ok"))
+            .unwrap();
+        // Back to the version 3 layout (no queue, the old CHECK).
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA foreign_keys = OFF;
+                 DROP TABLE jobs;
+                 CREATE TABLE executions_v3 (
+                     id TEXT PRIMARY KEY, bot TEXT NOT NULL, graph_version TEXT NOT NULL,
+                     status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+                     started_at INTEGER NOT NULL, finished_at INTEGER, trigger TEXT NOT NULL, summary TEXT
+                 ) STRICT;
+                 INSERT INTO executions_v3 SELECT id, bot, graph_version, status, started_at, finished_at, trigger, summary FROM executions;
+                 DROP TABLE executions;
+                 ALTER TABLE executions_v3 RENAME TO executions;
+                 PRAGMA user_version = 3;
+                 PRAGMA foreign_keys = ON;",
+            )
+            .unwrap();
+        drop(store);
+
+        let mut store = EngineStore::open(&dir.path().join("data")).unwrap();
+        let (execution, runs) = store.execution(&id).unwrap().unwrap();
+        assert_eq!(execution.status, ExecutionStatus::Succeeded);
+        assert_eq!(runs.len(), 1, "the rebuild dropped the node runs");
+        let fk: i64 = store
+            .conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1, "foreign keys stay on after migrating");
+        // The new table still cascades to node runs.
+        store.delete_bot_data("greeter").unwrap();
+        let orphans: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM node_runs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(orphans, 0);
+    }
+
+    #[test]
+    fn a_queued_run_is_claimed_once_finished_once_and_recovered_by_the_rule() {
+        let (_dir, mut store) = store();
+        let new = |key| NewRun {
+            bot: "greeter",
+            graph_version: "aaa",
+            trigger_json: "{}",
+            idempotency_key: key,
+        };
+        let first = store.enqueue(&new(Some("k1")), 10).unwrap();
+        assert!(!first.replayed);
+        assert_eq!(first.status, ExecutionStatus::Queued);
+        let again = store.enqueue(&new(Some("k1")), 10).unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.id, first.id);
+        let second = store.enqueue(&new(None), 10).unwrap();
+        assert_eq!(
+            store.depth().unwrap(),
+            QueueDepth {
+                waiting: 2,
+                running: 0
+            }
+        );
+        // Full: refused, nothing written.
+        assert!(matches!(
+            store.enqueue(&new(None), 2),
+            Err(StoreError::QueueFull { bound: 2 })
+        ));
+
+        let claimed = store.claim("a", Duration::from_secs(60)).unwrap().unwrap();
+        assert_eq!(claimed.id, first.id, "oldest first");
+        let (execution, _) = store.execution(&first.id).unwrap().unwrap();
+        assert_eq!(execution.status, ExecutionStatus::Running);
+        let other = store.claim("a", Duration::from_secs(60)).unwrap().unwrap();
+        assert_eq!(other.id, second.id);
+        assert!(store.claim("a", Duration::from_secs(60)).unwrap().is_none());
+        store
+            .finish_execution(&second.id, ExecutionStatus::Succeeded, None)
+            .unwrap();
+
+        // A new owner starts: the run `a` still held was interrupted.
+        let recovery = store.recover("b").unwrap();
+        assert_eq!(
+            recovery,
+            Recovery {
+                interrupted: 1,
+                queued: 0
+            }
+        );
+        let (execution, _) = store.execution(&first.id).unwrap().unwrap();
+        assert_eq!(execution.status, ExecutionStatus::Failed);
+        assert_eq!(execution.summary.as_deref(), Some(INTERRUPTED));
+        assert_eq!(store.depth().unwrap(), QueueDepth::default());
+        // Its own leases are not recovered from under it.
+        let third = store.enqueue(&new(None), 10).unwrap();
+        store.claim("b", Duration::from_secs(60)).unwrap().unwrap();
+        assert_eq!(store.recover("b").unwrap().interrupted, 0);
+        let (execution, _) = store.execution(&third.id).unwrap().unwrap();
+        assert_eq!(execution.status, ExecutionStatus::Running);
     }
 }

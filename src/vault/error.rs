@@ -162,6 +162,17 @@ pub enum VaultError {
     #[error("no secret {name} in {scope}; see `narakim secret list {}`", scope.flag())]
     SecretNotFound { name: String, scope: Scope },
 
+    #[error("secret {name} in {scope} {}; nothing was changed: list the secrets to see the current version, then retry", version_mismatch(*.expected, *.current))]
+    VersionMismatch {
+        name: String,
+        scope: Scope,
+        expected: super::secrets::Precondition,
+        current: Option<u64>,
+    },
+
+    #[error("{0}")]
+    PreconditionUnsupported(&'static str),
+
     #[error("secret {name} in {scope} {fault}")]
     Undecryptable {
         name: String,
@@ -279,5 +290,19 @@ impl std::fmt::Display for RecordFault {
                 "decrypted, but holds a value the vault would never store ({why}), so it was written outside narakim; overwrite it with `narakim secret set` or delete it"
             ),
         }
+    }
+}
+
+fn version_mismatch(expected: super::secrets::Precondition, current: Option<u64>) -> String {
+    use super::secrets::Precondition;
+    match (expected, current) {
+        (Precondition::Absent, Some(v)) => format!("already exists (version {v})"),
+        (Precondition::Version(want), Some(v)) => {
+            format!("is at version {v}, not the expected version {want}")
+        }
+        (Precondition::Version(want), None) => {
+            format!("does not exist (expected version {want})")
+        }
+        (_, _) => "does not meet the precondition".to_owned(),
     }
 }

@@ -70,7 +70,7 @@ pub use error::{InputError, RecordFault, ResolveError, VaultError};
 pub use key::{KeyId, KeySource, MasterKey, VaultId};
 pub use rotate::{RotationReport, VerifyReport};
 pub use scope::{Scope, ScopeKind};
-pub use secrets::{BotInfo, SecretInfo, SetOutcome, StoredMatch, TeamInfo};
+pub use secrets::{BotInfo, Precondition, SecretInfo, SetOutcome, StoredMatch, TeamInfo};
 pub use snapshot::{Generation, SecretResolver, SecretSnapshot};
 pub use value::{MAX_NAME_LEN, MAX_VALUE_LEN, MIN_VALUE_LEN, SecretName, SecretValue};
 
@@ -111,6 +111,32 @@ impl std::fmt::Debug for Vault {
             .field("vault_id", &self.vault_id)
             .field("key_id", &self.key.id())
             .finish_non_exhaustive()
+    }
+}
+
+/// See [`Vault::acting_as`].
+#[derive(Debug)]
+pub struct ActingAs<'v> {
+    vault: &'v mut Vault,
+    configured: String,
+}
+
+impl std::ops::Deref for ActingAs<'_> {
+    type Target = Vault;
+    fn deref(&self) -> &Vault {
+        self.vault
+    }
+}
+
+impl std::ops::DerefMut for ActingAs<'_> {
+    fn deref_mut(&mut self) -> &mut Vault {
+        self.vault
+    }
+}
+
+impl Drop for ActingAs<'_> {
+    fn drop(&mut self) {
+        self.vault.config.actor = std::mem::take(&mut self.configured);
     }
 }
 
@@ -302,6 +328,17 @@ impl Vault {
 
     pub fn vault_id(&self) -> VaultId {
         self.vault_id
+    }
+
+    /// The vault with every change made through the returned handle audited
+    /// as `actor` (the service passes the calling token's id). The
+    /// configured actor comes back when the handle drops, even on a panic.
+    pub fn acting_as(&mut self, actor: &str) -> ActingAs<'_> {
+        let configured = std::mem::replace(&mut self.config.actor, actor.to_owned());
+        ActingAs {
+            vault: self,
+            configured,
+        }
     }
 
     pub fn config(&self) -> &VaultConfig {

@@ -40,6 +40,11 @@ pub struct SecretInfo {
     pub scope: Scope,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// 1 when created, one more on each overwrite.
+    pub version: u64,
+    /// The actor of the last write (`None` for secrets written before
+    /// versions were recorded).
+    pub updated_by: Option<String>,
     /// The first 6 bytes of HMAC-SHA256(vault fingerprint key, value), in
     /// hex. Equal values have equal fingerprints within one vault; without
     /// the master key nothing about the value can be learned from it.
@@ -62,6 +67,19 @@ pub enum SetOutcome {
     Created,
     /// Replaced the value (rotation); the old ciphertext is gone from the file.
     Overwritten,
+}
+
+/// What a write expects to find, checked in the write's own transaction so
+/// two writers cannot both pass it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precondition {
+    /// Create or overwrite, whatever is there.
+    #[default]
+    Any,
+    /// Overwrite only this version (HTTP `If-Match`).
+    Version(u64),
+    /// Create only: fail if the secret exists (HTTP `If-None-Match: *`).
+    Absent,
 }
 
 impl Vault {
@@ -159,6 +177,15 @@ impl Vault {
         })
     }
 
+    /// The team `bot` belongs to ([`VaultError::BotNotFound`] if none).
+    pub fn team_of_bot(&self, bot: &str) -> Result<String, VaultError> {
+        let (_, team_id) = bot_and_team_id(&self.conn, bot)?;
+        self.conn
+            .prepare_cached("SELECT name FROM teams WHERE id = ?1")
+            .and_then(|mut s| s.query_row([team_id], |r| r.get(0)))
+            .map_err(VaultError::db("looking up a bot's team"))
+    }
+
     pub fn list_bots(&self) -> Result<Vec<BotInfo>, VaultError> {
         let mut stmt = self
             .conn
@@ -217,8 +244,36 @@ impl Vault {
         name: &SecretName,
         value: &SecretValue,
     ) -> Result<SetOutcome, VaultError> {
-        let mut outcomes = self.set_secrets([(scope, name, value)])?;
-        Ok(outcomes.pop().expect("one secret in, one outcome out"))
+        self.set_secret_checked(scope, name, value, Precondition::Any)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`set_secret`](Self::set_secret) if the stored secret meets
+    /// `expected` ([`VaultError::VersionMismatch`] otherwise, with nothing
+    /// changed). Returns the outcome and the new version.
+    pub fn set_secret_checked(
+        &mut self,
+        scope: &Scope,
+        name: &SecretName,
+        value: &SecretValue,
+        expected: Precondition,
+    ) -> Result<(SetOutcome, u64), VaultError> {
+        let key = self.key.clone();
+        let fingerprint = fingerprint(&self.fingerprint_key, value);
+        let tag_key = self.fingerprint_tag_key.clone();
+        let mut result = None;
+        self.change(|tx, actor| {
+            result = Some(store_one(
+                tx,
+                actor,
+                (&*key, &tag_key[..]),
+                (scope, name, value),
+                &fingerprint,
+                expected,
+            )?);
+            Ok(())
+        })?;
+        Ok(result.expect("a committed change stored the secret"))
     }
 
     /// Stores many secrets in one transaction (one fsync, one audit entry
@@ -234,15 +289,15 @@ impl Vault {
         self.change(|tx, actor| {
             for (scope, name, value) in items {
                 let fingerprint = fingerprint(&fingerprint_key, value);
-                outcomes.push(store_one(
+                let (outcome, _) = store_one(
                     tx,
                     actor,
                     (&*key, &tag_key[..]),
-                    scope,
-                    name,
-                    value,
+                    (scope, name, value),
                     &fingerprint,
-                )?);
+                    Precondition::Any,
+                )?;
+                outcomes.push(outcome);
             }
             Ok(())
         })?;
@@ -250,8 +305,31 @@ impl Vault {
     }
 
     pub fn delete_secret(&mut self, scope: &Scope, name: &SecretName) -> Result<(), VaultError> {
+        self.delete_secret_checked(scope, name, Precondition::Any)
+    }
+
+    /// [`delete_secret`](Self::delete_secret) if the stored secret is at the
+    /// expected version ([`Precondition::Version`]); `Absent` is refused.
+    pub fn delete_secret_checked(
+        &mut self,
+        scope: &Scope,
+        name: &SecretName,
+        expected: Precondition,
+    ) -> Result<(), VaultError> {
         self.change(|tx, actor| {
             let (kind, owner_id) = owner(tx, scope)?;
+            let Some((_, current)) = current_version(tx, kind, owner_id, name)? else {
+                return Err(VaultError::SecretNotFound {
+                    name: name.to_string(),
+                    scope: scope.clone(),
+                });
+            };
+            if expected == Precondition::Absent {
+                return Err(VaultError::PreconditionUnsupported(
+                    "If-None-Match: * means \"create only\" and cannot apply to a delete",
+                ));
+            }
+            check_precondition(scope, name, Some(current), expected)?;
             let deleted = tx
                 .execute(
                     &format!(
@@ -346,7 +424,7 @@ impl Vault {
             .conn
             .prepare_cached(
                 "SELECT s.name, s.fingerprint, s.fingerprint_tag, s.record, s.bot_id, s.team_id, b.name, t.name,
-                        s.created_at, s.updated_at
+                        s.created_at, s.updated_at, s.version, s.updated_by
                  FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id
                  WHERE s.bot_id = ?1 OR s.team_id = ?2
                  ORDER BY s.name, s.bot_id IS NULL",
@@ -367,6 +445,8 @@ impl Vault {
                 Ok(SecretInfo {
                     created_at_ms: r.get(8)?,
                     updated_at_ms: r.get(9)?,
+                    version: r.get::<_, i64>(10)?.max(0) as u64,
+                    updated_by: r.get(11)?,
                     fingerprint: if verified {
                         hex(&row.fingerprint[..row.fingerprint.len().min(6)])
                     } else {
@@ -539,55 +619,100 @@ fn store_one(
     tx: &Transaction<'_>,
     actor: &str,
     (key, tag_key): (&MasterKey, &[u8]),
-    scope: &Scope,
-    name: &SecretName,
-    value: &SecretValue,
+    (scope, name, value): (&Scope, &SecretName, &SecretValue),
     fingerprint: &[u8],
-) -> Result<SetOutcome, VaultError> {
+    expected: Precondition,
+) -> Result<(SetOutcome, u64), VaultError> {
     let (kind, owner_id) = owner(tx, scope)?;
     let identity = Identity {
         kind,
         owner_id,
         name: name.as_str(),
     };
+    let current = current_version(tx, kind, owner_id, name)?;
+    check_precondition(scope, name, current.map(|(_, v)| v), expected)?;
     let sealed = record::seal(key, identity, value)?;
     let tag = record::fingerprint_tag(tag_key, identity, fingerprint, &sealed)
         .expect("a sealed record has a value layer");
     let now = now_ms();
     let column = owner_column(kind);
-    let existing: Option<i64> = tx
-        .prepare_cached(&format!(
-            "SELECT id FROM secrets WHERE {column} = ?1 AND name = ?2"
-        ))
-        .and_then(|mut s| {
-            s.query_row(params![owner_id, name.as_str()], |r| r.get(0))
-                .optional()
-        })
-        .map_err(VaultError::db("looking up a secret"))?;
-    let outcome = match existing {
-        Some(id) => tx
+    let (outcome, version) = match current {
+        Some((id, version)) => tx
             .prepare_cached(
-                "UPDATE secrets SET record = ?1, fingerprint = ?2, fingerprint_tag = ?3, updated_at = ?4 WHERE id = ?5",
+                "UPDATE secrets SET record = ?1, fingerprint = ?2, fingerprint_tag = ?3, updated_at = ?4,
+                                    version = ?5, updated_by = ?6 WHERE id = ?7",
             )
-            .and_then(|mut s| s.execute(params![sealed, fingerprint, tag, now, id]))
-            .map(|_| SetOutcome::Overwritten),
+            .and_then(|mut s| {
+                s.execute(params![sealed, fingerprint, tag, now, version as i64 + 1, actor, id])
+            })
+            .map(|_| (SetOutcome::Overwritten, version + 1)),
         None => tx
             .prepare_cached(&format!(
-                "INSERT INTO secrets({column}, name, record, fingerprint, fingerprint_tag, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)"
+                "INSERT INTO secrets({column}, name, record, fingerprint, fingerprint_tag, created_at, updated_at,
+                                     version, updated_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7)"
             ))
             .and_then(|mut s| {
-                s.execute(params![owner_id, name.as_str(), sealed, fingerprint, tag, now])
+                s.execute(params![owner_id, name.as_str(), sealed, fingerprint, tag, now, actor])
             })
-            .map(|_| SetOutcome::Created),
+            .map(|_| (SetOutcome::Created, 1)),
     }
     .map_err(VaultError::db("storing a secret"))?;
     let action = match outcome {
         SetOutcome::Created => "secret.set",
         SetOutcome::Overwritten => "secret.overwrite",
     };
-    audit::record(tx, actor, action, Some(scope), Some(name.as_str()), "")?;
-    Ok(outcome)
+    audit::record(
+        tx,
+        actor,
+        action,
+        Some(scope),
+        Some(name.as_str()),
+        &format!("version {version}"),
+    )?;
+    Ok((outcome, version))
+}
+
+/// The row id and version of `name` in the owner's secrets, if stored.
+fn current_version(
+    tx: &Transaction<'_>,
+    kind: ScopeKind,
+    owner_id: i64,
+    name: &SecretName,
+) -> Result<Option<(i64, u64)>, VaultError> {
+    tx.prepare_cached(&format!(
+        "SELECT id, version FROM secrets WHERE {} = ?1 AND name = ?2",
+        owner_column(kind)
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![owner_id, name.as_str()], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })
+        .optional()
+    })
+    .map_err(VaultError::db("looking up a secret"))
+}
+
+fn check_precondition(
+    scope: &Scope,
+    name: &SecretName,
+    current: Option<u64>,
+    expected: Precondition,
+) -> Result<(), VaultError> {
+    let holds = match expected {
+        Precondition::Any => true,
+        Precondition::Version(v) => current == Some(v),
+        Precondition::Absent => current.is_none(),
+    };
+    if holds {
+        return Ok(());
+    }
+    Err(VaultError::VersionMismatch {
+        name: name.to_string(),
+        scope: scope.clone(),
+        expected,
+        current,
+    })
 }
 
 fn owner_column(kind: ScopeKind) -> &'static str {

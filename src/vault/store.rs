@@ -101,6 +101,12 @@ const MIGRATIONS: &[&str] = &[
             OR (admin = 0 AND team_id IS NOT NULL))
     ) STRICT;
     "#,
+    // 4: every secret has a version (1 when created, +1 on each overwrite)
+    // for the API's `If-Match`, and names who last wrote it.
+    r#"
+    ALTER TABLE secrets ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE secrets ADD COLUMN updated_by TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -10,6 +10,7 @@ use narakim::vault::{KeySource, Vault, VaultConfig};
 
 pub mod extensions;
 pub mod guests;
+pub mod http;
 pub mod recorder;
 
 /// A vault in a temp dir: data in `root/data`, key in `root/config`.

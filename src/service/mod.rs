@@ -1,0 +1,253 @@
+//! `narakim serve`: the engine as a long-running service with an HTTP API.
+//!
+//! The data path of a request, and the module that owns each step:
+//!
+//! - [`listen`]: the socket. Loopback unless told otherwise; any other
+//!   address needs TLS (rustls) or an explicit `--insecure-http`. Slow
+//!   clients are cut off; shutdown stops accepting and drains.
+//! - [`auth`]: the `Bearer` API token, its capabilities and its scope, and
+//!   a per-token rate limit.
+//! - [`api`]: the `/api/v1` routes. Handlers are thin: they check the
+//!   caller, call the vault or the engine, and shape JSON.
+//! - [`problem`]: every error as RFC 9457 problem details.
+//! - [`workers`]: the workers that run queued executions, woken in-process
+//!   when a run is accepted (an idle server does no database work).
+//! - [`metrics`]: `/metrics` in the Prometheus text format.
+//! - [`openapi`]: the OpenAPI 3.1 document, generated from the route table.
+//! - [`logs`]: `tracing` output, every line passed through a scrubber of
+//!   every stored secret value.
+//!
+//! The service uses the same [`Engine`], vault and stores as the CLI.
+
+pub mod api;
+pub mod auth;
+pub mod listen;
+pub mod logs;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod workers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::engine::executor::Engine;
+use auth::RateLimiter;
+use problem::Problem;
+
+/// How `narakim serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub listen: SocketAddr,
+    /// Executions run at once.
+    pub workers: usize,
+    /// Certificate chain and private key (PEM), for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Allows plain HTTP on a non-loopback address.
+    pub insecure_http: bool,
+    /// How long running executions may take to finish after a shutdown
+    /// signal.
+    pub drain: Duration,
+    /// Most runs waiting in the queue; past it a run answers 503.
+    pub queue_bound: usize,
+    /// Requests per second per token (bursts of twice that).
+    pub rate_limit: u32,
+    /// Largest request body, in bytes (larger ones answer 413).
+    pub body_limit: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: 4,
+            tls: None,
+            insecure_http: false,
+            drain: Duration::from_secs(30),
+            queue_bound: 10_000,
+            rate_limit: 100,
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub metrics: metrics::Metrics,
+    pub limiter: RateLimiter,
+    pub config: ServiceConfig,
+    /// Scrubs every log line (see [`logs`]); rebuilt when a secret changes.
+    pub log_scrubber: logs::LogScrubber,
+    /// Wakes a worker when a run is accepted.
+    pub wake: Notify,
+    /// False once shutdown began (`/readyz` answers 503).
+    pub ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: ServiceConfig,
+        log_scrubber: logs::LogScrubber,
+    ) -> Arc<AppState> {
+        Arc::new(AppState {
+            engine,
+            metrics: metrics::Metrics::default(),
+            limiter: RateLimiter::new(config.rate_limit),
+            config,
+            log_scrubber,
+            wake: Notify::new(),
+            ready: AtomicBool::new(true),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` (which uses SQLite, and may fsync) off the async workers.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&AppState) -> Result<T, Problem> + Send + 'static,
+    ) -> Result<T, Problem> {
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .map_err(|e| Problem::internal("handling the request", &e))?
+    }
+}
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
+    #[error(
+        "another narakim serve already uses the data directory {} (it holds {}); stop it first, or give this one another --data-dir",
+        data_dir.display(), lock.display()
+    )]
+    DataDirInUse { data_dir: PathBuf, lock: PathBuf },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::engine::store::StoreError),
+}
+
+/// What a finished `serve` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeReport {
+    /// Runs marked interrupted at start (the recovery rule).
+    pub recovered_interrupted: usize,
+    /// Runs found waiting at start.
+    pub recovered_queued: usize,
+    /// Workers still busy when the drain bound ran out.
+    pub abandoned: usize,
+}
+
+/// Holds the data directory for one `serve` (an advisory `flock`, released
+/// when the process exits, even by kill -9).
+#[derive(Debug)]
+pub struct DataDirLock(#[allow(dead_code)] std::fs::File);
+
+impl DataDirLock {
+    pub fn acquire(data_dir: &std::path::Path) -> Result<DataDirLock, ServeError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = data_dir.join("serve.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| ServeError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; no memory is involved.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(ServeError::DataDirInUse {
+                    data_dir: data_dir.to_owned(),
+                    lock: path,
+                });
+            }
+            return Err(ServeError::Lock {
+                path,
+                source: error,
+            });
+        }
+        Ok(DataDirLock(file))
+    }
+}
+
+/// Runs the service until `shutdown` completes: recovers the queue,
+/// starts the workers, serves HTTP, then drains. `on_listening` learns the
+/// bound address (for `--listen 127.0.0.1:0`) and scheme once the socket
+/// is open.
+pub async fn run(
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_listening: impl FnOnce(SocketAddr, &str),
+) -> Result<ServeReport, ServeError> {
+    use crate::engine::queue::RunQueue;
+    let owner = format!("serve-{}-{:016x}", std::process::id(), {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let listener = listen::Listener::bind(&state.config).await?;
+    let recovery = state.engine.store().recover(&owner)?;
+    if recovery.interrupted > 0 {
+        tracing::warn!(
+            runs = recovery.interrupted,
+            "runs interrupted by the last stop were marked failed (not retried: their nodes may already have had effects)"
+        );
+    }
+    let workers = workers::Workers::start(&state, &owner, state.config.workers);
+    let addr = listener
+        .local_addr()
+        .map_err(|source| listen::ListenError::Bind {
+            addr: state.config.listen,
+            source,
+        })?;
+    on_listening(addr, listener.scheme());
+    tracing::info!(%addr, queued = recovery.queued, workers = state.config.workers, "listening");
+    let router = api::router(state.clone());
+    let drain = state.config.drain;
+    let shutting_down = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            state.ready.store(false, Ordering::Release);
+            tracing::info!("shutting down: no new requests; draining running executions");
+        }
+    };
+    listener.serve(router, shutting_down, drain).await;
+    let abandoned = workers.drain(drain).await;
+    if abandoned > 0 {
+        tracing::warn!(
+            workers = abandoned,
+            "executions still running after --drain-seconds; the next start marks them interrupted"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(ServeReport {
+        recovered_interrupted: recovery.interrupted,
+        recovered_queued: recovery.queued,
+        abandoned,
+    })
+}

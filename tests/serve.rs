@@ -1,0 +1,1110 @@
+//! `narakim serve` through the real binary: a random loopback port, a real
+//! SQLite file, real HTTP. Tokens, scopes and capabilities on every route,
+//! write-only secrets with versions, bad input answered with problem
+//! details and nothing changed, the durable queue with its recovery rule,
+//! and a graceful stop.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TestVault;
+use common::extensions::extension;
+use common::http::{Response, request, send_raw};
+use serde_json::{Value, json};
+
+/// A value planted in the vault; it must never come back out.
+const PLANTED: &str = "planted-Zq8vX2mK9wR4tY7uP3sL6nB1cF5hJ0dG";
+
+/// `narakim serve` on a random loopback port, with its stderr collected.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(v: &TestVault, extra: &[&str]) -> Server {
+        let mut cmd = v.command();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--drain-seconds", "10"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting narakim serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit("://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", log.lock().unwrap()));
+        Server { child, addr, log }
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        self.call_with(method, path, token, body, &[])
+    }
+
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut all: Vec<(&str, &str)> = headers.to_vec();
+        if let Some(auth) = &auth {
+            all.push(("Authorization", auth));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        if !body.is_empty() {
+            all.push(("Content-Type", "application/json"));
+        }
+        request(self.addr, method, path, &all, body.as_bytes())
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.log())
+    }
+
+    fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two teams, a bot in each (and a second bot in `ops`), a planted secret.
+fn vault() -> TestVault {
+    let v = TestVault::new();
+    v.run(&["team", "create", "ops"]).ok();
+    v.run(&["team", "create", "other"]).ok();
+    v.run(&["bot", "create", "greeter", "--team", "ops"]).ok();
+    v.run(&["bot", "create", "sibling", "--team", "ops"]).ok();
+    v.run(&["bot", "create", "stranger", "--team", "other"])
+        .ok();
+    v.set("PLANTED", "--bot", "greeter", PLANTED);
+    v
+}
+
+fn token(v: &TestVault, args: &[&str]) -> String {
+    let args: Vec<&str> = ["token", "create"].iter().chain(args).copied().collect();
+    v.run(&args).ok().trim().to_owned()
+}
+
+const ALL: [&str; 8] = [
+    "secrets:write",
+    "secrets:list",
+    "bots:deploy",
+    "bots:pause",
+    "runs:start",
+    "executions:read",
+    "extensions:install",
+    "audit:read",
+];
+
+fn all_caps(scope: &[&str]) -> Vec<String> {
+    let _ = scope;
+    ALL.iter().map(|s| s.to_string()).collect()
+}
+
+fn team_token(v: &TestVault, team: &str) -> String {
+    let caps = all_caps(&[]);
+    let mut args = vec!["--team", team, "--can"];
+    args.extend(caps.iter().map(String::as_str));
+    token(v, &args)
+}
+
+fn bot_token(v: &TestVault, team: &str, bot: &str) -> String {
+    let caps = all_caps(&[]);
+    let mut args = vec!["--team", team, "--bot", bot, "--can"];
+    args.extend(caps.iter().map(String::as_str));
+    token(v, &args)
+}
+
+#[track_caller]
+fn assert_problem(r: &Response, status: u16, needle: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{r:?}"
+    );
+    let body = r.json();
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://narakim.dev/problems/"),
+        "{body}"
+    );
+    let detail = body["detail"].as_str().unwrap_or("");
+    assert!(detail.contains(needle), "expected {needle:?} in {detail:?}");
+}
+
+#[test]
+fn health_readiness_and_metrics_answer_without_a_token() {
+    let v = vault();
+    let s = Server::start(&v, &[]);
+    assert!(s.addr.ip().is_loopback());
+    assert_eq!(s.call("GET", "/healthz", None, None).status, 200);
+    assert_eq!(
+        s.call("GET", "/readyz", None, None).json()["status"],
+        "ready"
+    );
+    let metrics = s.call("GET", "/metrics", None, None);
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    for name in [
+        "narakim_executions_total",
+        "narakim_queue_depth",
+        "narakim_node_duration_seconds_bucket",
+        "narakim_egress_refusals_total",
+        "narakim_api_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    let (status, log) = s.stop();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn it_refuses_plain_http_off_loopback_and_a_second_server_on_one_data_dir() {
+    let v = vault();
+    let out = v.run(&["serve", "--listen", "0.0.0.0:0"]);
+    out.fails_with("refusing to serve plain HTTP on 0.0.0.0:0");
+    out.fails_with("--tls-cert and --tls-key");
+    let out = v.run(&["serve", "--tls-cert", "/nonexistent.pem"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let out = v.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "/nonexistent.pem",
+        "--tls-key",
+        "/nonexistent.key",
+    ]);
+    out.fails_with("cannot read the TLS certificate /nonexistent.pem");
+
+    let s = Server::start(&v, &[]);
+    let second = v.run(&["serve", "--listen", "127.0.0.1:0"]);
+    second.fails_with("another narakim serve already uses the data directory");
+    drop(s);
+
+    let uninitialised = TestVault::uninitialised();
+    assert_ne!(
+        uninitialised
+            .run(&["serve", "--listen", "127.0.0.1:0"])
+            .code,
+        0
+    );
+}
+
+#[test]
+fn every_route_checks_the_token_its_scope_and_its_capabilities() {
+    let v = vault();
+    let ops = team_token(&v, "ops");
+    let other = team_token(&v, "other");
+    let greeter = bot_token(&v, "ops", "greeter");
+    let list_only = token(&v, &["--team", "ops", "--can", "secrets:list"]);
+    let admin = token(&v, &["--admin", "--can", "audit:read"]);
+    let s = Server::start(&v, &[]);
+
+    let bot_routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/api/v1/teams/ops/bots/greeter".into(), None),
+        ("GET", "/api/v1/teams/ops/bots/greeter/secrets".into(), None),
+        (
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/secrets/NEW_ONE".into(),
+            Some(json!({"value": "a-new-value-123"})),
+        ),
+        (
+            "DELETE",
+            "/api/v1/teams/ops/bots/greeter/secrets/NOPE".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/greeter/secret-requirements".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/greeter/deployment".into(),
+            None,
+        ),
+        (
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/deployment".into(),
+            Some(json!({"nodes": []})),
+        ),
+        ("POST", "/api/v1/teams/ops/bots/greeter/pause".into(), None),
+        ("POST", "/api/v1/teams/ops/bots/greeter/resume".into(), None),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots/greeter/runs".into(),
+            Some(json!({})),
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/greeter/executions".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/greeter/executions/exe_0".into(),
+            None,
+        ),
+    ];
+    let team_routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/api/v1/teams/ops".into(), None),
+        ("GET", "/api/v1/teams/ops/bots".into(), None),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots".into(),
+            Some(json!({"name": "newbot"})),
+        ),
+        ("DELETE", "/api/v1/teams/ops/bots/sibling".into(), None),
+        ("GET", "/api/v1/teams/ops/secrets".into(), None),
+        (
+            "PUT",
+            "/api/v1/teams/ops/secrets/TEAM_ONE".into(),
+            Some(json!({"value": "team-value-12345"})),
+        ),
+        ("DELETE", "/api/v1/teams/ops/secrets/NOPE".into(), None),
+    ];
+    let admin_routes: Vec<(&str, String, Option<Value>)> = vec![
+        (
+            "POST",
+            "/api/v1/teams".into(),
+            Some(json!({"name": "newteam"})),
+        ),
+        ("DELETE", "/api/v1/teams/other".into(), None),
+        ("GET", "/api/v1/audit".into(), None),
+    ];
+
+    let before = v.dump();
+    for (method, path, body) in bot_routes.iter().chain(&team_routes).chain(&admin_routes) {
+        // No token, a malformed one, a well-formed unknown one.
+        assert_problem(
+            &s.call(method, path, None, body.clone()),
+            401,
+            "needs an API token",
+        );
+        assert_problem(
+            &s.call(method, path, Some("nrk_nope"), body.clone()),
+            401,
+            "",
+        );
+        let unknown = format!("nrk_{}", "A".repeat(49));
+        assert_eq!(
+            s.call(method, path, Some(&unknown), body.clone()).status,
+            401,
+            "{method} {path}"
+        );
+        // Another team's token, whatever its capabilities.
+        assert_problem(
+            &s.call(method, path, Some(&other), body.clone()),
+            403,
+            "scoped to team other",
+        );
+    }
+    for (method, path, body) in &team_routes {
+        // A bot token never reaches its team's own resources.
+        assert_problem(
+            &s.call(method, path, Some(&greeter), body.clone()),
+            403,
+            "scoped to bot greeter",
+        );
+    }
+    for (method, path, body) in &admin_routes {
+        assert_problem(
+            &s.call(method, path, Some(&ops), body.clone()),
+            403,
+            "scoped to team ops",
+        );
+    }
+    // A bot token on its sibling's routes.
+    for (method, path, body) in &bot_routes {
+        let sibling = path.replace("/bots/greeter", "/bots/sibling");
+        assert_problem(
+            &s.call(method, &sibling, Some(&greeter), body.clone()),
+            403,
+            "scoped to bot greeter",
+        );
+    }
+    // A token without the capability.
+    for (method, path, body) in [
+        (
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/secrets/X_Y",
+            Some(json!({"value": "a-new-value-123"})),
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots/greeter/runs",
+            Some(json!({})),
+        ),
+        ("POST", "/api/v1/teams/ops/bots/greeter/pause", None),
+        (
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/deployment",
+            Some(json!({"nodes": []})),
+        ),
+        ("GET", "/api/v1/teams/ops/bots/greeter/executions", None),
+    ] {
+        assert_problem(
+            &s.call(method, path, Some(&list_only), body),
+            403,
+            "lacks the capability",
+        );
+    }
+    // The admin token's scope covers everything, its capabilities do not.
+    assert_problem(
+        &s.call(
+            "PUT",
+            "/api/v1/teams/ops/secrets/X_Y",
+            Some(&admin),
+            Some(json!({"value": "a-new-value-123"})),
+        ),
+        403,
+        "lacks the capability secrets:write",
+    );
+    drop(s);
+    assert_eq!(before, v.dump(), "a refused request changed the vault");
+}
+
+#[test]
+fn secrets_are_write_only_versioned_and_audited_as_the_token() {
+    let v = vault();
+    let ops = team_token(&v, "ops");
+    let token_id = v
+        .run(&["token", "list"])
+        .ok()
+        .split_whitespace()
+        .find(|w| w.starts_with("tok_"))
+        .unwrap()
+        .to_owned();
+    let s = Server::start(&v, &[]);
+    let path = "/api/v1/teams/ops/bots/greeter/secrets/API_KEY";
+
+    let first = "first-value-0123456789";
+    let created = s.call("PUT", path, Some(&ops), Some(json!({ "value": first })));
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.json()["version"], 1);
+    assert_eq!(created.header("etag"), Some("\"1\""));
+
+    let second = "second-value-9876543210";
+    let overwritten = s.call("PUT", path, Some(&ops), Some(json!({ "value": second })));
+    assert_eq!(overwritten.status, 200, "{overwritten:?}");
+    assert_eq!(overwritten.json()["version"], 2);
+
+    // A stale If-Match changes nothing.
+    let before = v.dump();
+    let stale = s.call_with(
+        "PUT",
+        path,
+        Some(&ops),
+        Some(json!({"value": "third-value-000000"})),
+        &[("If-Match", "\"1\"")],
+    );
+    assert_problem(&stale, 412, "is at version 2, not the expected version 1");
+    assert_eq!(stale.json()["current_version"], 2);
+    let create_only = s.call_with(
+        "PUT",
+        path,
+        Some(&ops),
+        Some(json!({"value": "third-value-000000"})),
+        &[("If-None-Match", "*")],
+    );
+    assert_problem(&create_only, 412, "already exists");
+    let stale_delete = s.call_with("DELETE", path, Some(&ops), None, &[("If-Match", "\"7\"")]);
+    assert_problem(&stale_delete, 412, "not the expected version 7");
+    assert_eq!(before, v.dump(), "a refused write changed the vault");
+
+    // The current If-Match works.
+    let third = "third-value-000000";
+    let r = s.call_with(
+        "PUT",
+        path,
+        Some(&ops),
+        Some(json!({ "value": third })),
+        &[("If-Match", "\"2\"")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let list = s.call(
+        "GET",
+        "/api/v1/teams/ops/bots/greeter/secrets",
+        Some(&ops),
+        None,
+    );
+    assert_eq!(list.status, 200);
+    let secrets = list.json()["secrets"].as_array().unwrap().clone();
+    let entry = secrets.iter().find(|e| e["name"] == "API_KEY").unwrap();
+    assert_eq!(entry["version"], 3);
+    assert_eq!(entry["scope"], "bot");
+    assert_eq!(entry["updated_by"], token_id.as_str());
+    assert!(entry.get("value").is_none());
+
+    let audit = v.run(&["audit", "list"]).ok().to_owned();
+    assert!(
+        audit.contains(&token_id),
+        "the audit names the token: {audit}"
+    );
+
+    let deleted = s.call("DELETE", path, Some(&ops), None);
+    assert_eq!(deleted.status, 204, "{deleted:?}");
+    assert_problem(
+        &s.call("DELETE", path, Some(&ops), None),
+        404,
+        "no secret API_KEY",
+    );
+
+    // Nothing written ever comes back, in any response, log line or file.
+    let (status, log) = s.stop();
+    assert!(status.success());
+    for value in [PLANTED, first, second, third] {
+        assert!(!log.contains(value), "{value} in the log:\n{log}");
+        assert!(!list.text().contains(value));
+    }
+    common::assert_absent(&v.file_bytes(), PLANTED);
+    assert!(!log.to_lowercase().contains("authorization"), "{log}");
+    assert!(!log.contains(&ops[4..]), "the token is in the log");
+}
+
+#[test]
+fn bad_input_gets_a_precise_problem_and_changes_nothing() {
+    let v = vault();
+    let ops = team_token(&v, "ops");
+    let s = Server::start(&v, &["--body-limit", "1"]);
+    let secret = "/api/v1/teams/ops/bots/greeter/secrets/GOOD_NAME";
+    let json_ct = ("Content-Type", "application/json");
+    let auth = format!("Bearer {ops}");
+    let auth = ("Authorization", auth.as_str());
+    let before = v.dump();
+
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct],
+            b"{\"value\": \"x\"}".to_vec(),
+            422,
+            "at least",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct],
+            b"{\"value\": 12345678}".to_vec(),
+            422,
+            "exactly {\"value\"",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct],
+            b"{\"value\": \"abcdefgh\", \"x\": 1}".to_vec(),
+            422,
+            "exactly",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct],
+            b"{\"value\": ".to_vec(),
+            400,
+            "ends before",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct],
+            b"not json".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth],
+            b"{\"value\": \"abcdefgh\"}".to_vec(),
+            415,
+            "Content-Type: application/json",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, ("Content-Type", "text/plain")],
+            b"abcdefgh".to_vec(),
+            415,
+            "JSON",
+        ),
+        (
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/secrets/bad-name",
+            vec![auth, json_ct],
+            b"{\"value\": \"abcdefgh\"}".to_vec(),
+            422,
+            "secret name",
+        ),
+        (
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/secrets/GOOD_NAME",
+            vec![auth, json_ct, ("If-Match", "soon")],
+            b"{\"value\": \"abcdefgh\"}".to_vec(),
+            400,
+            "If-Match",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct, ("If-None-Match", "\"3\"")],
+            b"{\"value\": \"abcdefgh\"}".to_vec(),
+            400,
+            "If-None-Match",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct, ("If-Match", "\"1\""), ("If-None-Match", "*")],
+            b"{\"value\": \"abcdefgh\"}".to_vec(),
+            400,
+            "not both",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct],
+            vec![b'a'; 2048],
+            413,
+            "limit",
+        ),
+        (
+            "GET",
+            "/api/v1/teams/nope/bots",
+            vec![auth],
+            vec![],
+            403,
+            "scoped to team ops",
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/nope/secrets",
+            vec![auth],
+            vec![],
+            404,
+            "nope",
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/stranger/secrets",
+            vec![auth],
+            vec![],
+            404,
+            "team ops has no bot stranger",
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/greeter/executions/exe_missing",
+            vec![auth],
+            vec![],
+            404,
+            "no execution",
+        ),
+        (
+            "PATCH",
+            secret,
+            vec![auth],
+            vec![],
+            405,
+            "does not take that method",
+        ),
+        (
+            "GET",
+            "/api/v2/anything",
+            vec![auth],
+            vec![],
+            404,
+            "no such route",
+        ),
+        (
+            "GET",
+            "/api/v1/teams",
+            vec![("Authorization", "Basic dXNlcjpwYXNz")],
+            vec![],
+            401,
+            "Bearer",
+        ),
+        (
+            "GET",
+            "/api/v1/teams",
+            vec![("Authorization", "Bearer nrk_short")],
+            vec![],
+            401,
+            "",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots",
+            vec![auth, json_ct],
+            b"{\"name\": \"Bad Name!\"}".to_vec(),
+            422,
+            "bot",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots",
+            vec![auth, json_ct],
+            b"{\"name\": \"greeter\"}".to_vec(),
+            409,
+            "greeter",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots",
+            vec![auth, json_ct],
+            b"[]".to_vec(),
+            422,
+            "wrong shape",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots/greeter/runs",
+            vec![auth, json_ct],
+            b"{}".to_vec(),
+            409,
+            "no deployed graph",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots/greeter/runs",
+            vec![auth, json_ct, ("Idempotency-Key", "")],
+            b"{}".to_vec(),
+            400,
+            "Idempotency-Key",
+        ),
+        (
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/deployment",
+            vec![auth, json_ct],
+            b"{\"nodes\": 5}".to_vec(),
+            422,
+            "",
+        ),
+    ];
+    let count = cases.len();
+    for (method, path, headers, body, status, needle) in cases {
+        let r = request(s.addr, method, path, &headers, &body);
+        assert_problem(&r, status, needle);
+        assert!(!r.text().contains(PLANTED));
+    }
+    // Malformed HTTP itself: hyper answers 400 and the server lives on.
+    let r = send_raw(
+        s.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(s.call("GET", "/healthz", None, None).status, 200);
+    assert!(count >= 26);
+    drop(s);
+    assert_eq!(before, v.dump(), "bad input changed the vault");
+}
+
+/// A loopback HTTP server answering 200 `{}` to everything, counting hits.
+fn echo(delay: Duration) -> (SocketAddr, Arc<Mutex<usize>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(Mutex::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let counted = counted.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                *counted.lock().unwrap() += 1;
+                std::thread::sleep(delay);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                );
+            });
+        }
+    });
+    (addr, hits)
+}
+
+fn deployed_vault(delay: Duration) -> (TestVault, String, SocketAddr, Arc<Mutex<usize>>) {
+    let v = vault();
+    v.run(&[
+        "extension",
+        "install",
+        extension("http-request").to_str().unwrap(),
+    ])
+    .ok();
+    let ops = team_token(&v, "ops");
+    let (echo, hits) = echo(delay);
+    (v, ops, echo, hits)
+}
+
+fn deploy(s: &Server, ops: &str) {
+    let graph = json!({"nodes": [{
+        "id": "call", "extension": "http-request",
+        "config": {"url": "https://echo.test/{{trigger.n}}"}
+    }]});
+    let r = s.call(
+        "PUT",
+        "/api/v1/teams/ops/bots/greeter/deployment",
+        Some(ops),
+        Some(graph),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+fn wait_finished(s: &Server, ops: &str, location: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = s.call("GET", location, Some(ops), None);
+        assert_eq!(r.status, 200, "{r:?}");
+        let body = r.json();
+        if body["finished"] == true {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never finished: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_run_is_queued_durably_executed_by_a_worker_and_never_started_twice() {
+    let (v, ops, echo, hits) = deployed_vault(Duration::ZERO);
+    let upstream = format!("echo.test=http://{echo}");
+    let s = Server::start(&v, &["--upstream", &upstream]);
+    deploy(&s, &ops);
+
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
+    let accepted = s.call_with(
+        "POST",
+        runs,
+        Some(&ops),
+        Some(json!({"n": 1})),
+        &[("Idempotency-Key", "order-1")],
+    );
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    let body = accepted.json();
+    assert_eq!(body["replayed"], false);
+    let location = body["location"].as_str().unwrap().to_owned();
+    assert_eq!(accepted.header("location"), Some(location.as_str()));
+    let done = wait_finished(&s, &ops, &location);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["nodes"][0]["status"], "succeeded", "{done}");
+
+    // The client retries with the same key: the same run, not a second one.
+    let retry = s.call_with(
+        "POST",
+        runs,
+        Some(&ops),
+        Some(json!({"n": 1})),
+        &[("Idempotency-Key", "order-1")],
+    );
+    assert_eq!(retry.status, 202);
+    assert_eq!(retry.json()["replayed"], true);
+    assert_eq!(retry.json()["execution_id"], body["execution_id"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(*hits.lock().unwrap(), 1, "the retry ran the graph again");
+
+    let list = s.call(
+        "GET",
+        "/api/v1/teams/ops/bots/greeter/executions",
+        Some(&ops),
+        None,
+    );
+    assert_eq!(list.json()["executions"].as_array().unwrap().len(), 1);
+    let metrics = s.call("GET", "/metrics", None, None).text();
+    assert!(
+        metrics.contains("narakim_executions_total{status=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+
+    // A paused bot accepts no run.
+    assert_eq!(
+        s.call(
+            "POST",
+            "/api/v1/teams/ops/bots/greeter/pause",
+            Some(&ops),
+            None
+        )
+        .status,
+        200
+    );
+    assert_problem(
+        &s.call("POST", runs, Some(&ops), Some(json!({}))),
+        409,
+        "paused",
+    );
+    let (status, _) = s.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn after_kill_9_every_accepted_run_is_recorded_exactly_once() {
+    const RUNS: usize = 500;
+    let (v, ops, echo, hits) = deployed_vault(Duration::from_millis(5));
+    let upstream = format!("echo.test=http://{echo}");
+    let s = Server::start(&v, &["--upstream", &upstream, "--workers", "1"]);
+    deploy(&s, &ops);
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
+    let mut accepted = std::collections::BTreeSet::new();
+    for n in 0..RUNS {
+        let key = format!("k-{n}");
+        let r = s.call_with(
+            "POST",
+            runs,
+            Some(&ops),
+            Some(json!({"n": n})),
+            &[("Idempotency-Key", &key)],
+        );
+        assert_eq!(r.status, 202, "{r:?}");
+        accepted.insert(r.json()["execution_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(accepted.len(), RUNS);
+    // kill -9 while runs are queued and one is running.
+    s.kill();
+    let engine_db = || rusqlite::Connection::open(v.data_dir.join("engine.db")).unwrap();
+    let waiting: i64 = engine_db()
+        .query_row(
+            "SELECT count(*) FROM executions WHERE status = 'queued'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        waiting > 0,
+        "every run finished before the kill: the test proves nothing"
+    );
+
+    // Restart: the interrupted run fails by the rule, queued ones run, and
+    // a client retrying with its key finds its run instead of a new one.
+    let s = Server::start(&v, &["--upstream", &upstream, "--workers", "2"]);
+    let retry = s.call_with(
+        "POST",
+        runs,
+        Some(&ops),
+        Some(json!({"n": 0})),
+        &[("Idempotency-Key", "k-0")],
+    );
+    assert_eq!(retry.json()["replayed"], true, "{retry:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let open: i64 = engine_db()
+            .query_row(
+                "SELECT count(*) FROM executions WHERE status IN ('queued', 'running')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} runs never finished");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let db = engine_db();
+    let ids: std::collections::BTreeSet<String> = db
+        .prepare("SELECT id FROM executions")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, accepted, "a run was lost, or one was added");
+    let doubled: i64 = db
+        .query_row("SELECT count(*) FROM (SELECT execution_id FROM node_runs GROUP BY execution_id HAVING count(*) > 1)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(doubled, 0, "a run was recorded twice");
+    let jobs: i64 = db
+        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(jobs, 0, "finished runs left jobs behind");
+    let interrupted: i64 = db
+        .query_row("SELECT count(*) FROM executions WHERE status = 'failed' AND summary LIKE 'interrupted%'", [], |r| r.get(0))
+        .unwrap();
+    let failed_otherwise: i64 = db
+        .query_row("SELECT count(*) FROM executions WHERE status = 'failed' AND summary NOT LIKE 'interrupted%'", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        interrupted <= 1,
+        "one worker ran one run at a time, yet {interrupted} were interrupted"
+    );
+    assert_eq!(failed_otherwise, 0);
+    // Each succeeded run called the echo once; the interrupted one at most once.
+    let succeeded = RUNS - interrupted as usize;
+    let calls = *hits.lock().unwrap();
+    assert!(
+        (succeeded..=RUNS).contains(&calls),
+        "{calls} calls for {succeeded} succeeded runs"
+    );
+    drop(s);
+}
+
+#[test]
+fn sigterm_drains_running_executions_and_leaves_queued_work_for_the_next_start() {
+    let (v, ops, echo, _) = deployed_vault(Duration::from_millis(200));
+    let upstream = format!("echo.test=http://{echo}");
+    let s = Server::start(&v, &["--upstream", &upstream]);
+    deploy(&s, &ops);
+    let r = s.call(
+        "POST",
+        "/api/v1/teams/ops/bots/greeter/runs",
+        Some(&ops),
+        Some(json!({"n": 1})),
+    );
+    let location = r.json()["location"].as_str().unwrap().to_owned();
+    let (status, log) = s.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    // Whatever was accepted is recorded: finished before the stop, or
+    // still queued and run after the next start.
+    let s = Server::start(&v, &["--upstream", &upstream]);
+    let done = wait_finished(&s, &ops, &location);
+    assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+#[test]
+fn the_openapi_document_is_committed_served_and_describes_only_live_routes() {
+    let generated: Value = serde_json::from_str(
+        common::command()
+            .arg("openapi")
+            .output()
+            .map(|o| String::from_utf8(o.stdout).unwrap())
+            .unwrap()
+            .as_str(),
+    )
+    .unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        generated == committed,
+        "docs/openapi.json is stale: run `cargo run -- openapi > docs/openapi.json`"
+    );
+    assert_eq!(generated["openapi"], "3.1.0");
+
+    let v = vault();
+    let s = Server::start(&v, &[]);
+    let served = s.call("GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(served.json(), generated);
+
+    let paths = generated["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{team}", "ops")
+            .replace("{bot}", "greeter")
+            .replace("{name}", "SOME_NAME")
+            .replace("{id}", "exe_missing");
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let r = s.call(&method.to_uppercase(), &concrete, None, None);
+            // Every documented operation exists: no fallback, no 405.
+            assert_ne!(
+                r.status, 405,
+                "{method} {path} is documented but not routed"
+            );
+            assert!(
+                !(r.status == 404 && r.text().contains("no such route")),
+                "{method} {path} is documented but not routed"
+            );
+            let secured = !op["security"].as_array().unwrap().is_empty();
+            if secured {
+                assert_eq!(
+                    r.status, 401,
+                    "{method} {path} answered without a token: {r:?}"
+                );
+            } else {
+                assert_eq!(r.status, 200, "{method} {path}: {r:?}");
+            }
+            assert!(
+                op["responses"].get(r.status.to_string()).is_some(),
+                "{method} {path} answered {}, which its document does not list",
+                r.status
+            );
+        }
+    }
+    assert!(operations >= 26, "{operations}");
+    // And nothing is routed that the document leaves out: a route outside
+    // it answers the fallback.
+    for path in [
+        "/api/v1",
+        "/api/v1/tokens",
+        "/api/v1/teams/ops/bots/greeter/secrets/X/value",
+    ] {
+        let r = s.call("GET", path, None, None);
+        assert!(
+            r.status == 404 && r.text().contains("no such route"),
+            "{path}: {r:?}"
+        );
+    }
+}
