@@ -511,7 +511,20 @@ fn secrets_are_write_only_versioned_and_audited_as_the_token() {
         assert!(!log.contains(value), "{value} in the log:\n{log}");
         assert!(!list.text().contains(value));
     }
-    common::assert_absent(&v.file_bytes(), PLANTED);
+    // Every file of the data directory: both databases and their WALs.
+    let files: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&v.data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    assert!(files.iter().any(|(p, _)| p.ends_with("engine.db")));
+    for value in [PLANTED, first, second, third] {
+        common::assert_absent(&files, value);
+    }
     assert!(!log.to_lowercase().contains("authorization"), "{log}");
     assert!(!log.contains(&ops[4..]), "the token is in the log");
 }
@@ -520,7 +533,28 @@ fn secrets_are_write_only_versioned_and_audited_as_the_token() {
 fn bad_input_gets_a_precise_problem_and_changes_nothing() {
     let v = vault();
     let ops = team_token(&v, "ops");
+    let admin = token(&v, &["--admin", "--can", "audit:read"]);
+    let revoked = token(&v, &["--team", "ops", "--can", "secrets:list"]);
+    let revoked_id = v
+        .run(&["token", "list"])
+        .ok()
+        .lines()
+        .filter(|l| l.contains("secrets:list") && !l.contains("secrets:write"))
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("tok_")))
+        .unwrap()
+        .to_owned();
+    v.run(&["token", "revoke", &revoked_id]).ok();
     let s = Server::start(&v, &["--body-limit", "1"]);
+    let admin = format!("Bearer {admin}");
+    let admin = ("Authorization", admin.as_str());
+    let revoked = format!("Bearer {revoked}");
+    let mut typo = ops.clone().into_bytes();
+    typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
+    let typo = format!("Bearer {}", String::from_utf8(typo).unwrap());
+    let long_key = "k".repeat(256);
+    let big_trigger = format!("{{\"pad\": \"{}\"}}", "x".repeat(2048));
+    let graph = "/api/v1/teams/ops/bots/greeter/deployment";
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
     let secret = "/api/v1/teams/ops/bots/greeter/secrets/GOOD_NAME";
     let json_ct = ("Content-Type", "application/json");
     let auth = format!("Bearer {ops}");
@@ -744,6 +778,198 @@ fn bad_input_gets_a_precise_problem_and_changes_nothing() {
             422,
             "",
         ),
+        (
+            "PUT",
+            graph,
+            vec![auth, json_ct],
+            b"{nodes".to_vec(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "PUT",
+            graph,
+            vec![auth, ("Content-Type", "text/yaml")],
+            b"nodes: []".to_vec(),
+            415,
+            "JSON",
+        ),
+        (
+            "PUT",
+            graph,
+            vec![auth, json_ct],
+            br#"{"nodes": [{"id": "a", "extension": "not-installed", "config": {}}]}"#.to_vec(),
+            422,
+            "not-installed",
+        ),
+        (
+            "PUT",
+            graph,
+            vec![auth, json_ct],
+            vec![0xff, 0xfe],
+            400,
+            "UTF-8",
+        ),
+        (
+            "POST",
+            runs,
+            vec![auth, json_ct],
+            b"{\"n\":".to_vec(),
+            400,
+            "ends before",
+        ),
+        (
+            "POST",
+            runs,
+            vec![auth, ("Content-Type", "text/plain")],
+            b"hello".to_vec(),
+            415,
+            "JSON",
+        ),
+        (
+            "POST",
+            runs,
+            vec![auth, json_ct],
+            big_trigger.clone().into_bytes(),
+            413,
+            "limit",
+        ),
+        (
+            "POST",
+            runs,
+            vec![auth, json_ct, ("Idempotency-Key", &long_key)],
+            b"{}".to_vec(),
+            400,
+            "1 to 255",
+        ),
+        (
+            "POST",
+            runs,
+            vec![auth, json_ct, ("Idempotency-Key", "two words")],
+            b"{}".to_vec(),
+            400,
+            "visible ASCII",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct],
+            br#"{"value": "abc\u0000defgh"}"#.to_vec(),
+            422,
+            "NUL",
+        ),
+        (
+            "PUT",
+            secret,
+            vec![auth, json_ct, ("If-Match", "\"0\"")],
+            b"{\"value\": \"abcdefgh\"}".to_vec(),
+            400,
+            "If-Match",
+        ),
+        (
+            "DELETE",
+            secret,
+            vec![auth, ("If-None-Match", "*")],
+            vec![],
+            404,
+            "no secret GOOD_NAME",
+        ),
+        (
+            "GET",
+            "/api/v1/teams",
+            vec![("Authorization", &typo)],
+            vec![],
+            401,
+            "checksum",
+        ),
+        (
+            "GET",
+            "/api/v1/teams",
+            vec![("Authorization", &revoked)],
+            vec![],
+            401,
+            "",
+        ),
+        (
+            "GET",
+            "/api/v1/teams",
+            vec![("Authorization", "Bearer")],
+            vec![],
+            401,
+            "Bearer",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots",
+            vec![auth, json_ct],
+            br#"{"name": "ok", "extra": 1}"#.to_vec(),
+            422,
+            "unknown field",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots",
+            vec![auth],
+            vec![],
+            415,
+            "JSON",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots",
+            vec![auth, json_ct],
+            b"null".to_vec(),
+            422,
+            "wrong shape",
+        ),
+        (
+            "POST",
+            "/api/v1/teams/ops/bots/nope/pause",
+            vec![auth],
+            vec![],
+            404,
+            "nope",
+        ),
+        (
+            "POST",
+            "/api/v1/teams",
+            vec![admin, json_ct],
+            br#"{"name": "-bad"}"#.to_vec(),
+            422,
+            "team",
+        ),
+        (
+            "POST",
+            "/api/v1/teams",
+            vec![admin, json_ct],
+            br#"{"name": "ops"}"#.to_vec(),
+            409,
+            "ops",
+        ),
+        (
+            "DELETE",
+            "/api/v1/teams/ops",
+            vec![admin],
+            vec![],
+            409,
+            "greeter",
+        ),
+        (
+            "DELETE",
+            "/api/v1/teams/nope",
+            vec![admin],
+            vec![],
+            404,
+            "nope",
+        ),
+        (
+            "GET",
+            "/api/v1/teams/ops/bots/gr%00eter/secrets",
+            vec![auth],
+            vec![],
+            422,
+            "invalid bot name",
+        ),
     ];
     let count = cases.len();
     for (method, path, headers, body, status, needle) in cases {
@@ -758,7 +984,7 @@ fn bad_input_gets_a_precise_problem_and_changes_nothing() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(s.call("GET", "/healthz", None, None).status, 200);
-    assert!(count >= 26);
+    assert!(count >= 40, "{count} kinds");
     drop(s);
     assert_eq!(before, v.dump(), "bad input changed the vault");
 }
@@ -858,6 +1084,10 @@ fn a_run_is_queued_durably_executed_by_a_worker_and_never_started_twice() {
     let done = wait_finished(&s, &ops, &location);
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["nodes"][0]["status"], "succeeded", "{done}");
+    assert!(
+        done["started_by"].as_str().unwrap().starts_with("tok_"),
+        "{done}"
+    );
 
     // The client retries with the same key: the same run, not a second one.
     let retry = s.call_with(
@@ -904,6 +1134,10 @@ fn a_run_is_queued_durably_executed_by_a_worker_and_never_started_twice() {
     );
     let (status, _) = s.stop();
     assert!(status.success());
+    let audit = v.run(&["audit", "list"]).ok().to_owned();
+    for action in ["bot.deploy", "bot.pause"] {
+        assert!(audit.contains(action), "{action} not audited: {audit}");
+    }
 }
 
 #[test]
@@ -1107,4 +1341,96 @@ fn the_openapi_document_is_committed_served_and_describes_only_live_routes() {
             "{path}: {r:?}"
         );
     }
+}
+
+#[test]
+fn extensions_are_uploaded_installed_listed_and_shown_over_the_api() {
+    let v = vault();
+    let ops = team_token(&v, "ops");
+    let greeter = bot_token(&v, "ops", "greeter");
+    let reader = token(&v, &["--team", "ops", "--can", "secrets:list"]);
+    let s = Server::start(&v, &[]);
+    let wasm = std::fs::read(extension("http-request")).unwrap();
+    let upload = |token: &str, content_type: &str, body: &[u8]| {
+        let auth = format!("Bearer {token}");
+        request(
+            s.addr,
+            "POST",
+            "/api/v1/extensions",
+            &[("Authorization", &auth), ("Content-Type", content_type)],
+            body,
+        )
+    };
+
+    assert_problem(
+        &upload(&greeter, "application/wasm", &wasm),
+        403,
+        "scoped to bot greeter",
+    );
+    assert_problem(
+        &upload(&reader, "application/wasm", &wasm),
+        403,
+        "extensions:install",
+    );
+    assert_problem(
+        &upload(&ops, "application/octet-stream", &wasm),
+        415,
+        "application/wasm",
+    );
+    assert_problem(
+        &upload(&ops, "application/wasm", b"\0asm not really"),
+        422,
+        "",
+    );
+    assert_eq!(
+        s.call("GET", "/api/v1/extensions", Some(&ops), None).json()["extensions"],
+        json!([])
+    );
+
+    let installed = upload(&ops, "application/wasm", &wasm);
+    assert_eq!(installed.status, 201, "{installed:?}");
+    let body = installed.json();
+    assert_eq!(body["name"], "http-request");
+    assert_eq!(body["outcome"], "installed");
+    assert!(
+        body.get("path").is_none(),
+        "the server's file layout is not the client's business"
+    );
+    let again = upload(&ops, "application/wasm", &wasm);
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.json()["outcome"], "already_installed");
+
+    let list = s.call("GET", "/api/v1/extensions", Some(&ops), None).json();
+    assert_eq!(list["extensions"][0]["name"], "http-request");
+    let shown = s.call("GET", "/api/v1/extensions/http-request", Some(&ops), None);
+    assert_eq!(shown.status, 200, "{shown:?}");
+    assert_eq!(shown.json()["versions"], json!(["0.1.0"]));
+    assert_problem(
+        &s.call("GET", "/api/v1/extensions/nope", Some(&ops), None),
+        404,
+        "nope",
+    );
+    assert_problem(
+        &s.call(
+            "GET",
+            "/api/v1/extensions/http-request?version=9.9.9",
+            Some(&ops),
+            None,
+        ),
+        404,
+        "no version 9.9.9",
+    );
+    assert_problem(
+        &s.call("GET", "/api/v1/extensions", Some(&greeter), None),
+        403,
+        "scoped to bot greeter",
+    );
+    // The CLI sees what the API installed, and the audit names the token.
+    assert!(v.run(&["extension", "list"]).ok().contains("http-request"));
+    drop(s);
+    let audit = v.run(&["audit", "list"]).ok().to_owned();
+    assert!(
+        audit.contains("extension.install") && audit.contains("tok_"),
+        "{audit}"
+    );
 }

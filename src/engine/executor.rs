@@ -576,6 +576,7 @@ impl Engine {
         bot: &str,
         trigger: &Value,
         idempotency_key: Option<&str>,
+        started_by: Option<&str>,
         bound: usize,
     ) -> Result<Enqueued, EngineError> {
         let prepared = self.prepare(bot)?;
@@ -586,6 +587,7 @@ impl Engine {
                 graph_version: &prepared.deployment.graph_version,
                 trigger_json: &trigger,
                 idempotency_key,
+                started_by,
             },
             bound,
         )?)

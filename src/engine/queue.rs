@@ -34,6 +34,10 @@ pub struct NewRun<'a> {
     /// A client's key for this run: a second run with the same key (for the
     /// same bot) finds the first instead of starting again.
     pub idempotency_key: Option<&'a str>,
+    /// Who started it (an API token id), kept on the execution: run starts
+    /// are recorded there rather than in the vault's audit trail, so that
+    /// accepting a run writes one database.
+    pub started_by: Option<&'a str>,
 }
 
 /// What [`RunQueue::enqueue`] did.

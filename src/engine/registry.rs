@@ -410,7 +410,17 @@ impl<'r> Registry<'r> {
             path: path.to_owned(),
             source,
         })?;
-        let extension = self.runtime.load_bytes(&bytes, &origin).await?;
+        self.install_bytes(&bytes, &origin).await
+    }
+
+    /// Installs a component given as bytes (an upload); `origin` names it
+    /// in messages. Same checks and guarantee as [`install`](Self::install).
+    pub async fn install_bytes(
+        &mut self,
+        bytes: &[u8],
+        origin: &str,
+    ) -> Result<InstallReport, RegistryError> {
+        let extension = self.runtime.load_bytes(bytes, origin).await?;
         let description = extension.description();
         let sha256 = extension.sha256();
         check_name(&description.name, &origin)?;

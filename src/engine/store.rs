@@ -131,7 +131,7 @@ const MIGRATIONS: &[&str] = &[
     // 4: the durable run queue of `narakim serve`. An execution may now be
     // `queued` (accepted, not yet picked up); `running_at` is when a worker
     // began it; `idempotency_key` makes a client's retry find the run it
-    // already started. A job row exists while its execution waits or runs,
+    // already started; `started_by` is the API token that started it. A job row exists while its execution waits or runs,
     // and goes in the transaction that records the end. SQLite cannot alter
     // a CHECK, so `executions` is rebuilt (foreign keys are off during
     // migrations, so its node runs stay).
@@ -146,7 +146,8 @@ const MIGRATIONS: &[&str] = &[
         trigger         TEXT NOT NULL,
         summary         TEXT,
         running_at      INTEGER,
-        idempotency_key TEXT
+        idempotency_key TEXT,
+        started_by      TEXT
     ) STRICT;
     INSERT INTO executions_v4(id, bot, graph_version, status, started_at, finished_at, trigger, summary, running_at)
         SELECT id, bot, graph_version, status, started_at, finished_at, trigger, summary, started_at
@@ -422,6 +423,8 @@ pub struct Execution {
     /// The trigger payload as scrubbed JSON.
     pub trigger: String,
     pub summary: Option<String>,
+    /// The API token that started it (`None` for `narakim run`).
+    pub started_by: Option<String>,
 }
 
 /// One log call of an invocation, scrubbed.
@@ -1021,7 +1024,7 @@ impl EngineStore {
         let execution = self
             .conn
             .query_row(
-                "SELECT id, bot, graph_version, status, started_at, finished_at, trigger, summary
+                "SELECT id, bot, graph_version, status, started_at, finished_at, trigger, summary, started_by
                  FROM executions WHERE id = ?1",
                 [id.as_str()],
                 |r| {
@@ -1034,6 +1037,7 @@ impl EngineStore {
                         finished_at: r.get(5)?,
                         trigger: r.get(6)?,
                         summary: r.get(7)?,
+                        started_by: r.get(8)?,
                     })
                 },
             )
@@ -1115,8 +1119,8 @@ impl RunQueue for EngineStore {
             let id = ExecutionId::generate()?;
             let now = now_ms();
             tx.prepare_cached(
-                "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key)
-                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6)",
+                "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key, started_by)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1125,7 +1129,8 @@ impl RunQueue for EngineStore {
                     run.graph_version,
                     now,
                     run.trigger_json,
-                    run.idempotency_key
+                    run.idempotency_key,
+                    run.started_by
                 ])
             })
             .and_then(|_| {
@@ -1739,6 +1744,7 @@ mod tests {
             graph_version: "aaa",
             trigger_json: "{}",
             idempotency_key: key,
+            started_by: Some("tok_test"),
         };
         let first = store.enqueue(&new(Some("k1")), 10).unwrap();
         assert!(!first.replayed);

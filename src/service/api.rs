@@ -392,6 +392,42 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Method::GET,
+        path: "/api/v1/extensions",
+        operation_id: "listExtensions",
+        summary: "Installed extensions, every version, with what each needs and reaches",
+        access: token(None, "team"),
+        request: None,
+        success: &[(200, Some("ExtensionList"))],
+        failures: &[],
+        headers: &[],
+        handler: || get(list_extensions),
+    },
+    Route {
+        method: Method::POST,
+        path: "/api/v1/extensions",
+        operation_id: "installExtension",
+        summary: "Upload and install a component (body: the .wasm bytes, application/wasm); 201 when installed, 200 when those bytes were installed already",
+        access: token(Some(C::ExtensionsInstall), "team"),
+        request: Some("Component"),
+        success: &[(201, Some("Installed")), (200, Some("Installed"))],
+        failures: &[409, 413, 415, 422],
+        headers: &[],
+        handler: || post(install_extension).layer(DefaultBodyLimit::max(MAX_COMPONENT)),
+    },
+    Route {
+        method: Method::GET,
+        path: "/api/v1/extensions/{extension}",
+        operation_id: "showExtension",
+        summary: "One installed extension (newest version, or ?version=V), with its installed versions",
+        access: token(None, "team"),
+        request: None,
+        success: &[(200, Some("Extension"))],
+        failures: &[404],
+        headers: &[],
+        handler: || get(show_extension),
+    },
+    Route {
+        method: Method::GET,
         path: "/api/v1/audit",
         operation_id: "audit",
         summary: "The newest 1,000 audit entries",
@@ -438,7 +474,7 @@ async fn request_log(State(state): Shared, request: Request, next: Next) -> Resp
         method = %method,
         route = %route,
         status,
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ms = %format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
         "request"
     );
     response
@@ -992,10 +1028,12 @@ async fn deploy(
             bot: &bot,
         },
     )?;
-    require_json(&headers)?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| Problem::bad_request("the graph must be UTF-8 JSON"))?
         .to_owned();
+    // Not JSON at all is a malformed request (400); JSON that is not a
+    // graph is invalid input (422, from the graph's own checks below).
+    json_body::<serde::de::IgnoredAny>(&headers, text.as_bytes())?;
     let actor = caller.id().to_owned();
     let (deployment, changes) = state
         .blocking(move |s| {
@@ -1003,7 +1041,12 @@ async fn deploy(
             let graph = Graph::parse(&text, Some(Format::Json))
                 .map_err(|e| Problem::invalid(e.to_string()))?;
             let deployed = s.engine.deploy_with_changes(&bot, &graph)?;
-            tracing::info!(actor = %actor, bot = %bot, graph = %deployed.0.graph_version, "deployed");
+            s.engine.vault().acting_as(&actor).audit_action(
+                "bot.deploy",
+                Some(&Scope::Bot(bot.clone())),
+                None,
+                &format!("graph {}", deployed.0.graph_version),
+            )?;
             Ok(deployed)
         })
         .await?;
@@ -1041,7 +1084,12 @@ async fn set_paused(
         .blocking(move |s| {
             bot_in_team(&s.engine.vault(), &team, &name)?;
             s.engine.set_paused(&name, paused)?;
-            tracing::info!(actor = %actor, bot = %name, paused, "pause state changed");
+            s.engine.vault().acting_as(&actor).audit_action(
+                if paused { "bot.pause" } else { "bot.resume" },
+                Some(&Scope::Bot(name.clone())),
+                None,
+                "",
+            )?;
             Ok(())
         })
         .await?;
@@ -1074,11 +1122,17 @@ async fn start_run(
     };
     let key = idempotency_key(&headers)?;
     let location_base = format!("/api/v1/teams/{team}/bots/{bot}/executions");
+    let actor = caller.id().to_owned();
     let enqueued = state
         .blocking(move |s| {
             bot_in_team(&s.engine.vault(), &team, &bot)?;
-            Ok(s.engine
-                .enqueue(&bot, &trigger, key.as_deref(), s.config.queue_bound)?)
+            Ok(s.engine.enqueue(
+                &bot,
+                &trigger,
+                key.as_deref(),
+                Some(&actor),
+                s.config.queue_bound,
+            )?)
         })
         .await?;
     if !enqueued.replayed {
@@ -1179,6 +1233,7 @@ async fn show_execution(
         "started_at": format_time(execution.started_at),
         "finished_at": execution.finished_at.map(format_time),
         "summary": execution.summary,
+        "started_by": execution.started_by,
         "trigger": trigger,
         "nodes": runs.iter().map(node_json).collect::<Vec<_>>(),
     })))
@@ -1200,6 +1255,131 @@ fn node_json(run: &crate::engine::store::NodeRun) -> Value {
         "egress": run.egress,
         "egress_dropped": run.egress_dropped,
     })
+}
+
+// ----- extensions -----
+
+/// Largest component an upload may carry.
+const MAX_COMPONENT: usize = 64 * 1024 * 1024;
+
+fn extension_json(e: &crate::engine::store::InstalledExtension) -> Value {
+    json!({
+        "name": e.name,
+        "version": e.version,
+        "sha256": e.sha256,
+        "installed_at": format_time(e.installed_at),
+        "description": e.description,
+    })
+}
+
+async fn list_extensions(State(state): Shared, caller: Caller) -> ApiResult {
+    caller.require(None, Target::Catalog)?;
+    let installed = state
+        .blocking(|s| Ok(s.engine.store().extensions()?))
+        .await?;
+    Ok(Json(json!({
+        "extensions": installed.iter().map(extension_json).collect::<Vec<_>>()
+    })))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<String>,
+}
+
+async fn show_extension(
+    State(state): Shared,
+    caller: Caller,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<VersionQuery>,
+) -> ApiResult {
+    caller.require(None, Target::Catalog)?;
+    let (found, versions) = state
+        .blocking(move |s| {
+            let store = s.engine.store();
+            let not_found = || {
+                Problem::not_found(match &query.version {
+                    Some(v) => format!("extension {name} has no version {v} installed"),
+                    None => format!("extension {name} is not installed"),
+                })
+            };
+            let found = store
+                .extension(&name, query.version.as_deref())?
+                .ok_or_else(not_found)?;
+            let versions: Vec<String> = store
+                .versions(&name)?
+                .into_iter()
+                .map(|e| e.version)
+                .collect();
+            Ok((found, versions))
+        })
+        .await?;
+    let mut body = extension_json(&found);
+    body["versions"] = json!(versions);
+    Ok(Json(body))
+}
+
+async fn install_extension(
+    State(state): Shared,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    caller.require(Some(Capability::ExtensionsInstall), Target::Catalog)?;
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/wasm") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send the component's bytes with `Content-Type: application/wasm`",
+        ));
+    }
+    let engine = state.engine.clone();
+    let actor = caller.id().to_owned();
+    let handle = tokio::runtime::Handle::current();
+    // Compiling a component takes a while: off the async workers.
+    let report = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
+        let data_dir = engine.store().data_dir().to_owned();
+        let mut registry = crate::engine::registry::Registry::open(&data_dir, engine.runtime())?;
+        Ok(handle.block_on(registry.install_bytes(&body, "the uploaded component"))?)
+    })
+    .await
+    .map_err(|e| Problem::internal("installing the extension", &e))??;
+    use crate::engine::registry::InstallOutcome;
+    let (status, outcome, changes) = match &report.outcome {
+        InstallOutcome::Installed => (StatusCode::CREATED, "installed", Vec::new()),
+        InstallOutcome::AlreadyInstalled { .. } => {
+            (StatusCode::OK, "already_installed", Vec::new())
+        }
+        InstallOutcome::NewVersion { diff, .. } => (
+            StatusCode::CREATED,
+            "new_version",
+            diff.to_string().lines().map(str::to_owned).collect(),
+        ),
+    };
+    let detail = format!(
+        "{} {} (sha256 {}): {outcome}",
+        report.extension.name, report.extension.version, report.extension.sha256
+    );
+    state
+        .blocking(move |s| {
+            Ok(s.engine.vault().acting_as(&actor).audit_action(
+                "extension.install",
+                None,
+                None,
+                &detail,
+            )?)
+        })
+        .await?;
+    let mut body = extension_json(&report.extension);
+    body["outcome"] = json!(outcome);
+    body["changes"] = json!(changes);
+    Ok((status, axum::Json(body)).into_response())
 }
 
 // ----- audit -----

@@ -50,6 +50,12 @@ fn operation(route: &Route) -> Value {
             json!({"name": name, "in": "path", "required": true, "schema": path_schema(name)})
         })
         .collect();
+    if route.operation_id == "showExtension" {
+        parameters.push(json!({
+            "name": "version", "in": "query", "required": false,
+            "schema": {"type": "string"},
+        }));
+    }
     for header in route.headers {
         parameters.push(json!({
             "name": header, "in": "header", "required": false,
@@ -59,7 +65,12 @@ fn operation(route: &Route) -> Value {
     if !parameters.is_empty() {
         op["parameters"] = Value::Array(parameters);
     }
-    if let Some(schema) = route.request {
+    if route.request == Some("Component") {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}
+        });
+    } else if let Some(schema) = route.request {
         op["requestBody"] = json!({
             // A run's trigger may be left out: it defaults to {}.
             "required": schema != "Trigger",
@@ -124,6 +135,7 @@ fn path_schema(name: &str) -> Value {
     match name {
         "team" | "bot" => json!({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}),
         "name" => json!({"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,127}$"}),
+        "extension" => json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"}),
         _ => json!({"type": "string"}),
     }
 }
@@ -163,7 +175,7 @@ fn schemas() -> Value {
             },
         },
         "Status": object(&[("status", &string)], &[]),
-        "NameRequest": closed(&[("name", &string)]),
+        "NameRequest": closed(&[("name", &path_schema("team"))]),
         "Named": object(&[("name", &string)], &[("team", &string)]),
         "Team": object(&[("name", &string), ("bots", &integer), ("secrets", &integer), ("created_at", &time)], &[]),
         "TeamList": list("teams", "Team"),
@@ -187,7 +199,7 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["value"],
             "additionalProperties": false,
-            "properties": {"value": {"type": "string", "description": "8 bytes to 64 KiB of UTF-8, no NUL. Never returned."}},
+            "properties": {"value": {"type": "string", "minLength": 8, "description": "8 bytes to 64 KiB of UTF-8, no NUL. Never returned."}},
         },
         "SecretWritten": object(&[("version", &json!({"type": "integer", "minimum": 1})), ("location", &string)], &[]),
         "Requirement": object(&[
@@ -235,6 +247,7 @@ fn schemas() -> Value {
             ("status", &json!({"enum": ["queued", "running", "succeeded", "failed"]})),
             ("finished", &json!({"type": "boolean"})),
             ("started_at", &time), ("finished_at", &nullable_string), ("summary", &nullable_string),
+            ("started_by", &nullable_string),
             ("trigger", &json!({})),
             ("nodes", &json!({"type": "array", "items": reference("NodeRun")})),
         ], &[]),
@@ -244,6 +257,17 @@ fn schemas() -> Value {
             ("detail", &string),
         ], &[]),
         "AuditList": list("entries", "AuditEntry"),
+        "Extension": object(&[
+            ("name", &string), ("version", &string), ("sha256", &string),
+            ("installed_at", &time), ("description", &json!({"type": "object"})),
+        ], &[("versions", &json!({"type": "array", "items": string}))]),
+        "ExtensionList": list("extensions", "Extension"),
+        "Installed": object(&[
+            ("name", &string), ("version", &string), ("sha256", &string),
+            ("installed_at", &time), ("description", &json!({"type": "object"})),
+            ("outcome", &json!({"enum": ["installed", "already_installed", "new_version"]})),
+            ("changes", &json!({"type": "array", "items": string})),
+        ], &[]),
     })
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::engine::executor::EngineError;
+use crate::engine::registry::RegistryError;
 use crate::engine::store::StoreError;
 use crate::vault::VaultError;
 use crate::vault::access::AuthError;
@@ -170,6 +171,26 @@ impl From<StoreError> for Problem {
     }
 }
 
+impl From<RegistryError> for Problem {
+    fn from(e: RegistryError) -> Problem {
+        use RegistryError as R;
+        match &e {
+            R::Load(_) | R::InvalidName { .. } | R::InvalidVersion { .. } => {
+                Problem::invalid(e.to_string())
+            }
+            R::Conflict { .. } => Problem::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            R::NotInstalled { .. } | R::VersionNotInstalled { .. } => {
+                Problem::not_found(e.to_string())
+            }
+            R::Store(_) => match e {
+                R::Store(e) => e.into(),
+                _ => unreachable!(),
+            },
+            _ => Problem::internal("using the extension registry", &e),
+        }
+    }
+}
+
 impl From<EngineError> for Problem {
     fn from(e: EngineError) -> Problem {
         match e {
@@ -184,6 +205,7 @@ impl From<EngineError> for Problem {
                     reasons.lines().map(Value::from).collect::<Vec<_>>(),
                 )
             }
+            EngineError::Registry(e) => e.into(),
             EngineError::Graph(_) | EngineError::BadTrigger(_) => Problem::invalid(e.to_string()),
             other => Problem::internal("running the engine", &other),
         }

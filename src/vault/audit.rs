@@ -50,6 +50,19 @@ pub(crate) fn record(
 }
 
 impl Vault {
+    /// Records an action taken outside the vault (a deploy, a pause, an
+    /// extension install through the API) in the audit trail, with the
+    /// current actor. `detail` must hold no value.
+    pub fn audit_action(
+        &mut self,
+        action: &str,
+        scope: Option<&Scope>,
+        name: Option<&str>,
+        detail: &str,
+    ) -> Result<(), VaultError> {
+        self.change(|tx, actor| record(tx, actor, action, scope, name, detail))
+    }
+
     /// The audit trail, oldest first; `limit` keeps only the newest entries.
     pub fn audit(&self, limit: Option<usize>) -> Result<Vec<AuditEntry>, VaultError> {
         let limit = limit.map_or(-1, |l| l as i64);
