@@ -423,8 +423,8 @@ impl<'r> Registry<'r> {
         let extension = self.runtime.load_bytes(bytes, origin).await?;
         let description = extension.description();
         let sha256 = extension.sha256();
-        check_name(&description.name, &origin)?;
-        check_version(&description.version, &origin)?;
+        check_name(&description.name, origin)?;
+        check_version(&description.version, origin)?;
         let (name, version) = (&description.name, &description.version);
 
         if let Some(installed) = self.store.extension(name, Some(version))? {
@@ -441,7 +441,7 @@ impl<'r> Registry<'r> {
             let intact = std::fs::read(&installed.path)
                 .is_ok_and(|stored| hex(&Sha256::digest(&stored)) == installed.sha256);
             if !intact {
-                write_component(&installed.path, &bytes)?;
+                write_component(&installed.path, bytes)?;
             }
             return Ok(InstallReport {
                 extension: installed,
@@ -452,7 +452,7 @@ impl<'r> Registry<'r> {
         let previous = self.store.extension(name, None)?;
         let target = component_path(self.store.data_dir(), name, version, sha256);
         let existed = target.exists();
-        write_component(&target, &bytes)?;
+        write_component(&target, bytes)?;
         let recorded = match self.store.record_extension(description, sha256, &target) {
             Ok(recorded) => recorded,
             Err(e) => {
