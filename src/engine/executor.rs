@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::credentials::{self, CredentialFinding};
 use super::graph::{ExtensionRef, Graph, GraphError, ValidatedGraph, ValidatedNode};
-use super::queue::{Claimed, Enqueued, NewRun, RunQueue};
+use super::queue::{Claimed, Enqueued, GroupCommit, NewRun, RunQueue};
 use super::registry::{self, RegistryError};
 use super::store::{
     Deployment, EngineStore, ExecutionId, ExecutionStatus, LogEntry, NodeRun, NodeStatus, Pin,
@@ -167,6 +167,8 @@ pub struct Engine {
     loaded: Mutex<HashMap<String, Arc<Extension>>>,
     /// Validated graphs by graph version.
     graphs: Mutex<HashMap<String, Arc<ValidatedGraph>>>,
+    /// Accepts queued runs in shared commits, once started.
+    group_commit: std::sync::OnceLock<GroupCommit>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -193,7 +195,19 @@ impl Engine {
             store: Mutex::new(store),
             loaded: Mutex::default(),
             graphs: Mutex::default(),
+            group_commit: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on, [`enqueue`](Self::enqueue) shares commits between
+    /// concurrent callers (see [`GroupCommit`]), over a connection of its
+    /// own to `engine.db`.
+    pub fn start_group_commit(&self) -> Result<(), EngineError> {
+        if self.group_commit.get().is_none() {
+            let store = EngineStore::open(self.store().data_dir())?;
+            let _ = self.group_commit.set(GroupCommit::start(store));
+        }
+        Ok(())
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -581,16 +595,17 @@ impl Engine {
     ) -> Result<Enqueued, EngineError> {
         let prepared = self.prepare(bot)?;
         let trigger = prepared.guard.scrubber().scrub_json(trigger).to_string();
-        Ok(self.store().enqueue(
-            &NewRun {
-                bot,
-                graph_version: &prepared.deployment.graph_version,
-                trigger_json: &trigger,
-                idempotency_key,
-                started_by,
-            },
-            bound,
-        )?)
+        let run = NewRun {
+            bot,
+            graph_version: &prepared.deployment.graph_version,
+            trigger_json: &trigger,
+            idempotency_key,
+            started_by,
+        };
+        Ok(match self.group_commit.get() {
+            Some(group) => group.enqueue(&run, bound)?,
+            None => self.store().enqueue(&run, bound)?,
+        })
     }
 
     /// Runs a job claimed from the queue with the bot's deployment as it is

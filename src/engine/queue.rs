@@ -75,10 +75,23 @@ pub struct QueueDepth {
 
 /// A durable queue of runs.
 pub trait RunQueue {
-    /// Accepts a run, durably, unless `bound` runs already wait
-    /// ([`StoreError::QueueFull`]). With an idempotency key that was used
-    /// before for the bot, returns that run and writes nothing.
-    fn enqueue(&mut self, run: &NewRun<'_>, bound: usize) -> Result<Enqueued, StoreError>;
+    /// Accepts runs in one durable commit: each one unless `bound` runs
+    /// already wait ([`StoreError::QueueFull`] for that run). With an
+    /// idempotency key that was used before for the bot, a run returns that
+    /// earlier run and writes nothing. The outer error means nothing was
+    /// accepted.
+    fn enqueue_many(
+        &mut self,
+        runs: &[NewRun<'_>],
+        bound: usize,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError>;
+
+    /// [`enqueue_many`](Self::enqueue_many) of one run.
+    fn enqueue(&mut self, run: &NewRun<'_>, bound: usize) -> Result<Enqueued, StoreError> {
+        self.enqueue_many(std::slice::from_ref(run), bound)?
+            .pop()
+            .expect("one run in, one result out")
+    }
 
     /// Claims the oldest waiting job for `owner` for `lease`, marking its
     /// execution running.
@@ -89,4 +102,113 @@ pub trait RunQueue {
     fn recover(&mut self, owner: &str) -> Result<Recovery, StoreError>;
 
     fn depth(&self) -> Result<QueueDepth, StoreError>;
+}
+
+/// Most runs one commit accepts.
+const MAX_BATCH: usize = 512;
+
+/// A run waiting for the group commit, and where its answer goes.
+struct Pending {
+    run: OwnedRun,
+    bound: usize,
+    reply: std::sync::mpsc::SyncSender<Result<Enqueued, StoreError>>,
+}
+
+#[derive(Debug)]
+struct OwnedRun {
+    bot: String,
+    graph_version: String,
+    trigger_json: String,
+    idempotency_key: Option<String>,
+    started_by: Option<String>,
+}
+
+/// Group commit: every run accepted while one commit is being synced
+/// waits for the next, and all of them share it (one fsync), so the
+/// accept rate is bounded by the disk's sync rate times the batch size,
+/// not by the sync rate alone. One thread owns its own connection to the
+/// queue; callers block until their run is durable.
+pub struct GroupCommit {
+    sender: std::sync::mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Starts the committing thread over `queue`.
+    pub fn start<Q: RunQueue + Send + 'static>(mut queue: Q) -> GroupCommit {
+        let (sender, receiver) = std::sync::mpsc::channel::<Pending>();
+        std::thread::Builder::new()
+            .name("narakim-group-commit".into())
+            .spawn(move || {
+                // Ends when every sender is gone.
+                while let Ok(first) = receiver.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    commit(&mut queue, batch);
+                }
+            })
+            .expect("spawning the group commit thread");
+        GroupCommit { sender }
+    }
+
+    /// Accepts `run`, durably, sharing the commit with whatever else is
+    /// being accepted now. Blocks until it is synced.
+    pub fn enqueue(&self, run: &NewRun<'_>, bound: usize) -> Result<Enqueued, StoreError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let pending = Pending {
+            run: OwnedRun {
+                bot: run.bot.to_owned(),
+                graph_version: run.graph_version.to_owned(),
+                trigger_json: run.trigger_json.to_owned(),
+                idempotency_key: run.idempotency_key.map(str::to_owned),
+                started_by: run.started_by.map(str::to_owned),
+            },
+            bound,
+            reply,
+        };
+        let stopped = || StoreError::NotQueued("the group commit thread stopped".into());
+        self.sender.send(pending).map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+fn commit<Q: RunQueue>(queue: &mut Q, batch: Vec<Pending>) {
+    // Runs of one batch share one bound: the smallest asked for.
+    let bound = batch.iter().map(|p| p.bound).min().unwrap_or(0);
+    let runs: Vec<NewRun<'_>> = batch
+        .iter()
+        .map(|p| NewRun {
+            bot: &p.run.bot,
+            graph_version: &p.run.graph_version,
+            trigger_json: &p.run.trigger_json,
+            idempotency_key: p.run.idempotency_key.as_deref(),
+            started_by: p.run.started_by.as_deref(),
+        })
+        .collect();
+    match queue.enqueue_many(&runs, bound) {
+        Ok(results) => {
+            for (pending, result) in batch.iter().zip(results) {
+                let _ = pending.reply.send(result);
+            }
+        }
+        Err(e) => {
+            // Nothing was committed: every caller hears why.
+            let message = e.to_string();
+            for pending in &batch {
+                let _ = pending
+                    .reply
+                    .send(Err(StoreError::NotQueued(message.clone())));
+            }
+        }
+    }
 }

@@ -237,6 +237,9 @@ pub enum StoreError {
 
     #[error("the run queue is full ({bound} runs waiting); retry later")]
     QueueFull { bound: usize },
+
+    #[error("the run was not queued: {0}")]
+    NotQueued(String),
 }
 
 /// An extension recorded as installed.
@@ -1078,7 +1081,11 @@ impl EngineStore {
 }
 
 impl RunQueue for EngineStore {
-    fn enqueue(&mut self, run: &NewRun<'_>, bound: usize) -> Result<Enqueued, StoreError> {
+    fn enqueue_many(
+        &mut self,
+        runs: &[NewRun<'_>],
+        bound: usize,
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let path = self.path.clone();
         let err = |operation| db_err(&path, operation);
         // The answer "accepted" must survive a power cut: this commit syncs
@@ -1091,59 +1098,68 @@ impl RunQueue for EngineStore {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(err("queueing a run"))?;
-            if let Some(key) = run.idempotency_key {
-                let existing: Option<(String, ExecutionStatus)> = tx
-                    .prepare_cached(
-                        "SELECT id, status FROM executions WHERE bot = ?1 AND idempotency_key = ?2",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![run.bot, key], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
-                    })
-                    .map_err(err("looking up an idempotency key"))?;
-                if let Some((id, status)) = existing {
-                    return Ok(Enqueued {
-                        id: ExecutionId(id),
-                        status,
-                        replayed: true,
-                    });
-                }
-            }
-            let waiting: i64 = tx
+            let mut waiting: i64 = tx
                 .prepare_cached("SELECT count(*) FROM jobs WHERE lease_owner IS NULL")
                 .and_then(|mut s| s.query_row([], |r| r.get(0)))
                 .map_err(err("measuring the queue"))?;
-            if waiting as u64 >= bound as u64 {
-                return Err(StoreError::QueueFull { bound });
+            let mut results = Vec::with_capacity(runs.len());
+            for run in runs {
+                // Earlier runs of this batch are visible here: two requests
+                // with one key in one batch still start one run.
+                if let Some(key) = run.idempotency_key {
+                    let existing: Option<(String, ExecutionStatus)> = tx
+                        .prepare_cached(
+                            "SELECT id, status FROM executions WHERE bot = ?1 AND idempotency_key = ?2",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![run.bot, key], |r| Ok((r.get(0)?, r.get(1)?)))
+                                .optional()
+                        })
+                        .map_err(err("looking up an idempotency key"))?;
+                    if let Some((id, status)) = existing {
+                        results.push(Ok(Enqueued {
+                            id: ExecutionId(id),
+                            status,
+                            replayed: true,
+                        }));
+                        continue;
+                    }
+                }
+                if waiting as u64 >= bound as u64 {
+                    results.push(Err(StoreError::QueueFull { bound }));
+                    continue;
+                }
+                let id = ExecutionId::generate()?;
+                let now = now_ms();
+                tx.prepare_cached(
+                    "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key, started_by)
+                     VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        id.as_str(),
+                        run.bot,
+                        run.graph_version,
+                        now,
+                        run.trigger_json,
+                        run.idempotency_key,
+                        run.started_by
+                    ])
+                })
+                .and_then(|_| {
+                    tx.prepare_cached("INSERT INTO jobs(execution_id, queued_at) VALUES (?1, ?2)")
+                        .and_then(|mut s| s.execute(params![id.as_str(), now]))
+                })
+                .map_err(err("queueing a run"))?;
+                waiting += 1;
+                results.push(Ok(Enqueued {
+                    id,
+                    status: ExecutionStatus::Queued,
+                    replayed: false,
+                }));
             }
-            let id = ExecutionId::generate()?;
-            let now = now_ms();
-            tx.prepare_cached(
-                "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key, started_by)
-                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    id.as_str(),
-                    run.bot,
-                    run.graph_version,
-                    now,
-                    run.trigger_json,
-                    run.idempotency_key,
-                    run.started_by
-                ])
-            })
-            .and_then(|_| {
-                tx.prepare_cached("INSERT INTO jobs(execution_id, queued_at) VALUES (?1, ?2)")
-                    .and_then(|mut s| s.execute(params![id.as_str(), now]))
-            })
-            .map_err(err("queueing a run"))?;
             tx.commit().map_err(err("queueing a run"))?;
-            Ok(Enqueued {
-                id,
-                status: ExecutionStatus::Queued,
-                replayed: false,
-            })
+            Ok(results)
         })();
         self.conn
             .execute_batch("PRAGMA synchronous = NORMAL;")

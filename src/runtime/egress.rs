@@ -479,9 +479,12 @@ async fn send(
         ));
     }
     // A limit is a limit: the invocation stops, as it would for memory.
+    // Recorded before the stop: the stop wakes the driver, which takes the
+    // records at once, and the refusal must be among them.
     let limit = |reason: String| {
-        invocation.stop(Stop::Limit(reason.clone()));
-        refuse(reason)
+        let refused = refuse(reason.clone());
+        invocation.stop(Stop::Limit(reason));
+        refused
     };
     let mut share = match invocation.admit(&policy.shares, &host).await {
         Ok(share) => share,
@@ -525,8 +528,10 @@ async fn send(
         let reason = format!(
             "the request carries secret {secret}, which may not be sent to {host}; the invocation was stopped"
         );
-        invocation.stop(Stop::Violation(reason.clone()));
-        return refuse(reason);
+        // Recorded first, as for a limit.
+        let refused = refuse(reason.clone());
+        invocation.stop(Stop::Violation(reason));
+        return refused;
     }
 
     match policy.upstreams.get(&host) {

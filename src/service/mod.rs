@@ -142,6 +142,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] crate::engine::store::StoreError),
+    #[error("{0}")]
+    Engine(String),
 }
 
 /// What a finished `serve` did.
@@ -211,6 +213,10 @@ pub async fn run(
     });
     let listener = listen::Listener::bind(&state.config).await?;
     let recovery = state.engine.store().recover(&owner)?;
+    state
+        .engine
+        .start_group_commit()
+        .map_err(|e| ServeError::Engine(e.to_string()))?;
     if recovery.interrupted > 0 {
         tracing::warn!(
             runs = recovery.interrupted,
