@@ -30,8 +30,15 @@ struct Server {
 impl Server {
     fn start(v: &TestVault, extra: &[&str]) -> Server {
         let mut cmd = v.command();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--drain-seconds", "10"])
-            .args(extra)
+        cmd.arg("serve");
+        // Defaults a test may override.
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if !extra.contains(&"--drain-seconds") {
+            cmd.args(["--drain-seconds", "10"]);
+        }
+        cmd.args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -1145,7 +1152,17 @@ fn after_kill_9_every_accepted_run_is_recorded_exactly_once() {
     const RUNS: usize = 500;
     let (v, ops, echo, hits) = deployed_vault(Duration::from_millis(5));
     let upstream = format!("echo.test=http://{echo}");
-    let s = Server::start(&v, &["--upstream", &upstream, "--workers", "1"]);
+    let s = Server::start(
+        &v,
+        &[
+            "--upstream",
+            &upstream,
+            "--workers",
+            "1",
+            "--rate-limit",
+            "100000",
+        ],
+    );
     deploy(&s, &ops);
     let runs = "/api/v1/teams/ops/bots/greeter/runs";
     let mut accepted = std::collections::BTreeSet::new();
@@ -1179,7 +1196,17 @@ fn after_kill_9_every_accepted_run_is_recorded_exactly_once() {
 
     // Restart: the interrupted run fails by the rule, queued ones run, and
     // a client retrying with its key finds its run instead of a new one.
-    let s = Server::start(&v, &["--upstream", &upstream, "--workers", "2"]);
+    let s = Server::start(
+        &v,
+        &[
+            "--upstream",
+            &upstream,
+            "--workers",
+            "2",
+            "--rate-limit",
+            "100000",
+        ],
+    );
     let retry = s.call_with(
         "POST",
         runs,
@@ -1241,11 +1268,68 @@ fn after_kill_9_every_accepted_run_is_recorded_exactly_once() {
     drop(s);
 }
 
+/// Polls the execution at `location` until `status` reads `want`.
+fn wait_status(s: &Server, token: &str, location: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = s.call("GET", location, Some(token), None).json();
+        if body["status"] == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {want}: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn sigterm_drains_running_executions_and_leaves_queued_work_for_the_next_start() {
-    let (v, ops, echo, _) = deployed_vault(Duration::from_millis(200));
+    let (v, ops, echo, hits) = deployed_vault(Duration::from_millis(1500));
     let upstream = format!("echo.test=http://{echo}");
+    let s = Server::start(&v, &["--upstream", &upstream, "--workers", "1"]);
+    deploy(&s, &ops);
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
+    let first = s.call("POST", runs, Some(&ops), Some(json!({"n": 1})));
+    let first = first.json()["location"].as_str().unwrap().to_owned();
+    wait_status(&s, &ops, &first, "running");
+    let second = s.call("POST", runs, Some(&ops), Some(json!({"n": 2})));
+    let second = second.json()["location"].as_str().unwrap().to_owned();
+
+    // SIGTERM while the first runs and the second waits.
+    let addr = s.addr;
+    let (status, log) = s.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after the stop"
+    );
+    let db = rusqlite::Connection::open(v.data_dir.join("engine.db")).unwrap();
+    let status_of = |location: &str| -> String {
+        let id = location.rsplit('/').next().unwrap();
+        db.query_row("SELECT status FROM executions WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        status_of(&first),
+        "succeeded",
+        "the running execution was not drained"
+    );
+    assert_eq!(status_of(&second), "queued", "queued work must stay queued");
+    assert_eq!(*hits.lock().unwrap(), 1);
+
+    // The next start runs what was left.
     let s = Server::start(&v, &["--upstream", &upstream]);
+    let done = wait_finished(&s, &ops, &second);
+    assert_eq!(done["status"], "succeeded", "{done}");
+}
+
+#[test]
+fn a_drain_past_its_bound_leaves_the_run_to_the_recovery_rule() {
+    let (v, ops, echo, _) = deployed_vault(Duration::from_secs(5));
+    let upstream = format!("echo.test=http://{echo}");
+    let s = Server::start(&v, &["--upstream", &upstream, "--drain-seconds", "1"]);
     deploy(&s, &ops);
     let r = s.call(
         "POST",
@@ -1254,14 +1338,185 @@ fn sigterm_drains_running_executions_and_leaves_queued_work_for_the_next_start()
         Some(json!({"n": 1})),
     );
     let location = r.json()["location"].as_str().unwrap().to_owned();
+    wait_status(&s, &ops, &location, "running");
+    let started = Instant::now();
     let (status, log) = s.stop();
     assert!(status.success(), "{log}");
-    assert!(log.contains("shutting down"), "{log}");
-    // Whatever was accepted is recorded: finished before the stop, or
-    // still queued and run after the next start.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the drain bound was not kept"
+    );
     let s = Server::start(&v, &["--upstream", &upstream]);
     let done = wait_finished(&s, &ops, &location);
-    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["summary"].as_str().unwrap().starts_with("interrupted"),
+        "{done}"
+    );
+    assert!(
+        s.log().contains("interrupted by the last stop"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn a_full_queue_and_a_busy_token_answer_with_retry_after() {
+    let (v, ops, echo, _) = deployed_vault(Duration::from_millis(1500));
+    let upstream = format!("echo.test=http://{echo}");
+    let s = Server::start(
+        &v,
+        &[
+            "--upstream",
+            &upstream,
+            "--workers",
+            "1",
+            "--queue-bound",
+            "1",
+        ],
+    );
+    deploy(&s, &ops);
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
+    let first = s.call("POST", runs, Some(&ops), Some(json!({"n": 1})));
+    let first = first.json()["location"].as_str().unwrap().to_owned();
+    wait_status(&s, &ops, &first, "running");
+    let second = s.call("POST", runs, Some(&ops), Some(json!({"n": 1})));
+    assert_eq!(second.status, 202);
+    let depth = s.call("GET", "/metrics", None, None).text();
+    assert!(
+        depth.contains("narakim_queue_depth{state=\"waiting\"} 1"),
+        "{depth}"
+    );
+    let full = s.call("POST", runs, Some(&ops), Some(json!({"n": 1})));
+    assert_problem(&full, 503, "queue is full");
+    assert_eq!(full.header("retry-after"), Some("1"));
+    drop(s);
+    let count: i64 = rusqlite::Connection::open(v.data_dir.join("engine.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM executions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 2, "a refused run was stored");
+
+    let s = Server::start(&v, &["--rate-limit", "1"]);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(s.call("GET", "/api/v1/teams", Some(&ops), None));
+    }
+    let limited = statuses
+        .iter()
+        .find(|r| r.status == 429)
+        .expect("no 429 past the burst");
+    assert_problem(limited, 429, "rate limit");
+    assert!(limited.header("retry-after").is_some());
+    // Another token has its own budget.
+    let other = team_token(&v, "other");
+    assert_eq!(
+        s.call("GET", "/api/v1/teams", Some(&other), None).status,
+        200
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_never_hold_a_token_or_value() {
+    let v = vault();
+    let ops = team_token(&v, "ops");
+    let s = Server::start(&v, &["--log-format", "json"]);
+    let value = "json-log-value-0123456789";
+    let path = "/api/v1/teams/ops/bots/greeter/secrets/LOGGED";
+    assert_eq!(
+        s.call("PUT", path, Some(&ops), Some(json!({ "value": value })))
+            .status,
+        201
+    );
+    // A request whose path holds a stored value: the log line is scrubbed.
+    s.call(
+        "GET",
+        &format!("/api/v1/teams/ops/bots/{PLANTED}"),
+        Some(&ops),
+        None,
+    );
+    let (status, log) = s.stop();
+    assert!(status.success());
+    let mut requests = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if event["message"] == "request" {
+            requests += 1;
+            assert!(
+                event["route"].is_string() && event["status"].is_number(),
+                "{event}"
+            );
+        }
+    }
+    assert!(requests >= 2, "{log}");
+    for secret in [value, PLANTED, &ops[4..]] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
+
+#[test]
+fn https_with_a_certificate_and_key_on_any_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let v = vault();
+    let s = Server::start(
+        &v,
+        &[
+            "--listen",
+            "0.0.0.0:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = s.addr.port();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certified.cert.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // Plain HTTP to the TLS port gets nowhere.
+    let plain =
+        std::panic::catch_unwind(|| send_raw(s.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert!(plain.is_err() || plain.unwrap().status != 200);
+    // A broken key is refused before anything listens.
+    std::fs::write(&key, "not a key").unwrap();
+    v.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .fails_with("cannot read the TLS key");
 }
 
 #[test]
