@@ -22,6 +22,9 @@
 //! `cargo bench --bench accept`; `NARAKIM_BENCH_SECONDS` sets each phase's
 //! length (default 5).
 
+#[path = "support/wasm.rs"]
+mod wasm;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -361,24 +364,7 @@ fn proc_usage(pid: u32) -> (f64, u64) {
 }
 
 fn build_extensions() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("extensions");
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(&dir)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                "wasm32-wasip2",
-            ])
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("building the sample extensions");
-    assert!(status.success(), "building extensions/ failed");
-    dir.join("target/wasm32-wasip2/release")
+    wasm::build("extensions", None)
 }
 
 /// A loopback server answering 200 `{}` at once.

@@ -23,6 +23,9 @@
 //! `NARAKIM_BENCH_EXECUTIONS` and `NARAKIM_BENCH_POOL` change the load and
 //! the pool size.
 
+#[path = "support/wasm.rs"]
+mod wasm;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,24 +57,7 @@ const GOAL_WALL: Duration = Duration::from_millis(1500);
 const GOAL_RSS_MB: f64 = 300.0;
 
 fn build_extensions() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("extensions");
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(&dir)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                "wasm32-wasip2",
-            ])
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("building the sample extensions");
-    assert!(status.success(), "building extensions/ failed");
-    dir.join("target/wasm32-wasip2/release")
+    wasm::build("extensions", None)
 }
 
 /// A field of /proc/self/status in kB (`VmRSS`, `VmHWM`).

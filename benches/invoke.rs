@@ -23,6 +23,9 @@
 //!
 //! Run `cargo bench --bench invoke` (it builds tests/guests first).
 
+#[path = "support/wasm.rs"]
+mod wasm;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use narakim::runtime::{ExecutionGuard, Limits, Runtime};
 use narakim::vault::{KeySource, Scope, SecretName, SecretValue, Vault, VaultConfig};
@@ -87,23 +90,7 @@ impl bare::narakim::extension::log::Host for BareState {
 }
 
 fn guest() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/guests");
-    let status =
-        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(&dir)
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "well-behaved",
-            ])
-            .status()
-            .expect("building the test component");
-    assert!(status.success());
-    dir.join("target/wasm32-wasip2/release/well_behaved.wasm")
+    wasm::build("tests/guests", Some("well-behaved")).join("well_behaved.wasm")
 }
 
 fn bench(c: &mut Criterion) {
