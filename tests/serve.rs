@@ -1689,3 +1689,39 @@ fn extensions_are_uploaded_installed_listed_and_shown_over_the_api() {
         "{audit}"
     );
 }
+
+#[test]
+fn a_request_in_flight_at_sigterm_is_answered_before_the_server_exits() {
+    use std::io::Write;
+    let v = vault();
+    let ops = team_token(&v, "ops");
+    let s = Server::start(&v, &[]);
+    let body = br#"{"value": "in-flight-value-0123456789"}"#;
+    let head = format!(
+        "PUT /api/v1/teams/ops/bots/greeter/secrets/IN_FLIGHT HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ops}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(s.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // SIGTERM with the body half sent.
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
+    stream.write_all(&body[10..]).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let (status, log) = s.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        v.run(&["secret", "list", "--bot", "greeter"])
+            .ok()
+            .contains("IN_FLIGHT")
+    );
+}

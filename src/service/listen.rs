@@ -111,7 +111,7 @@ impl Listener {
     /// Serves `router` until `shutdown` completes, then lets in-flight
     /// requests finish (up to `grace`).
     pub async fn serve(self, router: Router, shutdown: impl Future<Output = ()>, grace: Duration) {
-        let graceful = Arc::new(GracefulShutdown::new());
+        let graceful = GracefulShutdown::new();
         let service = TowerToHyperService::new(router);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -128,7 +128,9 @@ impl Listener {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let (service, tls, graceful) = (service.clone(), self.tls.clone(), graceful.clone());
+            // Each connection is watched from the start (a TLS handshake
+            // included), so the shutdown below waits for it.
+            let (service, tls, watcher) = (service.clone(), self.tls.clone(), graceful.watcher());
             tokio::spawn(async move {
                 let builder = {
                     let mut b = hyper::server::conn::http1::Builder::new();
@@ -139,7 +141,7 @@ impl Listener {
                 match tls {
                     None => {
                         let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        let _ = graceful.watch(conn).await;
+                        let _ = watcher.watch(conn).await;
                     }
                     Some(tls) => {
                         let Ok(Ok(stream)) =
@@ -148,18 +150,12 @@ impl Listener {
                             return;
                         };
                         let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        let _ = graceful.watch(conn).await;
+                        let _ = watcher.watch(conn).await;
                     }
                 }
             });
         }
         drop(self.tcp);
-        let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|g| {
-            // Connections still hold clones; make a fresh one to wait on
-            // nothing rather than block forever.
-            drop(g);
-            GracefulShutdown::new()
-        });
         let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
     }
 }
