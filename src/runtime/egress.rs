@@ -478,14 +478,16 @@ async fn send(
             "plain http to {host}: requests leave over https only"
         ));
     }
-    // A limit is a limit: the invocation stops, as it would for memory.
-    // Recorded before the stop: the stop wakes the driver, which takes the
-    // records at once, and the refusal must be among them.
-    let limit = |reason: String| {
+    // A refusal that stops the invocation is recorded before the stop: the
+    // stop wakes the driver, which takes the records at once, and the
+    // refusal must be among them.
+    let stop_with = |why: fn(String) -> Stop, reason: String| {
         let refused = refuse(reason.clone());
-        invocation.stop(Stop::Limit(reason));
+        invocation.stop(why(reason));
         refused
     };
+    // A limit is a limit: the invocation stops, as it would for memory.
+    let limit = |reason: String| stop_with(Stop::Limit, reason);
     let mut share = match invocation.admit(&policy.shares, &host).await {
         Ok(share) => share,
         Err(reason) => return limit(reason),
@@ -528,10 +530,7 @@ async fn send(
         let reason = format!(
             "the request carries secret {secret}, which may not be sent to {host}; the invocation was stopped"
         );
-        // Recorded first, as for a limit.
-        let refused = refuse(reason.clone());
-        invocation.stop(Stop::Violation(reason));
-        return refused;
+        return stop_with(Stop::Violation, reason);
     }
 
     match policy.upstreams.get(&host) {
