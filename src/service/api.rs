@@ -536,7 +536,7 @@ async fn no_route() -> Problem {
 // ----- health -----
 
 async fn healthz() -> Response {
-    Json(json!({"status": "ok"}))
+    json_ok(json!({"status": "ok"}))
 }
 
 async fn readyz(State(state): Shared) -> Response {
@@ -550,13 +550,13 @@ async fn readyz(State(state): Shared) -> Response {
     }
     let probe = state.blocking(|s| Ok(s.engine.store().depth()?)).await;
     match probe {
-        Ok(_) => Json(json!({"status": "ready"})),
+        Ok(_) => json_ok(json!({"status": "ready"})),
         Err(p) => p.into_response(),
     }
 }
 
 async fn openapi() -> Response {
-    Json(super::openapi::document())
+    json_ok(super::openapi::document())
 }
 
 async fn metrics(State(state): Shared) -> ApiResult {
@@ -588,7 +588,7 @@ async fn list_teams(State(state): Shared, caller: Caller) -> ApiResult {
             json!({"name": t.name, "bots": t.bots, "secrets": t.secrets, "created_at": format_time(t.created_at_ms)})
         })
         .collect();
-    Ok(Json(json!({ "teams": visible })))
+    Ok(json_ok(json!({ "teams": visible })))
 }
 
 async fn create_team(
@@ -623,7 +623,7 @@ async fn show_team(State(state): Shared, caller: Caller, Path(team): Path<String
                 .ok_or_else(|| crate::vault::VaultError::TeamNotFound(name).into())
         })
         .await?;
-    Ok(Json(json!({
+    Ok(json_ok(json!({
         "name": info.name, "bots": info.bots, "secrets": info.secrets,
         "created_at": format_time(info.created_at_ms)
     })))
@@ -661,7 +661,7 @@ async fn list_bots(State(state): Shared, caller: Caller, Path(team): Path<String
         .into_iter()
         .map(|b| json!({"name": b.name, "team": b.team, "secrets": b.secrets, "created_at": format_time(b.created_at_ms)}))
         .collect();
-    Ok(Json(json!({ "bots": bots })))
+    Ok(json_ok(json!({ "bots": bots })))
 }
 
 async fn create_bot(
@@ -707,7 +707,7 @@ async fn show_bot(
             Ok(s.engine.status(&bot, None)?)
         })
         .await?;
-    Ok(Json(json!({
+    Ok(json_ok(json!({
         "name": status.bot,
         "paused": status.paused,
         "graph_version": status.graph_version,
@@ -784,7 +784,7 @@ async fn list_team_secrets(
                 .collect::<Vec<_>>())
         })
         .await?;
-    Ok(Json(json!({ "secrets": listed })))
+    Ok(json_ok(json!({ "secrets": listed })))
 }
 
 async fn list_bot_secrets(
@@ -818,7 +818,7 @@ async fn list_bot_secrets(
                 .collect::<Vec<_>>())
         })
         .await?;
-    Ok(Json(json!({ "secrets": listed })))
+    Ok(json_ok(json!({ "secrets": listed })))
 }
 
 async fn put_team_secret(
@@ -888,7 +888,7 @@ async fn write_secret(
     };
     let mut response = (
         status,
-        Json(json!({"version": version, "location": location})),
+        json_ok(json!({"version": version, "location": location})),
     )
         .into_response();
     response.headers_mut().insert(header::ETAG, etag(version));
@@ -974,7 +974,7 @@ async fn secret_requirements(
         })
         .await?;
     let missing = status.missing().count();
-    Ok(Json(json!({
+    Ok(json_ok(json!({
         "bot": status.bot,
         "paused": status.paused,
         "graph_version": status.graph_version,
@@ -1006,7 +1006,7 @@ async fn show_deployment(
         })
         .await?;
     let graph: Value = serde_json::from_str(&deployment.graph).unwrap_or(Value::Null);
-    Ok(Json(json!({
+    Ok(json_ok(json!({
         "graph_version": deployment.graph_version,
         "graph": graph,
         "pins": deployment.pins,
@@ -1050,7 +1050,7 @@ async fn deploy(
             Ok(deployed)
         })
         .await?;
-    Ok(Json(json!({
+    Ok(json_ok(json!({
         "graph_version": deployment.graph_version,
         "pins": deployment.pins,
         "changes": changes,
@@ -1093,7 +1093,7 @@ async fn set_paused(
             Ok(())
         })
         .await?;
-    Ok(Json(json!({"bot": bot, "paused": paused})))
+    Ok(json_ok(json!({"bot": bot, "paused": paused})))
 }
 
 // ----- runs and executions -----
@@ -1141,7 +1141,7 @@ async fn start_run(
     let location = format!("{location_base}/{}", enqueued.id);
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(json!({
+        json_ok(json!({
             "execution_id": enqueued.id.as_str(),
             "status": enqueued.status,
             "replayed": enqueued.replayed,
@@ -1187,7 +1187,7 @@ async fn list_executions(
             })
         })
         .collect();
-    Ok(Json(json!({ "executions": listed })))
+    Ok(json_ok(json!({ "executions": listed })))
 }
 
 async fn show_execution(
@@ -1224,7 +1224,7 @@ async fn show_execution(
         execution.status,
         ExecutionStatus::Queued | ExecutionStatus::Running
     );
-    Ok(Json(json!({
+    Ok(json_ok(json!({
         "id": execution.id.as_str(),
         "bot": execution.bot,
         "graph_version": execution.graph_version,
@@ -1277,7 +1277,7 @@ async fn list_extensions(State(state): Shared, caller: Caller) -> ApiResult {
     let installed = state
         .blocking(|s| Ok(s.engine.store().extensions()?))
         .await?;
-    Ok(Json(json!({
+    Ok(json_ok(json!({
         "extensions": installed.iter().map(extension_json).collect::<Vec<_>>()
     })))
 }
@@ -1316,7 +1316,7 @@ async fn show_extension(
         .await?;
     let mut body = extension_json(&found);
     body["versions"] = json!(versions);
-    Ok(Json(body))
+    Ok(json_ok(body))
 }
 
 async fn install_extension(
@@ -1398,13 +1398,12 @@ async fn audit(State(state): Shared, caller: Caller) -> ApiResult {
             })
         })
         .collect();
-    Ok(Json(json!({ "entries": entries })))
+    Ok(json_ok(json!({ "entries": entries })))
 }
 
 // ----- helpers -----
 
-#[allow(non_snake_case)]
-fn Json(value: Value) -> Response {
+fn json_ok(value: Value) -> Response {
     axum::Json(value).into_response()
 }
 

@@ -41,8 +41,6 @@ pub enum ListenError {
         "refusing to serve plain HTTP on {addr}, which is not a loopback address: API tokens and secret values would cross the network in clear. Give --tls-cert and --tls-key, or --insecure-http if TLS is terminated in front of narakim"
     )]
     PlainHttpOffLoopback { addr: SocketAddr },
-    #[error("--tls-cert and --tls-key go together: give both, or neither")]
-    HalfTls,
     #[error("cannot read the TLS {what} {}: {reason}", path.display())]
     TlsFile {
         what: &'static str,

@@ -174,7 +174,8 @@ impl From<StoreError> for Problem {
 impl From<RegistryError> for Problem {
     fn from(e: RegistryError) -> Problem {
         use RegistryError as R;
-        match &e {
+        match e {
+            R::Store(e) => e.into(),
             R::Load(_) | R::InvalidName { .. } | R::InvalidVersion { .. } => {
                 Problem::invalid(e.to_string())
             }
@@ -182,11 +183,7 @@ impl From<RegistryError> for Problem {
             R::NotInstalled { .. } | R::VersionNotInstalled { .. } => {
                 Problem::not_found(e.to_string())
             }
-            R::Store(_) => match e {
-                R::Store(e) => e.into(),
-                _ => unreachable!(),
-            },
-            _ => Problem::internal("using the extension registry", &e),
+            e => Problem::internal("using the extension registry", &e),
         }
     }
 }
