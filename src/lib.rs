@@ -24,5 +24,6 @@ pub mod engine;
 pub mod redact;
 pub mod runtime;
 pub mod service;
+pub mod sqlite;
 pub mod standin;
 pub mod vault;

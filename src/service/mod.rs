@@ -223,7 +223,8 @@ pub async fn run(
             "runs interrupted by the last stop were marked failed (not retried: their nodes may already have had effects)"
         );
     }
-    let workers = workers::Workers::start(&state, &owner, state.config.workers);
+    let workers = workers::Workers::start(&state, &owner, state.config.workers)
+        .map_err(|e| ServeError::Engine(format!("starting the execution threads: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|source| listen::ListenError::Bind {

@@ -13,7 +13,6 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 
@@ -128,12 +127,12 @@ pub(crate) fn open_existing(db: &Path) -> Result<Connection, VaultError> {
     if read < header.len() || &header != b"SQLite format 3\0" {
         return Err(not_a_vault("it is not a SQLite database".into()));
     }
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(VaultError::db("opening the database"))?;
-    configure(&conn)?;
+    configure(&mut conn)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| not_a_vault(e.to_string()))?;
@@ -160,7 +159,7 @@ pub(crate) fn create(db: &Path) -> Result<Connection, VaultError> {
         .mode(0o600)
         .open(db)
         .map_err(VaultError::io(db))?;
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -169,15 +168,14 @@ pub(crate) fn create(db: &Path) -> Result<Connection, VaultError> {
     .map_err(VaultError::db("creating the database"))?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(VaultError::db("enabling WAL"))?;
-    configure(&conn)?;
+    configure(&mut conn)?;
     // A new database has no rows for a migration step to fill in.
     migrate(&conn, &mut |_, _| Ok(()))?;
     Ok(conn)
 }
 
-fn configure(conn: &Connection) -> Result<(), VaultError> {
-    conn.busy_timeout(Duration::from_secs(10))
-        .map_err(VaultError::db("setting the busy timeout"))?;
+fn configure(conn: &mut Connection) -> Result<(), VaultError> {
+    crate::sqlite::wait_on_busy(conn).map_err(VaultError::db("setting the busy handler"))?;
     conn.execute_batch(
         "PRAGMA secure_delete = ON; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
     )
