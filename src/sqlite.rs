@@ -63,10 +63,7 @@ mod tests {
     fn gives_up_after_about_ten_seconds() {
         let last = (0..).find(|&a| waited_before(a) >= GIVE_UP).unwrap();
         assert!((9_990..10_010).contains(&last), "{last}");
-        assert_eq!(
-            waited_before(3),
-            Duration::from_micros(20 + 40 + 80)
-        );
+        assert_eq!(waited_before(3), Duration::from_micros(20 + 40 + 80));
     }
 
     #[test]
@@ -77,7 +74,9 @@ mod tests {
         holder
             .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (x INTEGER);")
             .unwrap();
-        holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);").unwrap();
+        holder
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .unwrap();
         let waiter = std::thread::spawn(move || {
             let mut conn = rusqlite::Connection::open(&path).unwrap();
             wait_on_busy(&mut conn).unwrap();

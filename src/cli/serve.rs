@@ -82,8 +82,9 @@ pub fn run(vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Result<()
         },
         scrubber.clone(),
     );
+    let requests_vault = narakim::vault::Vault::open(vault.config().clone())?;
     let engine = engine::engine(vault, narakim::runtime::Limits::default(), upstreams)?;
-    let state = AppState::new(engine, config, scrubber);
+    let state = AppState::new(engine, requests_vault, config, scrubber);
     let runtime = tokio()?;
     let report = runtime.block_on(narakim::service::run(
         state,

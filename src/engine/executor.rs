@@ -37,7 +37,7 @@ use super::template::{self, Context};
 use crate::runtime::{
     Captured, ExecutionGuard, Extension, ExtensionDescription, InvocationError, Runtime, clip,
 };
-use crate::vault::{Scope, Vault, VaultError};
+use crate::vault::{Scope, SecretSnapshot, Vault, VaultError};
 
 /// What went wrong, engine-side. Node failures are not errors: they are
 /// recorded in the execution.
@@ -168,7 +168,7 @@ pub struct Engine {
     /// Validated graphs by graph version.
     graphs: Mutex<HashMap<String, Arc<ValidatedGraph>>>,
     /// Accepts queued runs in shared commits, once started.
-    group_commit: std::sync::OnceLock<GroupCommit>,
+    group_commit: std::sync::OnceLock<GroupCommit<EngineStore>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -208,6 +208,39 @@ impl Engine {
             let _ = self.group_commit.set(GroupCommit::start(store));
         }
         Ok(())
+    }
+
+    /// Runs a write of `engine.db`: on the writer thread once
+    /// [`start_group_commit`](Self::start_group_commit) ran (see
+    /// [`GroupCommit`] for why), else on the shared connection.
+    fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut EngineStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match self.group_commit.get() {
+            Some(writer) => writer.write(write),
+            None => write(&mut self.store()),
+        }
+    }
+
+    /// Claims the oldest waiting run for `owner` (see [`RunQueue::claim`]).
+    pub fn claim(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<Claimed>, StoreError> {
+        let owner = owner.to_owned();
+        self.write(move |store| store.claim(&owner, lease))
+    }
+
+    fn finish(
+        &self,
+        id: &ExecutionId,
+        status: ExecutionStatus,
+        summary: Option<String>,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |store| store.finish_execution(&id, status, summary.as_deref()))
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -583,28 +616,49 @@ impl Engine {
     }
 
     /// Accepts a run of `bot` into the durable queue (see
-    /// [`queue`](super::queue)): refused now if the bot could not run (paused,
-    /// not deployed), and its trigger scrubbed before it is stored.
+    /// [`queue`](super::queue)): refused if the bot cannot run (paused, not
+    /// deployed: checked in the accepting transaction), its trigger
+    /// scrubbed of the bot's secret values before it is stored.
+    ///
+    /// `snapshot` is the bot's secrets as the caller read them, from its own
+    /// vault connection rather than the engine's: accepting a run takes no
+    /// lock that a running execution holds, and none across the commit.
     pub fn enqueue(
         &self,
-        bot: &str,
+        snapshot: &SecretSnapshot,
         trigger: &Value,
         idempotency_key: Option<&str>,
         started_by: Option<&str>,
         bound: usize,
     ) -> Result<Enqueued, EngineError> {
-        let prepared = self.prepare(bot)?;
-        let trigger = prepared.guard.scrubber().scrub_json(trigger).to_string();
+        let Scope::Bot(bot) = snapshot.scope() else {
+            return Err(EngineError::Unscrubbable {
+                bot: String::new(),
+                reason: "a run needs its bot's snapshot, and this one is a team's".into(),
+            });
+        };
+        let scrubber = self
+            .runtime
+            .scrubber(snapshot)
+            .map_err(|e| EngineError::Unscrubbable {
+                bot: bot.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let trigger = scrubber.scrub_json(trigger).to_string();
         let run = NewRun {
             bot,
-            graph_version: &prepared.deployment.graph_version,
             trigger_json: &trigger,
             idempotency_key,
             started_by,
         };
-        Ok(match self.group_commit.get() {
-            Some(group) => group.enqueue(&run, bound)?,
-            None => self.store().enqueue(&run, bound)?,
+        let enqueued = match self.group_commit.get() {
+            Some(group) => group.enqueue(&run, bound),
+            None => self.store().enqueue(&run, bound),
+        };
+        enqueued.map_err(|e| match e {
+            StoreError::BotPaused { bot } => EngineError::Paused(bot),
+            StoreError::BotNotDeployed { bot } => EngineError::NotDeployed(bot),
+            other => other.into(),
         })
     }
 
@@ -619,16 +673,21 @@ impl Engine {
         let prepared = match self.prepare(&claimed.bot) {
             Ok(prepared) => prepared,
             Err(e) => {
-                self.store().finish_execution(
+                self.finish(
                     &claimed.id,
                     ExecutionStatus::Failed,
-                    Some(&format!("not run: {e}")),
+                    Some(format!("not run: {e}")),
                 )?;
                 return Err(e);
             }
         };
-        self.store()
-            .set_execution_graph(&claimed.id, &prepared.deployment.graph_version)?;
+        {
+            let (id, version) = (
+                claimed.id.clone(),
+                prepared.deployment.graph_version.clone(),
+            );
+            self.write(move |store| store.set_execution_graph(&id, &version))?;
+        }
         let trigger = serde_json::from_str(&claimed.trigger_json).unwrap_or(Value::Null);
         self.execute(prepared, claimed.id, trigger, started).await
     }
@@ -809,7 +868,7 @@ impl Engine {
                     run.stderr.clear();
                 }
                 stored += record_size(&run);
-                self.store().record_node_run(&run)?;
+                let run = self.write(move |store| store.record_node_run(&run).map(|()| run))?;
                 reports.insert(node.clone(), report_of(&run, output_value.clone()));
                 if run.status == NodeStatus::Succeeded {
                     outputs.insert(node.clone(), output_value.unwrap_or(Value::Null));
@@ -826,7 +885,8 @@ impl Engine {
                             now_ms(),
                         );
                         run.error = Some(format!("not run: it depends on {node:?}, which failed"));
-                        self.store().record_node_run(&run)?;
+                        let run =
+                            self.write(move |store| store.record_node_run(&run).map(|()| run))?;
                         reports.insert(skipped.to_owned(), report_of(&run, None));
                     }
                 }
@@ -842,7 +902,7 @@ impl Engine {
                 .filter_map(|n| reports.remove(&n.node.id))
                 .collect();
             let summary = summarize(&nodes);
-            self.store().finish_execution(&id, status, Some(&summary))?;
+            self.finish(&id, status, Some(summary.clone()))?;
             Ok(ExecutionReport {
                 id: id.clone(),
                 bot: bot.to_owned(),
@@ -855,10 +915,10 @@ impl Engine {
         }
         .await;
         if let Err(e) = &executed {
-            let _ = self.store().finish_execution(
+            let _ = self.finish(
                 &id,
                 ExecutionStatus::Failed,
-                Some(&scrubber.scrub_str(&format!("engine error: {e}"))),
+                Some(scrubber.scrub_str(&format!("engine error: {e}"))),
             );
         }
         executed

@@ -24,11 +24,12 @@ use super::store::{ExecutionId, ExecutionStatus, StoreError};
 pub const INTERRUPTED: &str = "interrupted: the server stopped while this run was in progress; \
      it was not retried, because its nodes may already have had effects";
 
-/// A run to accept.
+/// A run to accept. It runs the bot's deployment as it is when the run
+/// is accepted: the queue checks, in the accepting transaction, that the
+/// bot is deployed and not paused, and records the graph version.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRun<'a> {
     pub bot: &'a str,
-    pub graph_version: &'a str,
     /// The trigger, already scrubbed.
     pub trigger_json: &'a str,
     /// A client's key for this run: a second run with the same key (for the
@@ -78,8 +79,9 @@ pub trait RunQueue {
     /// Accepts runs in one durable commit: each one unless `bound` runs
     /// already wait ([`StoreError::QueueFull`] for that run). With an
     /// idempotency key that was used before for the bot, a run returns that
-    /// earlier run and writes nothing. The outer error means nothing was
-    /// accepted.
+    /// earlier run and writes nothing; otherwise a run of a bot that is
+    /// paused, or not deployed, is refused. The outer error means nothing
+    /// was accepted.
     fn enqueue_many(
         &mut self,
         runs: &[NewRun<'_>],
@@ -114,47 +116,69 @@ struct Pending {
     reply: std::sync::mpsc::SyncSender<Result<Enqueued, StoreError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Message<Q> {
+    Enqueue(Pending),
+    /// Any other write, run on the writer's connection in its turn.
+    Write(Box<dyn FnOnce(&mut Q) + Send>),
+}
+
 #[derive(Debug)]
 struct OwnedRun {
     bot: String,
-    graph_version: String,
     trigger_json: String,
     idempotency_key: Option<String>,
     started_by: Option<String>,
 }
 
-/// Group commit: every run accepted while one commit is being synced
-/// waits for the next, and all of them share it (one fsync), so the
-/// accept rate is bounded by the disk's sync rate times the batch size,
-/// not by the sync rate alone. One thread owns its own connection to the
-/// queue; callers block until their run is durable.
-pub struct GroupCommit {
-    sender: std::sync::mpsc::Sender<Pending>,
+/// The queue's one writer. Every run accepted while one commit is being
+/// synced waits for the next, and all of them share it (one fsync): group
+/// commit, so the accept rate is bounded by the disk's sync rate times the
+/// batch size, not by the sync rate alone.
+///
+/// The executions' own writes (claims, node runs, ends) come through the
+/// same thread ([`write`](Self::write)). One writer means no two
+/// connections of this process ever contend for SQLite's write lock, so
+/// none waits on a busy handler; and the writer runs at the API's priority,
+/// so a write asked for by an execution thread (which runs at a lower one)
+/// never holds the lock while that thread waits for a core.
+pub struct GroupCommit<Q> {
+    sender: std::sync::mpsc::Sender<Message<Q>>,
 }
 
-impl std::fmt::Debug for GroupCommit {
+impl<Q> std::fmt::Debug for GroupCommit<Q> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCommit").finish_non_exhaustive()
     }
 }
 
-impl GroupCommit {
-    /// Starts the committing thread over `queue`.
-    pub fn start<Q: RunQueue + Send + 'static>(mut queue: Q) -> GroupCommit {
-        let (sender, receiver) = std::sync::mpsc::channel::<Pending>();
+impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
+    /// Starts the writer thread over `queue`.
+    pub fn start(mut queue: Q) -> GroupCommit<Q> {
+        let (sender, receiver) = std::sync::mpsc::channel::<Message<Q>>();
         std::thread::Builder::new()
             .name("narakim-group-commit".into())
             .spawn(move || {
                 // Ends when every sender is gone.
                 while let Ok(first) = receiver.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match receiver.try_recv() {
-                            Ok(next) => batch.push(next),
-                            Err(_) => break,
+                    let mut batch = Vec::new();
+                    let mut next = Some(first);
+                    let mut taken = 0;
+                    while let Some(message) = next.take() {
+                        match message {
+                            Message::Enqueue(pending) => batch.push(pending),
+                            Message::Write(write) => write(&mut queue),
+                        }
+                        taken += 1;
+                        // Bounded, so a stream of writes cannot hold the
+                        // runs waiting in this batch.
+                        if batch.len() < MAX_BATCH && taken < 2 * MAX_BATCH {
+                            next = receiver.try_recv().ok();
                         }
                     }
-                    commit(&mut queue, batch);
+                    if !batch.is_empty() {
+                        commit(&mut queue, batch);
+                    }
                 }
             })
             .expect("spawning the group commit thread");
@@ -168,7 +192,6 @@ impl GroupCommit {
         let pending = Pending {
             run: OwnedRun {
                 bot: run.bot.to_owned(),
-                graph_version: run.graph_version.to_owned(),
                 trigger_json: run.trigger_json.to_owned(),
                 idempotency_key: run.idempotency_key.map(str::to_owned),
                 started_by: run.started_by.map(str::to_owned),
@@ -176,10 +199,30 @@ impl GroupCommit {
             bound,
             reply,
         };
-        let stopped = || StoreError::NotQueued("the group commit thread stopped".into());
-        self.sender.send(pending).map_err(|_| stopped())?;
+        self.sender
+            .send(Message::Enqueue(pending))
+            .map_err(|_| stopped())?;
         answer.recv().map_err(|_| stopped())?
     }
+
+    /// Runs `write` on the writer's connection and returns its result.
+    /// Blocks until it ran.
+    pub fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Q) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.sender
+            .send(Message::Write(Box::new(move |queue| {
+                let _ = reply.send(write(queue));
+            })))
+            .map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::NotQueued("the group commit thread stopped".into())
 }
 
 fn commit<Q: RunQueue>(queue: &mut Q, batch: Vec<Pending>) {
@@ -189,7 +232,6 @@ fn commit<Q: RunQueue>(queue: &mut Q, batch: Vec<Pending>) {
         .iter()
         .map(|p| NewRun {
             bot: &p.run.bot,
-            graph_version: &p.run.graph_version,
             trigger_json: &p.run.trigger_json,
             idempotency_key: p.run.idempotency_key.as_deref(),
             started_by: p.run.started_by.as_deref(),

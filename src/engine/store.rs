@@ -36,7 +36,7 @@
 //! writes; other processes open their own.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -239,6 +239,12 @@ pub enum StoreError {
 
     #[error("the run queue is full ({bound} runs waiting); retry later")]
     QueueFull { bound: usize },
+
+    #[error("bot {bot} is paused")]
+    BotPaused { bot: String },
+
+    #[error("bot {bot} is not deployed")]
+    BotNotDeployed { bot: String },
 
     #[error("the run was not queued: {0}")]
     NotQueued(String),
@@ -1094,6 +1100,31 @@ impl EngineStore {
     }
 }
 
+/// Whether a run of a bot accepted now can run, and what.
+#[derive(Debug, Clone)]
+enum Runnable {
+    /// The active deployment's graph version.
+    Deployed(String),
+    Paused,
+    NotDeployed,
+}
+
+fn runnable(tx: &rusqlite::Transaction<'_>, bot: &str) -> rusqlite::Result<Runnable> {
+    let paused: bool = tx
+        .prepare_cached("SELECT paused FROM bot_state WHERE bot = ?1")?
+        .query_row([bot], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
+    if paused {
+        return Ok(Runnable::Paused);
+    }
+    let version: Option<String> = tx
+        .prepare_cached("SELECT graph_version FROM deployments WHERE bot = ?1 AND active = 1")?
+        .query_row([bot], |r| r.get(0))
+        .optional()?;
+    Ok(version.map_or(Runnable::NotDeployed, Runnable::Deployed))
+}
+
 impl RunQueue for EngineStore {
     fn enqueue_many(
         &mut self,
@@ -1131,6 +1162,9 @@ impl RunQueue for EngineStore {
                 }
             };
             let mut results = Vec::with_capacity(runs.len());
+            // Per bot, once per batch: its deployed graph version, or why
+            // it cannot run.
+            let mut bots: HashMap<&str, Runnable> = HashMap::new();
             for run in runs {
                 // Earlier runs of this batch are visible here: two requests
                 // with one key in one batch still start one run.
@@ -1153,6 +1187,27 @@ impl RunQueue for EngineStore {
                         continue;
                     }
                 }
+                let state = match bots.get(run.bot) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = runnable(&tx, run.bot).map_err(err("checking the bot"))?;
+                        bots.insert(run.bot, found.clone());
+                        found
+                    }
+                };
+                let graph_version = match state {
+                    Runnable::Deployed(version) => version,
+                    Runnable::Paused => {
+                        let bot = run.bot.to_owned();
+                        results.push(Err(StoreError::BotPaused { bot }));
+                        continue;
+                    }
+                    Runnable::NotDeployed => {
+                        let bot = run.bot.to_owned();
+                        results.push(Err(StoreError::BotNotDeployed { bot }));
+                        continue;
+                    }
+                };
                 if waiting >= bound as u64 {
                     results.push(Err(StoreError::QueueFull { bound }));
                     continue;
@@ -1167,7 +1222,7 @@ impl RunQueue for EngineStore {
                     s.execute(params![
                         id.as_str(),
                         run.bot,
-                        run.graph_version,
+                        &graph_version,
                         now,
                         run.trigger_json,
                         run.idempotency_key,
@@ -1799,13 +1854,30 @@ mod tests {
         let (_dir, mut store) = store();
         let new = |key| NewRun {
             bot: "greeter",
-            graph_version: "aaa",
             trigger_json: "{}",
             idempotency_key: key,
             started_by: Some("tok_test"),
         };
+        // Refused, nothing written, while the bot cannot run.
+        assert!(matches!(
+            store.enqueue(&new(Some("k1")), 10),
+            Err(StoreError::BotNotDeployed { bot }) if bot == "greeter"
+        ));
+        store
+            .deploy("greeter", "{}", "aaa", &BTreeMap::new())
+            .unwrap();
+        store.set_paused("greeter", true).unwrap();
+        assert!(matches!(
+            store.enqueue(&new(Some("k1")), 10),
+            Err(StoreError::BotPaused { bot }) if bot == "greeter"
+        ));
+        assert_eq!(store.depth().unwrap(), QueueDepth::default());
+        store.set_paused("greeter", false).unwrap();
+
         let first = store.enqueue(&new(Some("k1")), 10).unwrap();
         assert!(!first.replayed);
+        let (execution, _) = store.execution(&first.id).unwrap().unwrap();
+        assert_eq!(execution.graph_version, "aaa", "the deployment's version");
         assert_eq!(first.status, ExecutionStatus::Queued);
         let again = store.enqueue(&new(Some("k1")), 10).unwrap();
         assert!(again.replayed);

@@ -35,7 +35,7 @@ pub struct ExecutionGuard {
 /// Zeroized when the last execution holding it, and the cache, let go.
 pub(crate) struct Opened {
     values: HashMap<String, SecretValue>,
-    scrubber: Arc<Scrubber>,
+    pub(crate) scrubber: Arc<Scrubber>,
 }
 
 impl Opened {

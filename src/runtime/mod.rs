@@ -268,6 +268,15 @@ impl Runtime {
         ))
     }
 
+    /// The scrubber over every value of `snapshot` (decrypted once per
+    /// snapshot generation, and cached as for [`guard`](Self::guard)).
+    pub fn scrubber(
+        &self,
+        snapshot: &crate::vault::SecretSnapshot,
+    ) -> Result<Arc<crate::redact::Scrubber>, crate::vault::ResolveError> {
+        Ok(self.opened.open(snapshot)?.scrubber.clone())
+    }
+
     /// Waits for a free instance slot of the pool.
     pub(crate) async fn slot(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.slots

@@ -578,9 +578,7 @@ struct NameBody {
 }
 
 async fn list_teams(State(state): Shared, caller: Caller) -> ApiResult {
-    let teams = state
-        .blocking(|s| Ok(s.engine.vault().list_teams()?))
-        .await?;
+    let teams = state.blocking(|s| Ok(s.vault().list_teams()?)).await?;
     let visible: Vec<Value> = teams
         .into_iter()
         .filter(|t| caller.require(None, Target::Team(&t.name)).is_ok())
@@ -602,7 +600,7 @@ async fn create_team(
     let actor = caller.id().to_owned();
     let team = name.clone();
     state
-        .blocking(move |s| Ok(s.engine.vault().acting_as(&actor).create_team(&team)?))
+        .blocking(move |s| Ok(s.vault().acting_as(&actor).create_team(&team)?))
         .await?;
     Ok(created(
         &format!("/api/v1/teams/{name}"),
@@ -634,7 +632,7 @@ async fn delete_team(State(state): Shared, caller: Caller, Path(team): Path<Stri
     let actor = caller.id().to_owned();
     state
         .blocking(move |s| {
-            let mut vault = s.engine.vault();
+            let mut vault = s.vault();
             vault.acting_as(&actor).delete_team(&team)?;
             rebuild_log_scrubber(s, &vault);
             Ok(())
@@ -647,7 +645,7 @@ async fn list_bots(State(state): Shared, caller: Caller, Path(team): Path<String
     caller.require(None, Target::Team(&team))?;
     let bots = state
         .blocking(move |s| {
-            let vault = s.engine.vault();
+            let vault = s.vault();
             // 404 for a team that does not exist, rather than an empty list.
             vault.snapshot(&Scope::Team(team.clone()))?;
             Ok(vault
@@ -703,7 +701,7 @@ async fn show_bot(
     )?;
     let status = state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &bot)?;
+            bot_in_team(&s.vault(), &team, &bot)?;
             Ok(s.engine.status(&bot, None)?)
         })
         .await?;
@@ -723,7 +721,7 @@ async fn delete_bot(
     let actor = caller.id().to_owned();
     state
         .blocking(move |s| {
-            let mut vault = s.engine.vault();
+            let mut vault = s.vault();
             bot_in_team(&vault, &team, &bot)?;
             vault.acting_as(&actor).delete_bot(&bot)?;
             rebuild_log_scrubber(s, &vault);
@@ -752,7 +750,7 @@ async fn list_team_secrets(
     caller.require(Some(Capability::SecretsList), Target::Team(&team))?;
     let listed = state
         .blocking(move |s| {
-            let vault = s.engine.vault();
+            let vault = s.vault();
             let secrets = vault.list_secrets(&Scope::Team(team.clone()))?;
             let bots: Vec<String> = vault
                 .list_bots()?
@@ -801,7 +799,7 @@ async fn list_bot_secrets(
     )?;
     let listed = state
         .blocking(move |s| {
-            let vault = s.engine.vault();
+            let vault = s.vault();
             bot_in_team(&vault, &team, &bot)?;
             let secrets = vault.list_secrets(&Scope::Bot(bot.clone()))?;
             drop(vault);
@@ -870,7 +868,7 @@ async fn write_secret(
     );
     let (outcome, version) = state
         .blocking(move |s| {
-            let mut vault = s.engine.vault();
+            let mut vault = s.vault();
             if let (Some(team), Scope::Bot(bot)) = (&team_of_bot, &scope) {
                 bot_in_team(&vault, team, bot)?;
             }
@@ -939,7 +937,7 @@ async fn remove_secret(
     let actor = caller.id().to_owned();
     state
         .blocking(move |s| {
-            let mut vault = s.engine.vault();
+            let mut vault = s.vault();
             if let (Some(team), Scope::Bot(bot)) = (&team_of_bot, &scope) {
                 bot_in_team(&vault, team, bot)?;
             }
@@ -969,7 +967,7 @@ async fn secret_requirements(
     )?;
     let status = state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &bot)?;
+            bot_in_team(&s.vault(), &team, &bot)?;
             Ok(s.engine.status(&bot, None)?)
         })
         .await?;
@@ -998,7 +996,7 @@ async fn show_deployment(
     )?;
     let deployment = state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &bot)?;
+            bot_in_team(&s.vault(), &team, &bot)?;
             s.engine
                 .store()
                 .active_deployment(&bot)?
@@ -1037,11 +1035,11 @@ async fn deploy(
     let actor = caller.id().to_owned();
     let (deployment, changes) = state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &bot)?;
+            bot_in_team(&s.vault(), &team, &bot)?;
             let graph = Graph::parse(&text, Some(Format::Json))
                 .map_err(|e| Problem::invalid(e.to_string()))?;
             let deployed = s.engine.deploy_with_changes(&bot, &graph)?;
-            s.engine.vault().acting_as(&actor).audit_action(
+            s.vault().acting_as(&actor).audit_action(
                 "bot.deploy",
                 Some(&Scope::Bot(bot.clone())),
                 None,
@@ -1082,9 +1080,9 @@ async fn set_paused(
     let name = bot.clone();
     state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &name)?;
+            bot_in_team(&s.vault(), &team, &name)?;
             s.engine.set_paused(&name, paused)?;
-            s.engine.vault().acting_as(&actor).audit_action(
+            s.vault().acting_as(&actor).audit_action(
                 if paused { "bot.pause" } else { "bot.resume" },
                 Some(&Scope::Bot(name.clone())),
                 None,
@@ -1125,9 +1123,14 @@ async fn start_run(
     let actor = caller.id().to_owned();
     let enqueued = state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &bot)?;
+            // The vault's lock is not held across the commit.
+            let snapshot = {
+                let vault = s.vault();
+                bot_in_team(&vault, &team, &bot)?;
+                vault.snapshot_for_bot(&bot)?
+            };
             Ok(s.engine.enqueue(
-                &bot,
+                &snapshot,
                 &trigger,
                 key.as_deref(),
                 Some(&actor),
@@ -1169,7 +1172,7 @@ async fn list_executions(
     )?;
     let listed = state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &bot)?;
+            bot_in_team(&s.vault(), &team, &bot)?;
             Ok(s.engine.store().executions(Some(&bot), 100)?)
         })
         .await?;
@@ -1204,7 +1207,7 @@ async fn show_execution(
     )?;
     let found = state
         .blocking(move |s| {
-            bot_in_team(&s.engine.vault(), &team, &bot)?;
+            bot_in_team(&s.vault(), &team, &bot)?;
             let not_found = || Problem::not_found(format!("bot {bot} has no execution {id}"));
             let (execution, runs) = s
                 .engine
@@ -1368,7 +1371,7 @@ async fn install_extension(
     );
     state
         .blocking(move |s| {
-            Ok(s.engine.vault().acting_as(&actor).audit_action(
+            Ok(s.vault().acting_as(&actor).audit_action(
                 "extension.install",
                 None,
                 None,
@@ -1386,9 +1389,7 @@ async fn install_extension(
 
 async fn audit(State(state): Shared, caller: Caller) -> ApiResult {
     caller.require(Some(Capability::AuditRead), Target::Teams)?;
-    let entries = state
-        .blocking(|s| Ok(s.engine.vault().audit(Some(1000))?))
-        .await?;
+    let entries = state.blocking(|s| Ok(s.vault().audit(Some(1000))?)).await?;
     let entries: Vec<Value> = entries
         .into_iter()
         .map(|e| {

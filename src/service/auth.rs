@@ -116,7 +116,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             })?;
         let presented = Zeroizing::new(presented.trim().to_owned());
         let info = state
-            .blocking(move |state| Ok(state.engine.vault().authenticate(&presented)?))
+            .blocking(move |state| Ok(state.vault().authenticate(&presented)?))
             .await?;
         state.limiter.admit(&info.id)?;
         Ok(Caller(info))

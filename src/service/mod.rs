@@ -37,6 +37,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::engine::executor::Engine;
+use crate::vault::Vault;
 use auth::RateLimiter;
 use problem::Problem;
 
@@ -80,6 +81,10 @@ impl Default for ServiceConfig {
 #[derive(Debug)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// The requests' own connection to the vault. The engine's is the
+    /// workers': a request never waits on a lock that a running execution
+    /// holds (those run at a lower priority, see [`workers`]).
+    vault: std::sync::Mutex<Vault>,
     pub metrics: metrics::Metrics,
     pub limiter: RateLimiter,
     pub config: ServiceConfig,
@@ -92,13 +97,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `vault` is a connection of the requests' own, to the vault the
+    /// engine uses.
     pub fn new(
         engine: Arc<Engine>,
+        vault: Vault,
         config: ServiceConfig,
         log_scrubber: logs::LogScrubber,
     ) -> Arc<AppState> {
         Arc::new(AppState {
             engine,
+            vault: std::sync::Mutex::new(vault),
             metrics: metrics::Metrics::default(),
             limiter: RateLimiter::new(config.rate_limit),
             config,
@@ -106,6 +115,11 @@ impl AppState {
             wake: Notify::new(),
             ready: AtomicBool::new(true),
         })
+    }
+
+    /// The requests' vault connection.
+    pub fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
+        self.vault.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn is_ready(&self) -> bool {

@@ -21,7 +21,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::AppState;
-use crate::engine::queue::RunQueue;
 
 /// How long a claim holds. One `serve` owns a data directory, so today a
 /// lease only names its owner; the length matters once several servers
@@ -119,7 +118,7 @@ async fn work(state: Arc<AppState>, owner: String, mut stop: watch::Receiver<boo
         }
         let owner_for_claim = owner.clone();
         let claimed = state
-            .blocking(move |s| Ok(s.engine.store().claim(&owner_for_claim, LEASE)?))
+            .blocking(move |s| Ok(s.engine.claim(&owner_for_claim, LEASE)?))
             .await;
         match claimed {
             Ok(Some(job)) => {
