@@ -204,8 +204,11 @@ impl Engine {
     /// own to `engine.db`.
     pub fn start_group_commit(&self) -> Result<(), EngineError> {
         if self.group_commit.get().is_none() {
-            let store = EngineStore::open(self.store().data_dir())?;
-            let _ = self.group_commit.set(GroupCommit::start(store));
+            let mut store = EngineStore::open(self.store().data_dir())?;
+            let checkpointer = store.hand_off_checkpoints()?;
+            let _ = self
+                .group_commit
+                .set(GroupCommit::start(store, move || checkpointer.committed()));
         }
         Ok(())
     }

@@ -153,8 +153,9 @@ impl<Q> std::fmt::Debug for GroupCommit<Q> {
 }
 
 impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
-    /// Starts the writer thread over `queue`.
-    pub fn start(mut queue: Q) -> GroupCommit<Q> {
+    /// Starts the writer thread over `queue`; `committed` is called after
+    /// each of its commits.
+    pub fn start(mut queue: Q, committed: impl Fn() + Send + 'static) -> GroupCommit<Q> {
         let (sender, receiver) = std::sync::mpsc::channel::<Message<Q>>();
         std::thread::Builder::new()
             .name("narakim-group-commit".into())
@@ -179,6 +180,7 @@ impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
                     if !batch.is_empty() {
                         commit(&mut queue, batch);
                     }
+                    committed();
                 }
             })
             .expect("spawning the group commit thread");

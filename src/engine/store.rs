@@ -1100,6 +1100,63 @@ impl EngineStore {
     }
 }
 
+/// Checkpoints `engine.db`'s WAL on a thread and connection of its own,
+/// for the writer thread of `serve` (see
+/// [`EngineStore::hand_off_checkpoints`]). SQLite otherwise checkpoints
+/// inside whichever commit takes the WAL past 1,000 pages: under load
+/// that was the writer's, and every run waiting for it stalled for the
+/// copy and its fsync (a p99 of 100 ms). Woken by commits only, so an idle
+/// server does nothing.
+#[derive(Debug)]
+pub struct Checkpointer {
+    wake: std::sync::mpsc::SyncSender<()>,
+}
+
+/// At most this often.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+impl Checkpointer {
+    /// Asks for a checkpoint soon; never blocks.
+    pub fn committed(&self) {
+        let _ = self.wake.try_send(());
+    }
+}
+
+impl EngineStore {
+    /// Stops this connection checkpointing on commit and starts a
+    /// [`Checkpointer`] that does it instead, in passive mode (it never
+    /// blocks a writer or a reader).
+    pub fn hand_off_checkpoints(&mut self) -> Result<Checkpointer, StoreError> {
+        let checkpointing = EngineStore::open(&self.data_dir)?;
+        self.conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(self.db("handing checkpoints to their own thread"))?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("narakim-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    if let Err(e) =
+                        checkpointing
+                            .conn
+                            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(
+                            "checkpointing engine.db failed (retried after the next commit): {e}"
+                        );
+                    }
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                action: "start a checkpoint thread for",
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(Checkpointer { wake })
+    }
+}
+
 /// Whether a run of a bot accepted now can run, and what.
 #[derive(Debug, Clone)]
 enum Runnable {
