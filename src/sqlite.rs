@@ -6,7 +6,7 @@
 //! millisecond) holds the write lock, a worker's write would sleep 5 to
 //! 25 ms past the moment it was free, holding the engine's store lock all
 //! that time; accept latency showed it as a p99 of tens of milliseconds.
-//! [`wait_for_lock`] retries after 20 µs, doubling to at most 1 ms, and
+//! `wait_for_lock` retries after 20 µs, doubling to at most 1 ms, and
 //! gives up after about [`GIVE_UP`] in all, as `busy_timeout` did.
 
 use std::time::Duration;
@@ -18,7 +18,7 @@ pub const GIVE_UP: Duration = Duration::from_secs(10);
 const FIRST: Duration = Duration::from_micros(20);
 const LONGEST: Duration = Duration::from_millis(1);
 
-/// Installs [`wait_for_lock`] as `conn`'s busy handler.
+/// Installs `wait_for_lock` as `conn`'s busy handler.
 pub fn wait_on_busy(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
     conn.busy_handler(Some(wait_for_lock))
 }

@@ -36,6 +36,7 @@
 //! writes; other processes open their own.
 
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -479,11 +480,11 @@ pub struct EngineStore {
     /// `data_dir/engine.db`, for messages.
     path: PathBuf,
     /// Waiting jobs as last counted by this connection plus what it queued
-    /// since, and when it counted: see [`EngineStore::waiting_within`].
+    /// since, and when it counted (see `enqueue_many`).
     waiting_estimate: Option<(u64, std::time::Instant)>,
 }
 
-/// How long [`EngineStore::waiting_within`] trusts its estimate: other
+/// How long `enqueue_many` trusts its waiting-jobs estimate: other
 /// connections' enqueues are seen within this.
 const RECOUNT_EVERY: Duration = Duration::from_secs(1);
 
@@ -877,12 +878,7 @@ impl EngineStore {
 
     /// Whether `bot` is paused; a bot never paused is not.
     pub fn is_paused(&self, bot: &str) -> Result<bool, StoreError> {
-        self.conn
-            .prepare_cached("SELECT paused FROM bot_state WHERE bot = ?1")
-            .and_then(|mut stmt| stmt.query_row([bot], |r| r.get(0)))
-            .optional()
-            .map(|paused| paused.unwrap_or(false))
-            .map_err(self.db("reading the bot's paused state"))
+        paused(&self.conn, bot).map_err(self.db("reading the bot's paused state"))
     }
 
     // ----- executions -----
@@ -1166,13 +1162,16 @@ enum Runnable {
     NotDeployed,
 }
 
-fn runnable(tx: &rusqlite::Transaction<'_>, bot: &str) -> rusqlite::Result<Runnable> {
-    let paused: bool = tx
-        .prepare_cached("SELECT paused FROM bot_state WHERE bot = ?1")?
+/// Whether `bot` is paused (no row: it never was).
+fn paused(conn: &Connection, bot: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT paused FROM bot_state WHERE bot = ?1")?
         .query_row([bot], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false);
-    if paused {
+        .optional()
+        .map(|paused| paused.unwrap_or(false))
+}
+
+fn runnable(tx: &rusqlite::Transaction<'_>, bot: &str) -> rusqlite::Result<Runnable> {
+    if paused(tx, bot)? {
         return Ok(Runnable::Paused);
     }
     let version: Option<String> = tx
@@ -1244,13 +1243,11 @@ impl RunQueue for EngineStore {
                         continue;
                     }
                 }
-                let state = match bots.get(run.bot) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let found = runnable(&tx, run.bot).map_err(err("checking the bot"))?;
-                        bots.insert(run.bot, found.clone());
-                        found
-                    }
+                let state = match bots.entry(run.bot) {
+                    Entry::Occupied(known) => known.get().clone(),
+                    Entry::Vacant(slot) => slot
+                        .insert(runnable(&tx, run.bot).map_err(err("checking the bot"))?)
+                        .clone(),
                 };
                 let graph_version = match state {
                     Runnable::Deployed(version) => version,
