@@ -263,6 +263,17 @@ fn install_check_deploy_run_and_read_executions() {
     assert!(status.ok().contains("PAUSED"), "{status:?}");
     h.vault.run(&["bot", "resume", "greeter"]).ok();
     h.run_bot().ok();
+    // The CLI's deploy, pause and resume are on the trail, as the API's are.
+    let audit = h.vault.run(&["audit", "list"]);
+    let trail = audit.ok();
+    for action in ["bot.deploy", "bot.pause", "bot.resume"] {
+        assert!(
+            trail
+                .lines()
+                .any(|l| l.contains(action) && l.contains("test-suite")),
+            "missing {action} by the CLI's actor: {trail}"
+        );
+    }
 
     // A failing node fails its dependent and the execution, clearly.
     h.openrouter.fail_next(500, 1);

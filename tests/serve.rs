@@ -1107,6 +1107,22 @@ fn a_run_is_queued_durably_executed_by_a_worker_and_never_started_twice() {
     assert_eq!(retry.status, 202);
     assert_eq!(retry.json()["replayed"], true);
     assert_eq!(retry.json()["execution_id"], body["execution_id"]);
+    // The same key with another trigger is a client bug: refused, and
+    // nothing queued.
+    let reused = s.call_with(
+        "POST",
+        runs,
+        Some(&ops),
+        Some(json!({"n": 2})),
+        &[("Idempotency-Key", "order-1")],
+    );
+    assert_eq!(reused.status, 422, "{reused:?}");
+    assert_eq!(
+        reused.json()["type"],
+        "https://narakim.dev/problems/idempotency-key-reused",
+        "{reused:?}"
+    );
+    assert_eq!(reused.json()["execution_id"], body["execution_id"]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(*hits.lock().unwrap(), 1, "the retry ran the graph again");
 

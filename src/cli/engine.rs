@@ -11,7 +11,7 @@ use narakim::engine::registry::Registry;
 use narakim::engine::store::{EngineStore, ExecutionId, ExecutionStatus, NodeStatus};
 use narakim::redact::{printable, printable_lines};
 use narakim::runtime::{Limits, Runtime, Upstream};
-use narakim::vault::{Vault, VaultConfig, format_time};
+use narakim::vault::{Scope, Vault, VaultConfig, format_time};
 
 use super::extension::{egress_lines, names_or_none, tokio};
 
@@ -179,6 +179,13 @@ fn print_status(status: &BotStatus, from_file: bool) {
 pub fn deploy(engine: &Engine, bot: &str, graph: &Path) -> Result<()> {
     let graph = Graph::load(graph)?;
     let (deployment, changes) = engine.deploy_with_changes(bot, &graph)?;
+    // The same trail entry as the API's deploy, with the CLI's actor.
+    engine.vault().audit_action(
+        "bot.deploy",
+        Some(&Scope::Bot(bot.to_owned())),
+        None,
+        &format!("graph {}", deployment.graph_version),
+    )?;
     println!(
         "Deployed graph {} to bot \"{bot}\" ({} node(s)). Run it with `narakim run {bot}`.",
         &deployment.graph_version[..12],
@@ -215,6 +222,12 @@ pub fn remove(config: &VaultConfig, reference: &str) -> Result<()> {
 
 pub fn set_paused(engine: &Engine, bot: &str, paused: bool) -> Result<()> {
     engine.set_paused(bot, paused)?;
+    engine.vault().audit_action(
+        if paused { "bot.pause" } else { "bot.resume" },
+        Some(&Scope::Bot(bot.to_owned())),
+        None,
+        "",
+    )?;
     if paused {
         println!("Paused bot \"{bot}\": it will not execute until `narakim bot resume {bot}`.");
     } else {

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::credentials::{self, CredentialFinding};
 use super::graph::{ExtensionRef, Graph, GraphError, ValidatedGraph, ValidatedNode};
-use super::queue::{Claimed, Enqueued, GroupCommit, NewRun, RunQueue};
+use super::queue::{Claimed, Enqueued, GroupCommit, QueuedRun, RunQueue};
 use super::registry::{self, RegistryError};
 use super::store::{
     Deployment, EngineStore, ExecutionId, ExecutionStatus, LogEntry, NodeRun, NodeStatus, Pin,
@@ -185,6 +185,15 @@ fn now_ms() -> i64 {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A store's refusal of a run, as the engine states it.
+fn refusal(e: StoreError) -> EngineError {
+    match e {
+        StoreError::BotPaused { bot } => EngineError::Paused(bot),
+        StoreError::BotNotDeployed { bot } => EngineError::NotDeployed(bot),
+        other => other.into(),
+    }
 }
 
 impl Engine {
@@ -618,22 +627,20 @@ impl Engine {
         self.execute(prepared, id, trigger, started).await
     }
 
-    /// Accepts a run of `bot` into the durable queue (see
-    /// [`queue`](super::queue)): refused if the bot cannot run (paused, not
-    /// deployed: checked in the accepting transaction), its trigger
-    /// scrubbed of the bot's secret values before it is stored.
+    /// A run of the snapshot's bot with `trigger`, ready for
+    /// [`enqueue`](Self::enqueue): the trigger scrubbed of the bot's secret
+    /// values before it is stored.
     ///
     /// `snapshot` is the bot's secrets as the caller read them, from its own
     /// vault connection rather than the engine's: accepting a run takes no
     /// lock that a running execution holds, and none across the commit.
-    pub fn enqueue(
+    pub fn queued_run(
         &self,
         snapshot: &SecretSnapshot,
         trigger: &Value,
         idempotency_key: Option<&str>,
         started_by: Option<&str>,
-        bound: usize,
-    ) -> Result<Enqueued, EngineError> {
+    ) -> Result<QueuedRun, EngineError> {
         let Scope::Bot(bot) = snapshot.scope() else {
             return Err(EngineError::Unscrubbable {
                 bot: String::new(),
@@ -647,22 +654,28 @@ impl Engine {
                 bot: bot.to_owned(),
                 reason: e.to_string(),
             })?;
-        let trigger = scrubber.scrub_json(trigger).to_string();
-        let run = NewRun {
-            bot,
-            trigger_json: &trigger,
-            idempotency_key,
-            started_by,
-        };
-        let enqueued = match self.group_commit.get() {
-            Some(group) => group.enqueue(&run, bound),
-            None => self.store().enqueue(&run, bound),
-        };
-        enqueued.map_err(|e| match e {
-            StoreError::BotPaused { bot } => EngineError::Paused(bot),
-            StoreError::BotNotDeployed { bot } => EngineError::NotDeployed(bot),
-            other => other.into(),
+        Ok(QueuedRun {
+            bot: bot.to_owned(),
+            trigger_json: scrubber.scrub_json(trigger).to_string(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            started_by: started_by.map(str::to_owned),
         })
+    }
+
+    /// Accepts `run` into the durable queue (see [`queue`](super::queue)),
+    /// unless `bound` runs already wait; refused if the bot cannot run
+    /// (paused, not deployed: checked in the accepting transaction).
+    ///
+    /// Once [`start_group_commit`](Self::start_group_commit) ran, the run
+    /// shares a commit with the others arriving meanwhile, and the task
+    /// waits for it without holding a thread. Before (the CLI, tests), it
+    /// commits on the calling thread.
+    pub async fn enqueue(&self, run: QueuedRun, bound: usize) -> Result<Enqueued, EngineError> {
+        let enqueued = match self.group_commit.get() {
+            Some(group) => group.enqueue(run, bound).await,
+            None => self.store().enqueue(&run.as_new(), bound),
+        };
+        enqueued.map_err(refusal)
     }
 
     /// Runs a job claimed from the queue with the bot's deployment as it is
@@ -684,7 +697,8 @@ impl Engine {
                 return Err(e);
             }
         };
-        {
+        // It runs the deployment of now: recorded if a deploy came between.
+        if prepared.deployment.graph_version != claimed.graph_version {
             let (id, version) = (
                 claimed.id.clone(),
                 prepared.deployment.graph_version.clone(),

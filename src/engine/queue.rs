@@ -56,6 +56,8 @@ pub struct Claimed {
     pub id: ExecutionId,
     pub bot: String,
     pub trigger_json: String,
+    /// The deployment's graph version when the run was accepted.
+    pub graph_version: String,
 }
 
 /// What [`RunQueue::recover`] found.
@@ -79,7 +81,8 @@ pub trait RunQueue {
     /// Accepts runs in one durable commit: each one unless `bound` runs
     /// already wait ([`StoreError::QueueFull`] for that run). With an
     /// idempotency key that was used before for the bot, a run returns that
-    /// earlier run and writes nothing; otherwise a run of a bot that is
+    /// earlier run and writes nothing (or, when its trigger differs from
+    /// that run's, [`StoreError::IdempotencyKeyReused`]); otherwise a run of a bot that is
     /// paused, or not deployed, is refused. The outer error means nothing
     /// was accepted.
     fn enqueue_many(
@@ -109,11 +112,12 @@ pub trait RunQueue {
 /// Most runs one commit accepts.
 const MAX_BATCH: usize = 512;
 
-/// A run waiting for the group commit, and where its answer goes.
+/// A run waiting for the group commit, and where its answer goes: straight
+/// to the waiting task, so no thread is parked for each run in flight.
 struct Pending {
-    run: OwnedRun,
+    run: QueuedRun,
     bound: usize,
-    reply: std::sync::mpsc::SyncSender<Result<Enqueued, StoreError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Enqueued, StoreError>>,
 }
 
 /// What the writer thread is asked to do.
@@ -123,12 +127,25 @@ enum Message<Q> {
     Write(Box<dyn FnOnce(&mut Q) + Send>),
 }
 
-#[derive(Debug)]
-struct OwnedRun {
-    bot: String,
-    trigger_json: String,
-    idempotency_key: Option<String>,
-    started_by: Option<String>,
+/// A [`NewRun`] that owns its fields, to hand to another thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRun {
+    pub bot: String,
+    /// The trigger, already scrubbed.
+    pub trigger_json: String,
+    pub idempotency_key: Option<String>,
+    pub started_by: Option<String>,
+}
+
+impl QueuedRun {
+    pub fn as_new(&self) -> NewRun<'_> {
+        NewRun {
+            bot: &self.bot,
+            trigger_json: &self.trigger_json,
+            idempotency_key: self.idempotency_key.as_deref(),
+            started_by: self.started_by.as_deref(),
+        }
+    }
 }
 
 /// The queue's one writer. Every run accepted while one commit is being
@@ -188,23 +205,13 @@ impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
     }
 
     /// Accepts `run`, durably, sharing the commit with whatever else is
-    /// being accepted now. Blocks until it is synced.
-    pub fn enqueue(&self, run: &NewRun<'_>, bound: usize) -> Result<Enqueued, StoreError> {
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let pending = Pending {
-            run: OwnedRun {
-                bot: run.bot.to_owned(),
-                trigger_json: run.trigger_json.to_owned(),
-                idempotency_key: run.idempotency_key.map(str::to_owned),
-                started_by: run.started_by.map(str::to_owned),
-            },
-            bound,
-            reply,
-        };
+    /// being accepted now. Resolves once it is synced.
+    pub async fn enqueue(&self, run: QueuedRun, bound: usize) -> Result<Enqueued, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
         self.sender
-            .send(Message::Enqueue(pending))
+            .send(Message::Enqueue(Pending { run, bound, reply }))
             .map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())?
+        answer.await.map_err(|_| stopped())?
     }
 
     /// Runs `write` on the writer's connection and returns its result.
@@ -230,25 +237,19 @@ fn stopped() -> StoreError {
 fn commit<Q: RunQueue>(queue: &mut Q, batch: Vec<Pending>) {
     // Runs of one batch share one bound: the smallest asked for.
     let bound = batch.iter().map(|p| p.bound).min().unwrap_or(0);
-    let runs: Vec<NewRun<'_>> = batch
-        .iter()
-        .map(|p| NewRun {
-            bot: &p.run.bot,
-            trigger_json: &p.run.trigger_json,
-            idempotency_key: p.run.idempotency_key.as_deref(),
-            started_by: p.run.started_by.as_deref(),
-        })
-        .collect();
-    match queue.enqueue_many(&runs, bound) {
+    let runs: Vec<NewRun<'_>> = batch.iter().map(|p| p.run.as_new()).collect();
+    let outcome = queue.enqueue_many(&runs, bound);
+    drop(runs);
+    match outcome {
         Ok(results) => {
-            for (pending, result) in batch.iter().zip(results) {
+            for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.reply.send(result);
             }
         }
         Err(e) => {
             // Nothing was committed: every caller hears why.
             let message = e.to_string();
-            for pending in &batch {
+            for pending in batch {
                 let _ = pending
                     .reply
                     .send(Err(StoreError::NotQueued(message.clone())));

@@ -247,6 +247,16 @@ pub enum StoreError {
     #[error("bot {bot} is not deployed")]
     BotNotDeployed { bot: String },
 
+    #[error(
+        "the Idempotency-Key {key} was already used for bot {bot} by execution {execution}, with a different trigger; \
+         send a new key for a new run, or the same trigger to find that one"
+    )]
+    IdempotencyKeyReused {
+        bot: String,
+        key: String,
+        execution: String,
+    },
+
     #[error("the run was not queued: {0}")]
     NotQueued(String),
 }
@@ -1225,16 +1235,29 @@ impl RunQueue for EngineStore {
                 // Earlier runs of this batch are visible here: two requests
                 // with one key in one batch still start one run.
                 if let Some(key) = run.idempotency_key {
-                    let existing: Option<(String, ExecutionStatus)> = tx
+                    let existing: Option<(String, ExecutionStatus, String)> = tx
                         .prepare_cached(
-                            "SELECT id, status FROM executions WHERE bot = ?1 AND idempotency_key = ?2",
+                            "SELECT id, status, trigger FROM executions WHERE bot = ?1 AND idempotency_key = ?2",
                         )
                         .and_then(|mut s| {
-                            s.query_row(params![run.bot, key], |r| Ok((r.get(0)?, r.get(1)?)))
-                                .optional()
+                            s.query_row(params![run.bot, key], |r| {
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                            })
+                            .optional()
                         })
                         .map_err(err("looking up an idempotency key"))?;
-                    if let Some((id, status)) = existing {
+                    if let Some((id, status, trigger)) = existing {
+                        // A retry repeats its request; another request under
+                        // the same key is a client bug, and answering it with
+                        // the first run would hide that its own never ran.
+                        if trigger != run.trigger_json {
+                            results.push(Err(StoreError::IdempotencyKeyReused {
+                                bot: run.bot.to_owned(),
+                                key: key.to_owned(),
+                                execution: id,
+                            }));
+                            continue;
+                        }
                         results.push(Ok(Enqueued {
                             id: ExecutionId(id),
                             status,
@@ -1337,12 +1360,14 @@ impl RunQueue for EngineStore {
         let Some(id) = claimed else {
             return Ok(None);
         };
-        let (bot, trigger): (String, String) = tx
+        let (bot, trigger, graph_version): (String, String, String) = tx
             .prepare_cached(
                 "UPDATE executions SET status = 'running', running_at = ?2 WHERE id = ?1
-                 RETURNING bot, trigger",
+                 RETURNING bot, trigger, graph_version",
             )
-            .and_then(|mut s| s.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?))))
+            .and_then(|mut s| {
+                s.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            })
             .map_err(db_err(&self.path, "starting a queued run"))?;
         tx.commit()
             .map_err(db_err(&self.path, "claiming a queued run"))?;
@@ -1350,6 +1375,7 @@ impl RunQueue for EngineStore {
             id: ExecutionId(id),
             bot,
             trigger_json: trigger,
+            graph_version,
         }))
     }
 
@@ -1936,6 +1962,15 @@ mod tests {
         let again = store.enqueue(&new(Some("k1")), 10).unwrap();
         assert!(again.replayed);
         assert_eq!(again.id, first.id);
+        // The same key with another trigger is refused, not replayed.
+        let other_trigger = NewRun {
+            trigger_json: r#"{"other":1}"#,
+            ..new(Some("k1"))
+        };
+        assert!(matches!(
+            store.enqueue(&other_trigger, 10),
+            Err(StoreError::IdempotencyKeyReused { execution, .. }) if execution == first.id.as_str()
+        ));
         let second = store.enqueue(&new(None), 10).unwrap();
         assert_eq!(
             store.depth().unwrap(),

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroize;
 
 use super::AppState;
-use super::auth::{Caller, Target};
+use super::auth::{Bearer, Caller, Target};
 use super::problem::{PROBLEM_JSON, Problem};
 use crate::engine::graph::{Format, Graph};
 use crate::engine::queue::RunQueue;
@@ -1101,43 +1101,42 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 async fn start_run(
     State(state): Shared,
-    caller: Caller,
+    bearer: Bearer,
     Path((team, bot)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    caller.require(
-        Some(Capability::RunsStart),
-        Target::Bot {
-            team: &team,
-            bot: &bot,
-        },
-    )?;
-    let trigger: Value = if body.is_empty() {
-        json!({})
-    } else {
-        json_body(&headers, &body)?
-    };
-    let key = idempotency_key(&headers)?;
     let location_base = format!("/api/v1/teams/{team}/bots/{bot}/executions");
-    let actor = caller.id().to_owned();
-    let enqueued = state
+    // The hot path: the token check, the bot check and the snapshot share
+    // one trip to the blocking pool, and the commit is awaited, not
+    // waited for on a thread.
+    let run = state
         .blocking(move |s| {
+            let caller = bearer.authenticate(s)?;
+            caller.require(
+                Some(Capability::RunsStart),
+                Target::Bot {
+                    team: &team,
+                    bot: &bot,
+                },
+            )?;
+            let trigger: Value = if body.is_empty() {
+                json!({})
+            } else {
+                json_body(&headers, &body)?
+            };
+            let key = idempotency_key(&headers)?;
             // The vault's lock is not held across the commit.
             let snapshot = {
                 let vault = s.vault();
                 bot_in_team(&vault, &team, &bot)?;
                 vault.snapshot_for_bot(&bot)?
             };
-            Ok(s.engine.enqueue(
-                &snapshot,
-                &trigger,
-                key.as_deref(),
-                Some(&actor),
-                s.config.queue_bound,
-            )?)
+            Ok(s.engine
+                .queued_run(&snapshot, &trigger, key.as_deref(), Some(caller.id()))?)
         })
         .await?;
+    let enqueued = state.engine.enqueue(run, state.config.queue_bound).await?;
     if !enqueued.replayed {
         state.wake.notify_one();
     }

@@ -94,10 +94,32 @@ fn describe(target: Target<'_>) -> String {
     }
 }
 
-impl FromRequestParts<Arc<AppState>> for Caller {
+/// The `Authorization: Bearer` token of a request, parsed but not yet
+/// checked. A route that does its work on the blocking pool anyway takes
+/// this and checks it there ([`authenticate`](Self::authenticate)), saving
+/// a crossing; every other route takes a [`Caller`].
+pub struct Bearer(Zeroizing<String>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer([REDACTED])")
+    }
+}
+
+impl Bearer {
+    /// Checks the token against the vault (blocking: call it on the
+    /// blocking pool) and spends one request of its rate limit.
+    pub fn authenticate(&self, state: &AppState) -> Result<Caller, Problem> {
+        let info = state.vault().authenticate(&self.0)?;
+        state.limiter.admit(&info.id)?;
+        Ok(Caller(info))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             Problem::unauthorized(
                 "this route needs an API token: send `Authorization: Bearer nrk_…` (create one with `narakim token create`)",
@@ -114,12 +136,18 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header must read `Bearer nrk_…`")
             })?;
-        let presented = Zeroizing::new(presented.trim().to_owned());
-        let info = state
-            .blocking(move |state| Ok(state.vault().authenticate(&presented)?))
-            .await?;
-        state.limiter.admit(&info.id)?;
-        Ok(Caller(info))
+        Ok(Bearer(Zeroizing::new(presented.trim().to_owned())))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Problem> {
+        let bearer = Bearer::from_request_parts(parts, state).await?;
+        state
+            .blocking(move |state| bearer.authenticate(state))
+            .await
     }
 }
 

@@ -9,14 +9,14 @@
 //! The scrubber is the second wall, for the line nobody foresaw.
 
 use std::io::{self, Write};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use zeroize::Zeroize;
 
 use crate::redact::Scrubber;
-use crate::vault::{ResolveError, Scope, SecretValue, Vault, VaultError};
+use crate::vault::{ChangeStamp, ResolveError, Scope, SecretValue, Vault, VaultError};
 
 /// How lines are shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,13 +39,28 @@ pub enum LogScrubberError {
 
 /// The scrubber every log line passes through, shared by the log writer
 /// and the handlers that change secrets (which [`rebuild`](Self::rebuild)
-/// it).
-#[derive(Debug, Clone)]
-pub struct LogScrubber(Arc<RwLock<Arc<Scrubber>>>);
+/// it). Values set by another process (the CLI, beside a running `serve`)
+/// are learnt by [`refresh`](Self::refresh).
+#[derive(Debug, Clone, Default)]
+pub struct LogScrubber(Arc<Shared>);
 
-impl Default for LogScrubber {
+#[derive(Debug)]
+struct Shared {
+    scrubber: RwLock<Arc<Scrubber>>,
+    /// What it was built from: the secrets' versions, and the vault's
+    /// stamp when they were last compared.
+    built_from: Mutex<Option<BuiltFrom>>,
+}
+
+/// The vault's stamp when last compared, and the secrets' versions.
+type BuiltFrom = (ChangeStamp, Vec<(i64, i64)>);
+
+impl Default for Shared {
     fn default() -> Self {
-        LogScrubber(Arc::new(RwLock::new(Scrubber::empty())))
+        Shared {
+            scrubber: RwLock::new(Scrubber::empty()),
+            built_from: Mutex::new(None),
+        }
     }
 }
 
@@ -60,6 +75,8 @@ impl LogScrubber {
     /// Rebuilds from what `vault` holds now. Fails closed: on an error the
     /// previous scrubber stays, and the caller reports it.
     pub fn rebuild(&self, vault: &Vault) -> Result<(), LogScrubberError> {
+        let stamp = vault.change_stamp()?;
+        let versions = vault.secret_versions()?;
         let mut values: Vec<(String, SecretValue)> = Vec::new();
         for team in vault.list_teams()? {
             values.extend(vault.snapshot(&Scope::Team(team.name))?.all_values()?);
@@ -69,12 +86,47 @@ impl LogScrubber {
             values.extend(vault.snapshot(&Scope::Bot(bot.name))?.all_values()?);
         }
         let scrubber = Scrubber::new(values.iter().map(|(n, v)| (n.as_str(), v)));
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = scrubber;
+        *self.0.scrubber.write().unwrap_or_else(|e| e.into_inner()) = scrubber;
+        *self.built_from() = Some((stamp, versions));
         Ok(())
     }
 
+    /// Rebuilds if a value changed since the last build, whoever changed
+    /// it. An unchanged vault costs one `PRAGMA data_version`; a write that
+    /// changed no value (an audit entry, a token's last use) adds one read
+    /// of the secrets' versions.
+    pub fn refresh(&self, vault: &Vault) -> Result<(), LogScrubberError> {
+        let stamp = vault.change_stamp()?;
+        {
+            let mut built_from = self.built_from();
+            match built_from.as_mut() {
+                Some((seen, _)) if *seen == stamp => return Ok(()),
+                Some((seen, versions)) if *versions == vault.secret_versions()? => {
+                    *seen = stamp;
+                    return Ok(());
+                }
+                _ => {}
+            }
+        }
+        let rebuilt = self.rebuild(vault);
+        if rebuilt.is_err() {
+            // Reported once per change, not retried (and reported) on
+            // every request until the next one.
+            *self.built_from() = Some((stamp, vault.secret_versions()?));
+        }
+        rebuilt
+    }
+
+    fn built_from(&self) -> std::sync::MutexGuard<'_, Option<BuiltFrom>> {
+        self.0.built_from.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn current(&self) -> Arc<Scrubber> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0
+            .scrubber
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -128,5 +180,70 @@ impl Drop for ScrubbedLine {
         let clean = self.scrubber.scrub(&self.line);
         self.line.zeroize();
         let _ = io::stderr().lock().write_all(&clean);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::{KeySource, SecretName, VaultConfig};
+
+    fn set(vault: &mut Vault, bot: &str, name: &str, value: &str) {
+        vault
+            .set_secret(
+                &Scope::Bot(bot.into()),
+                &SecretName::new(name).unwrap(),
+                &SecretValue::new(value.to_owned()).unwrap(),
+            )
+            .unwrap();
+    }
+
+    fn hides(scrubber: &LogScrubber, value: &str) -> bool {
+        let line = format!("a line holding {value} once");
+        !String::from_utf8_lossy(&scrubber.current().scrub(line.as_bytes())).contains(value)
+    }
+
+    #[test]
+    fn refresh_learns_values_another_connection_set_and_only_rebuilds_on_a_value_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = VaultConfig::new(
+            tmp.path().join("data"),
+            KeySource::File(tmp.path().join("config/master.key")),
+        );
+        Vault::init(&config).unwrap();
+        // `serve`'s connection, and the CLI's in another process.
+        let serve = Vault::open(config.clone()).unwrap();
+        let mut cli = Vault::open(config).unwrap();
+        cli.create_team("ops").unwrap();
+        cli.create_bot("greeter", "ops").unwrap();
+        set(&mut cli, "greeter", "FIRST", "first-value-0123456789");
+        let scrubber = LogScrubber::of_vault(&serve).unwrap();
+        assert!(hides(&scrubber, "first-value-0123456789"));
+
+        set(&mut cli, "greeter", "SECOND", "second-value-0123456789");
+        assert!(
+            !hides(&scrubber, "second-value-0123456789"),
+            "nothing is learnt before a refresh"
+        );
+        scrubber.refresh(&serve).unwrap();
+        assert!(hides(&scrubber, "second-value-0123456789"));
+
+        // An overwrite is a new value; the old one stays hidden only while
+        // a scope still holds it.
+        set(&mut cli, "greeter", "SECOND", "rotated-value-0123456789");
+        scrubber.refresh(&serve).unwrap();
+        assert!(hides(&scrubber, "rotated-value-0123456789"));
+
+        // A write that changes no value (an audit entry) keeps the scrubber.
+        let before = scrubber.current();
+        cli.audit_action("bot.pause", None, None, "").unwrap();
+        scrubber.refresh(&serve).unwrap();
+        assert!(
+            Arc::ptr_eq(&before, &scrubber.current()),
+            "rebuilt needlessly"
+        );
+        // Nor does an unchanged vault.
+        scrubber.refresh(&serve).unwrap();
+        assert!(Arc::ptr_eq(&before, &scrubber.current()));
     }
 }

@@ -117,9 +117,14 @@ impl AppState {
         })
     }
 
-    /// The requests' vault connection.
+    /// The requests' vault connection. Each use first brings the log
+    /// scrubber up to date with values another process (the CLI) set.
     pub fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
-        self.vault.lock().unwrap_or_else(|e| e.into_inner())
+        let vault = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.log_scrubber.refresh(&vault) {
+            tracing::error!("the log scrubber could not learn the vault's changes: {e}");
+        }
+        vault
     }
 
     pub fn is_ready(&self) -> bool {

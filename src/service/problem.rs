@@ -166,6 +166,12 @@ impl From<StoreError> for Problem {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "queue-full", e.to_string())
                     .retry_after(1)
             }
+            StoreError::IdempotencyKeyReused { execution, .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                e.to_string(),
+            )
+            .with("execution_id", execution.as_str()),
             _ => Problem::internal("using the engine database", &e),
         }
     }

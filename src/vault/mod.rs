@@ -71,7 +71,7 @@ pub use key::{KeyId, KeySource, MasterKey, VaultId};
 pub use rotate::{RotationReport, VerifyReport};
 pub use scope::{Scope, ScopeKind};
 pub use secrets::{BotInfo, Precondition, SecretInfo, SetOutcome, StoredMatch, TeamInfo};
-pub use snapshot::{Generation, SecretResolver, SecretSnapshot};
+pub use snapshot::{ChangeStamp, Generation, SecretResolver, SecretSnapshot};
 pub use value::{MAX_NAME_LEN, MAX_VALUE_LEN, MIN_VALUE_LEN, SecretName, SecretValue};
 
 const META_VAULT_ID: &str = "vault_id";

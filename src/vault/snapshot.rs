@@ -69,9 +69,12 @@ pub struct SecretSnapshot {
     entries: Arc<Records>,
 }
 
-/// The database state a cached snapshot was read at.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+/// Where the vault database stood at one instant: any later commit, by
+/// this connection or another, gives a different stamp. Cached snapshots
+/// are keyed by it, and so is anything else a caller derives from the
+/// vault's contents (the service's log scrubber).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeStamp {
     /// Changes committed by other connections (`PRAGMA data_version`).
     data_version: i64,
     /// Rows changed by this connection.
@@ -101,7 +104,7 @@ impl SnapshotCache {
 }
 
 /// One scope's sealed records, and the stamp and key they were read under.
-type Cached = (Stamp, Arc<MasterKey>, Arc<Records>);
+type Cached = (ChangeStamp, Arc<MasterKey>, Arc<Records>);
 
 impl std::fmt::Debug for SecretSnapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -245,6 +248,33 @@ impl SecretResolver for SecretSnapshot {
 }
 
 impl Vault {
+    /// Where the database stands now (see [`ChangeStamp`]). Reads no table.
+    pub fn change_stamp(&self) -> Result<ChangeStamp, VaultError> {
+        Ok(ChangeStamp {
+            data_version: self
+                .conn
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                .map_err(VaultError::db("reading the vault's change counter"))?,
+            total_changes: self.conn.total_changes(),
+        })
+    }
+
+    /// Every stored secret's row id and version, in id order: it differs
+    /// whenever a value was set, overwritten or deleted, and stays the same
+    /// across writes that change no value (audit entries, a key rotation).
+    pub fn secret_versions(&self) -> Result<Vec<(i64, i64)>, VaultError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, version FROM secrets ORDER BY id")
+            .map_err(VaultError::db("listing secret versions"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(VaultError::db("listing secret versions"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(VaultError::db("listing secret versions"))
+    }
+
     /// Takes a snapshot of `bot`'s secrets: its bot secrets, and its team's
     /// secrets for names it does not override.
     pub fn snapshot_for_bot(&self, bot: &str) -> Result<SecretSnapshot, VaultError> {
@@ -254,14 +284,7 @@ impl Vault {
     /// Takes a snapshot of the secrets `scope` resolves: for a bot, its own
     /// and its team's (bot first); for a team, the team secrets.
     pub fn snapshot(&self, scope: &Scope) -> Result<SecretSnapshot, VaultError> {
-        let stamp = Stamp {
-            data_version: self
-                .conn
-                .prepare_cached("PRAGMA data_version")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(VaultError::db("taking a snapshot"))?,
-            total_changes: self.conn.total_changes(),
-        };
+        let stamp = self.change_stamp()?;
         let mut cache = self
             .snapshots
             .entries
