@@ -13,6 +13,9 @@
 //!   loop: each request is timed from when it was due, so a stall is not
 //!   hidden);
 //! - **completed executions per second** for the same runs;
+//! - **the disk's synced-commit latency** at the same rate (a scratch
+//!   SQLite database beside `engine.db`, one 1-row commit each): the floor
+//!   under any accept's latency;
 //! - **an idle server**: CPU time and writes (`/proc/PID/io` `syscw`, and
 //!   the database files' sizes and times) over 30 s.
 //!
@@ -88,6 +91,10 @@ fn main() {
     fixture.wait_drained();
     let completed_rate = accepted as f64 / started.elapsed().as_secs_f64();
 
+    // The disk's own floor, in the same run: one synced SQLite commit at a
+    // time, at the offered rate, next to engine.db. An accept cannot be
+    // answered sooner than its commit is synced.
+    let (sync50, sync99) = disk_sync(&fixture.data_dir, phase);
     let (p50, p99, sent) =
         runtime.block_on(open_loop(&client, serve.addr, path, &fixture.token, phase));
     fixture.wait_drained();
@@ -118,6 +125,11 @@ fn main() {
         "accept/latency_at_{OFFERED_PER_SECOND}_per_s     p50 {:.2} ms, p99 {:.2} ms ({sent} runs; goal p99 <= 10 ms)",
         p50.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0
+    );
+    println!(
+        "accept/disk_sync_at_{OFFERED_PER_SECOND}_per_s   p50 {:.2} ms, p99 {:.2} ms (one synced 1-row commit each, same disk, same run)",
+        sync50.as_secs_f64() * 1000.0,
+        sync99.as_secs_f64() * 1000.0
     );
     println!(
         "accept/idle                  CPU {idle_cpu:.2} % of a core, {idle_writes:.0} write calls/min, database files {} over {} s (goal: 0 writes)",
@@ -456,6 +468,39 @@ async fn closed_loop(
 
 /// p50 and p99 latency at `OFFERED_PER_SECOND`, each request timed from
 /// when it was due.
+/// p50 and p99 of one synced commit (WAL, `synchronous = FULL`, as an
+/// accept's) of a 1-row insert, issued at `OFFERED_PER_SECOND` for
+/// `length`, in a scratch database in `dir`.
+fn disk_sync(dir: &std::path::Path, length: Duration) -> (Duration, Duration) {
+    let path = dir.join("disk-sync-baseline.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE t (id INTEGER PRIMARY KEY, at INTEGER NOT NULL, body TEXT NOT NULL);",
+    )
+    .unwrap();
+    let count = (OFFERED_PER_SECOND * length.as_secs()) as usize;
+    let interval = Duration::from_secs(1) / OFFERED_PER_SECOND as u32;
+    let start = Instant::now();
+    let mut times = Vec::with_capacity(count);
+    for i in 0..count {
+        let due = start + interval * i as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        conn.execute("INSERT INTO t (at, body) VALUES (?1, '{}')", [i as i64])
+            .unwrap();
+        times.push(due.elapsed());
+    }
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    (at(0.50), at(0.99))
+}
+
 async fn open_loop(
     client: &HttpClient,
     addr: SocketAddr,

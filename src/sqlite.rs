@@ -1,5 +1,6 @@
-//! What the vault's and the engine's SQLite connections share: how a
-//! connection waits for another's write lock.
+//! What the vault's and the engine's SQLite connections share
+//! ([`configure`]): how a connection waits for another's write lock, and
+//! how its statements are planned.
 //!
 //! SQLite's own `busy_timeout` sleeps 1, 2, 5, 10, 15, 20, 25 … ms between
 //! attempts. Under load, when the queue's synced commit (well under a
@@ -8,6 +9,15 @@
 //! that time; accept latency showed it as a p99 of tens of milliseconds.
 //! `wait_for_lock` retries after 20 µs, doubling to at most 1 ms, and
 //! gives up after about [`GIVE_UP`] in all, as `busy_timeout` did.
+//!
+//! **Each statement is planned once.** By default SQLite re-plans a
+//! statement when a value bound to it might change the best plan (a join,
+//! a partial index, a `LIKE`): a cached statement was then parsed and
+//! planned again on every run, and the API's token lookup spent a quarter
+//! of `serve`'s CPU doing that. Every connection turns on the query
+//! planner stability guarantee (`SQLITE_DBCONFIG_ENABLE_QPSG`), so a plan
+//! is made at prepare time only; tests check that the stores' statements
+//! are prepared once (`reprepared`, in test builds).
 
 use std::time::Duration;
 
@@ -18,9 +28,15 @@ pub const GIVE_UP: Duration = Duration::from_secs(10);
 const FIRST: Duration = Duration::from_micros(20);
 const LONGEST: Duration = Duration::from_millis(1);
 
-/// Installs `wait_for_lock` as `conn`'s busy handler.
-pub fn wait_on_busy(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
-    conn.busy_handler(Some(wait_for_lock))
+/// Sets up a new connection of either store: `wait_for_lock` as its busy
+/// handler, and plans that do not depend on bound values.
+pub fn configure(conn: &mut rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.busy_handler(Some(wait_for_lock))?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 /// SQLite's busy handler: called with how many times it was called for
@@ -44,6 +60,30 @@ fn waited_before(attempt: u32) -> Duration {
     let ramp: u32 = attempt.min(8);
     let ramp_total: Duration = (0..ramp).map(delay).sum();
     ramp_total + LONGEST * attempt.saturating_sub(ramp)
+}
+
+/// Every statement of `conn` that SQLite had to prepare again after its
+/// first run, with how many times: a cached statement should never be.
+#[cfg(test)]
+pub(crate) fn reprepared(conn: &rusqlite::Connection) -> Vec<(String, i32)> {
+    use rusqlite::ffi;
+    let mut found = Vec::new();
+    // SAFETY: the handle is `conn`'s, borrowed for this call; statements
+    // are only walked and read (their SQL text is copied before the next
+    // call), never stepped or finalised.
+    unsafe {
+        let db = conn.handle();
+        let mut stmt = ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+        while !stmt.is_null() {
+            let count = ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_REPREPARE, 0);
+            if count > 0 {
+                let sql = std::ffi::CStr::from_ptr(ffi::sqlite3_sql(stmt));
+                found.push((sql.to_string_lossy().into_owned(), count));
+            }
+            stmt = ffi::sqlite3_next_stmt(db, stmt);
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -79,7 +119,7 @@ mod tests {
             .unwrap();
         let waiter = std::thread::spawn(move || {
             let mut conn = rusqlite::Connection::open(&path).unwrap();
-            wait_on_busy(&mut conn).unwrap();
+            configure(&mut conn).unwrap();
             let started = std::time::Instant::now();
             conn.execute("INSERT INTO t VALUES (2)", []).unwrap();
             started.elapsed()

@@ -770,6 +770,64 @@ fn a_paused_bot_does_not_run_until_resumed() {
     assert!(fx.engine.set_paused("nobody", true).is_err());
 }
 
+#[test]
+fn a_queued_run_runs_and_records_the_deployment_of_when_it_is_claimed() {
+    let fx = fixture();
+    let queue = |trigger: Value| {
+        let snapshot = fx.engine.vault().snapshot_for_bot(BOT).unwrap();
+        let run = fx
+            .engine
+            .queued_run(&snapshot, &trigger, None, None)
+            .unwrap();
+        fx.tokio.block_on(fx.engine.enqueue(run, 10)).unwrap().id
+    };
+    let claim_and_run = || {
+        let claimed = fx
+            .engine
+            .claim("test", Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        let version = claimed.graph_version.clone();
+        let report = fx.tokio.block_on(fx.engine.run_claimed(claimed)).unwrap();
+        assert_eq!(report.status, ExecutionStatus::Succeeded, "{report:#?}");
+        version
+    };
+    let recorded = |id| {
+        fx.engine
+            .store()
+            .execution(&id)
+            .unwrap()
+            .unwrap()
+            .0
+            .graph_version
+    };
+
+    let first = fx.engine.deploy(BOT, &greeting_graph()).unwrap();
+    let unchanged = queue(json!({"name": "Ada"}));
+    assert_eq!(claim_and_run(), first.graph_version);
+    assert_eq!(recorded(unchanged), first.graph_version);
+
+    // Accepted under the first deployment, claimed after a redeploy: it
+    // runs the new one, and its record says so.
+    let between = queue(json!({"name": "Grace"}));
+    let mut changed = greeting_graph();
+    changed.nodes[0].config["prompt"] = json!("Greet {{trigger.name}} warmly");
+    let second = fx.engine.deploy(BOT, &changed).unwrap();
+    assert_ne!(first.graph_version, second.graph_version);
+    assert_eq!(
+        claim_and_run(),
+        first.graph_version,
+        "queued under the first"
+    );
+    assert_eq!(recorded(between), second.graph_version);
+    let asked = fx.openrouter.take_requests();
+    let last = asked.last().unwrap().json().unwrap();
+    assert_eq!(
+        last["messages"].as_array().unwrap().last().unwrap()["content"],
+        "Greet Grace warmly"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 7. rotation during a stream of executions
 

@@ -158,7 +158,8 @@ impl QueuedRun {
 /// connections of this process ever contend for SQLite's write lock, so
 /// none waits on a busy handler; and the writer runs at the API's priority,
 /// so a write asked for by an execution thread (which runs at a lower one)
-/// never holds the lock while that thread waits for a core.
+/// never holds the lock while that thread waits for a core. Of what
+/// arrived together, the accepts commit first and the writes follow.
 pub struct GroupCommit<Q> {
     sender: std::sync::mpsc::Sender<Message<Q>>,
 }
@@ -180,22 +181,27 @@ impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
                 // Ends when every sender is gone.
                 while let Ok(first) = receiver.recv() {
                     let mut batch = Vec::new();
+                    let mut writes = Vec::new();
                     let mut next = Some(first);
-                    let mut taken = 0;
                     while let Some(message) = next.take() {
                         match message {
                             Message::Enqueue(pending) => batch.push(pending),
-                            Message::Write(write) => write(&mut queue),
+                            Message::Write(write) => writes.push(write),
                         }
-                        taken += 1;
-                        // Bounded, so a stream of writes cannot hold the
-                        // runs waiting in this batch.
-                        if batch.len() < MAX_BATCH && taken < 2 * MAX_BATCH {
+                        // Bounded, so a stream of either cannot hold the
+                        // other for long.
+                        if batch.len() < MAX_BATCH && writes.len() < MAX_BATCH {
                             next = receiver.try_recv().ok();
                         }
                     }
+                    // Accepts first: a client is waiting on each, while
+                    // the writes are the executions' (claims, node runs,
+                    // ends), which run at a lower priority anyway.
                     if !batch.is_empty() {
                         commit(&mut queue, batch);
+                    }
+                    for write in writes {
+                        write(&mut queue);
                     }
                     committed();
                 }

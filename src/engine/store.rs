@@ -549,7 +549,7 @@ impl EngineStore {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(db_err("opening the database"))?;
-        crate::sqlite::wait_on_busy(&mut conn).map_err(db_err("setting the busy handler"))?;
+        crate::sqlite::configure(&mut conn).map_err(db_err("configuring the connection"))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err("enabling WAL"))?;
         // Memory-mapped reads: another connection's commit empties this
@@ -2015,5 +2015,7 @@ mod tests {
         assert_eq!(store.recover("b").unwrap().interrupted, 0);
         let (execution, _) = store.execution(&third.id).unwrap().unwrap();
         assert_eq!(execution.status, ExecutionStatus::Running);
+        // The queue's statements ran many times, each planned once.
+        assert_eq!(crate::sqlite::reprepared(&store.conn), []);
     }
 }

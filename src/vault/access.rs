@@ -377,3 +377,49 @@ fn token_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TokenInfo, Vault
         last_used_at: r.get(7)?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::{KeySource, Scope, SecretName, SecretValue, VaultConfig};
+
+    /// The statements a request and an execution run are planned once per
+    /// connection, however often they run (see `crate::sqlite`).
+    #[test]
+    fn the_per_request_statements_are_prepared_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = VaultConfig::new(
+            tmp.path().join("data"),
+            KeySource::File(tmp.path().join("config/master.key")),
+        );
+        Vault::init(&config).unwrap();
+        let mut vault = Vault::open(config).unwrap();
+        vault.create_team("ops").unwrap();
+        vault.create_bot("greeter", "ops").unwrap();
+        let scope = TokenScope::Bot {
+            team: "ops".into(),
+            bot: "greeter".into(),
+        };
+        let (_, token) = vault
+            .create_token(&scope, &[Capability::RunsStart], None)
+            .unwrap();
+        let bot = Scope::Bot("greeter".into());
+        for round in 0..3 {
+            // A write each round, so the snapshot reads its records again.
+            let value = SecretValue::new(format!("value-of-round-{round}-0123456789")).unwrap();
+            vault
+                .set_secret(&bot, &SecretName::new("TOKEN").unwrap(), &value)
+                .unwrap();
+            for _ in 0..2 {
+                assert_eq!(vault.authenticate(token.expose()).unwrap().scope, scope);
+            }
+            assert_eq!(vault.team_of_bot("greeter").unwrap(), "ops");
+            assert_eq!(vault.snapshot_for_bot("greeter").unwrap().len(), 1);
+            assert_eq!(vault.list_secrets(&bot).unwrap().len(), 1);
+            assert_eq!(vault.tokens().unwrap().len(), 1);
+            vault.change_stamp().unwrap();
+            vault.secret_versions().unwrap();
+        }
+        assert_eq!(crate::sqlite::reprepared(&vault.conn), []);
+    }
+}

@@ -175,7 +175,7 @@ pub(crate) fn create(db: &Path) -> Result<Connection, VaultError> {
 }
 
 fn configure(conn: &mut Connection) -> Result<(), VaultError> {
-    crate::sqlite::wait_on_busy(conn).map_err(VaultError::db("setting the busy handler"))?;
+    crate::sqlite::configure(conn).map_err(VaultError::db("configuring the connection"))?;
     conn.execute_batch(
         "PRAGMA secure_delete = ON; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
     )
