@@ -82,9 +82,9 @@ pub trait RunQueue {
     /// already wait ([`StoreError::QueueFull`] for that run). With an
     /// idempotency key that was used before for the bot, a run returns that
     /// earlier run and writes nothing (or, when its trigger differs from
-    /// that run's, [`StoreError::IdempotencyKeyReused`]); otherwise a run of a bot that is
-    /// paused, or not deployed, is refused. The outer error means nothing
-    /// was accepted.
+    /// that run's, [`StoreError::IdempotencyKeyReused`]); otherwise a run of
+    /// a bot that is paused, or not deployed, is refused. The outer error
+    /// means nothing was accepted.
     fn enqueue_many(
         &mut self,
         runs: &[NewRun<'_>],

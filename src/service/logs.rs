@@ -75,8 +75,36 @@ impl LogScrubber {
     /// Rebuilds from what `vault` holds now. Fails closed: on an error the
     /// previous scrubber stays, and the caller reports it.
     pub fn rebuild(&self, vault: &Vault) -> Result<(), LogScrubberError> {
+        let built_from = (vault.change_stamp()?, vault.secret_versions()?);
+        self.build(vault)?;
+        *self.built_from() = Some(built_from);
+        Ok(())
+    }
+
+    /// Rebuilds if a value changed since the last build, whoever changed
+    /// it. An unchanged vault costs one `PRAGMA data_version`; a write that
+    /// changed no value (an audit entry, a token's last use) adds one read
+    /// of the secrets' versions.
+    pub fn refresh(&self, vault: &Vault) -> Result<(), LogScrubberError> {
         let stamp = vault.change_stamp()?;
+        let mut built_from = self.built_from();
+        if built_from.as_ref().is_some_and(|(seen, _)| *seen == stamp) {
+            return Ok(());
+        }
         let versions = vault.secret_versions()?;
+        let changed = built_from
+            .as_ref()
+            .is_none_or(|(_, built)| *built != versions);
+        // Recorded before the build: a build that fails is reported once
+        // per change, not retried (and reported) on every request until
+        // the next one.
+        *built_from = Some((stamp, versions));
+        drop(built_from);
+        if changed { self.build(vault) } else { Ok(()) }
+    }
+
+    /// Replaces the scrubber with one of every value `vault` holds now.
+    fn build(&self, vault: &Vault) -> Result<(), LogScrubberError> {
         let mut values: Vec<(String, SecretValue)> = Vec::new();
         for team in vault.list_teams()? {
             values.extend(vault.snapshot(&Scope::Team(team.name))?.all_values()?);
@@ -87,34 +115,7 @@ impl LogScrubber {
         }
         let scrubber = Scrubber::new(values.iter().map(|(n, v)| (n.as_str(), v)));
         *self.0.scrubber.write().unwrap_or_else(|e| e.into_inner()) = scrubber;
-        *self.built_from() = Some((stamp, versions));
         Ok(())
-    }
-
-    /// Rebuilds if a value changed since the last build, whoever changed
-    /// it. An unchanged vault costs one `PRAGMA data_version`; a write that
-    /// changed no value (an audit entry, a token's last use) adds one read
-    /// of the secrets' versions.
-    pub fn refresh(&self, vault: &Vault) -> Result<(), LogScrubberError> {
-        let stamp = vault.change_stamp()?;
-        {
-            let mut built_from = self.built_from();
-            match built_from.as_mut() {
-                Some((seen, _)) if *seen == stamp => return Ok(()),
-                Some((seen, versions)) if *versions == vault.secret_versions()? => {
-                    *seen = stamp;
-                    return Ok(());
-                }
-                _ => {}
-            }
-        }
-        let rebuilt = self.rebuild(vault);
-        if rebuilt.is_err() {
-            // Reported once per change, not retried (and reported) on
-            // every request until the next one.
-            *self.built_from() = Some((stamp, vault.secret_versions()?));
-        }
-        rebuilt
     }
 
     fn built_from(&self) -> std::sync::MutexGuard<'_, Option<BuiltFrom>> {
@@ -186,7 +187,7 @@ impl Drop for ScrubbedLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::{KeySource, SecretName, VaultConfig};
+    use crate::vault::SecretName;
 
     fn set(vault: &mut Vault, bot: &str, name: &str, value: &str) {
         vault
@@ -205,12 +206,7 @@ mod tests {
 
     #[test]
     fn refresh_learns_values_another_connection_set_and_only_rebuilds_on_a_value_change() {
-        let tmp = tempfile::tempdir().unwrap();
-        let config = VaultConfig::new(
-            tmp.path().join("data"),
-            KeySource::File(tmp.path().join("config/master.key")),
-        );
-        Vault::init(&config).unwrap();
+        let (_tmp, config) = crate::vault::scratch();
         // `serve`'s connection, and the CLI's in another process.
         let serve = Vault::open(config.clone()).unwrap();
         let mut cli = Vault::open(config).unwrap();

@@ -381,18 +381,13 @@ fn token_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TokenInfo, Vault
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::{KeySource, Scope, SecretName, SecretValue, VaultConfig};
+    use crate::vault::{Scope, SecretName, SecretValue};
 
     /// The statements a request and an execution run are planned once per
     /// connection, however often they run (see `crate::sqlite`).
     #[test]
     fn the_per_request_statements_are_prepared_once() {
-        let tmp = tempfile::tempdir().unwrap();
-        let config = VaultConfig::new(
-            tmp.path().join("data"),
-            KeySource::File(tmp.path().join("config/master.key")),
-        );
-        Vault::init(&config).unwrap();
+        let (_tmp, config) = crate::vault::scratch();
         let mut vault = Vault::open(config).unwrap();
         vault.create_team("ops").unwrap();
         vault.create_bot("greeter", "ops").unwrap();

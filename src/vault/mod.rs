@@ -74,6 +74,19 @@ pub use secrets::{BotInfo, Precondition, SecretInfo, SetOutcome, StoredMatch, Te
 pub use snapshot::{ChangeStamp, Generation, SecretResolver, SecretSnapshot};
 pub use value::{MAX_NAME_LEN, MAX_VALUE_LEN, MIN_VALUE_LEN, SecretName, SecretValue};
 
+/// A new vault in a temp dir (removed when the dir is dropped), for unit
+/// tests: its database under `data/`, its key file under `config/`.
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, VaultConfig) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = VaultConfig::new(
+        tmp.path().join("data"),
+        KeySource::File(tmp.path().join("config/master.key")),
+    );
+    Vault::init(&config).unwrap();
+    (tmp, config)
+}
+
 const META_VAULT_ID: &str = "vault_id";
 const META_KEY_ID: &str = "key_id";
 const META_PREVIOUS_KEY_ID: &str = "previous_key_id";

@@ -382,7 +382,7 @@ impl Vault {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::{KeySource, SecretName, VaultConfig};
+    use crate::vault::SecretName;
 
     fn value(v: &str) -> SecretValue {
         SecretValue::new(v.to_owned()).unwrap()
@@ -390,12 +390,7 @@ mod tests {
 
     #[test]
     fn all_values_include_the_team_secrets_a_bot_overrides() {
-        let tmp = tempfile::tempdir().unwrap();
-        let config = VaultConfig::new(
-            tmp.path().join("data"),
-            KeySource::File(tmp.path().join("config/master.key")),
-        );
-        Vault::init(&config).unwrap();
+        let (_tmp, config) = crate::vault::scratch();
         let mut vault = Vault::open(config).unwrap();
         vault.create_team("ops").unwrap();
         vault.create_bot("greeter", "ops").unwrap();
