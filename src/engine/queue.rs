@@ -16,7 +16,8 @@
 //! The queue is a trait so that a PostgreSQL store can implement it later;
 //! [`EngineStore`](super::store::EngineStore) is the SQLite implementation.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use super::store::{ExecutionId, ExecutionStatus, StoreError};
 
@@ -107,10 +108,27 @@ pub trait RunQueue {
     fn recover(&mut self, owner: &str) -> Result<Recovery, StoreError>;
 
     fn depth(&self) -> Result<QueueDepth, StoreError>;
+
+    /// Calls `write` until it returns false, all inside one transaction
+    /// that is committed at the end: the executions' small writes (claims,
+    /// node runs, ends) share a commit instead of paying one each. Each
+    /// write must be atomic on its own, as [`EngineStore`]'s are, so one
+    /// that fails changes nothing and the others stand. `Err` means none
+    /// of them took effect.
+    ///
+    /// [`EngineStore`]: super::store::EngineStore
+    fn write_together(
+        &mut self,
+        write: &mut dyn FnMut(&mut Self) -> bool,
+    ) -> Result<(), StoreError>;
 }
 
 /// Most runs one commit accepts.
 const MAX_BATCH: usize = 512;
+
+/// Longest the writer spends on one shared commit of executions' writes
+/// before it commits and looks for accepts again, which also end it.
+const WRITE_ROUND: Duration = Duration::from_millis(1);
 
 /// A run waiting for the group commit, and where its answer goes: straight
 /// to the waiting task, so no thread is parked for each run in flight.
@@ -123,9 +141,14 @@ struct Pending {
 /// What the writer thread is asked to do.
 enum Message<Q> {
     Enqueue(Pending),
-    /// Any other write, run on the writer's connection in its turn.
-    Write(Box<dyn FnOnce(&mut Q) + Send>),
+    /// Any other write, run on the writer's connection in its turn. What
+    /// it returns delivers its result once its shared commit is known
+    /// (`Err` when that commit failed and undid it).
+    Write(Write<Q>),
 }
+
+type Write<Q> = Box<dyn FnOnce(&mut Q) -> Deliver + Send>;
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A [`NewRun`] that owns its fields, to hand to another thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,8 +181,11 @@ impl QueuedRun {
 /// connections of this process ever contend for SQLite's write lock, so
 /// none waits on a busy handler; and the writer runs at the API's priority,
 /// so a write asked for by an execution thread (which runs at a lower one)
-/// never holds the lock while that thread waits for a core. Of what
-/// arrived together, the accepts commit first and the writes follow.
+/// never holds the lock while that thread waits for a core. Accepts go
+/// first: a client waits on each. The writes share commits too
+/// ([`RunQueue::write_together`]), and a round of them ends after
+/// [`WRITE_ROUND`] or as soon as an accept arrives, so an accept waits for
+/// at most one small write, not for every write queued before it.
 pub struct GroupCommit<Q> {
     sender: std::sync::mpsc::Sender<Message<Q>>,
 }
@@ -178,32 +204,32 @@ impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
         std::thread::Builder::new()
             .name("narakim-group-commit".into())
             .spawn(move || {
-                // Ends when every sender is gone.
-                while let Ok(first) = receiver.recv() {
-                    let mut batch = Vec::new();
-                    let mut writes = Vec::new();
-                    let mut next = Some(first);
-                    while let Some(message) = next.take() {
-                        match message {
-                            Message::Enqueue(pending) => batch.push(pending),
-                            Message::Write(write) => writes.push(write),
-                        }
-                        // Bounded, so a stream of either cannot hold the
-                        // other for long.
-                        if batch.len() < MAX_BATCH && writes.len() < MAX_BATCH {
-                            next = receiver.try_recv().ok();
+                let mut accepts = Vec::new();
+                let mut writes = VecDeque::new();
+                loop {
+                    if accepts.is_empty() && writes.is_empty() {
+                        // Ends when every sender is gone.
+                        match receiver.recv() {
+                            Ok(message) => sort(message, &mut accepts, &mut writes),
+                            Err(_) => break,
                         }
                     }
-                    // Accepts first: a client is waiting on each, while
-                    // the writes are the executions' (claims, node runs,
-                    // ends), which run at a lower priority anyway.
-                    if !batch.is_empty() {
-                        commit(&mut queue, batch);
+                    // Bounded, so a stream of either cannot hold the other
+                    // for long.
+                    while accepts.len() < MAX_BATCH && writes.len() < MAX_BATCH {
+                        match receiver.try_recv() {
+                            Ok(message) => sort(message, &mut accepts, &mut writes),
+                            Err(_) => break,
+                        }
                     }
-                    for write in writes {
-                        write(&mut queue);
+                    if !accepts.is_empty() {
+                        commit(&mut queue, std::mem::take(&mut accepts));
+                        committed();
                     }
-                    committed();
+                    if !writes.is_empty() {
+                        write_round(&mut queue, &receiver, &mut accepts, &mut writes);
+                        committed();
+                    }
                 }
             })
             .expect("spawning the group commit thread");
@@ -229,10 +255,60 @@ impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         self.sender
             .send(Message::Write(Box::new(move |queue| {
-                let _ = reply.send(write(queue));
+                let result = write(queue);
+                Box::new(move |committed: Result<(), String>| {
+                    let _ = reply.send(match committed {
+                        Ok(()) => result,
+                        // What it wrote was undone with the rest.
+                        Err(reason) => result.and(Err(StoreError::NotWritten(reason))),
+                    });
+                })
             })))
             .map_err(|_| stopped())?;
         answer.recv().map_err(|_| stopped())?
+    }
+}
+
+fn sort<Q>(message: Message<Q>, accepts: &mut Vec<Pending>, writes: &mut VecDeque<Write<Q>>) {
+    match message {
+        Message::Enqueue(pending) => accepts.push(pending),
+        Message::Write(write) => writes.push_back(write),
+    }
+}
+
+/// Runs waiting writes in one shared commit, until none waits, the round
+/// has lasted [`WRITE_ROUND`], or an accept arrives (left in `accepts`).
+fn write_round<Q: RunQueue>(
+    queue: &mut Q,
+    receiver: &std::sync::mpsc::Receiver<Message<Q>>,
+    accepts: &mut Vec<Pending>,
+    writes: &mut VecDeque<Write<Q>>,
+) {
+    let started = Instant::now();
+    let mut delivers = Vec::new();
+    let outcome = queue.write_together(&mut |queue| {
+        let Some(write) = writes.pop_front() else {
+            return false;
+        };
+        delivers.push(write(queue));
+        if started.elapsed() >= WRITE_ROUND {
+            return false;
+        }
+        match receiver.try_recv() {
+            Ok(Message::Enqueue(pending)) => {
+                accepts.push(pending);
+                false
+            }
+            Ok(Message::Write(write)) => {
+                writes.push_back(write);
+                true
+            }
+            Err(_) => !writes.is_empty(),
+        }
+    });
+    let outcome = outcome.map_err(|e| e.to_string());
+    for deliver in delivers {
+        deliver(outcome.clone());
     }
 }
 

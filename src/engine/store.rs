@@ -259,6 +259,9 @@ pub enum StoreError {
 
     #[error("the run was not queued: {0}")]
     NotQueued(String),
+
+    #[error("the write was undone, because the commit it shared failed: {0}")]
+    NotWritten(String),
 }
 
 /// An extension recorded as installed.
@@ -992,9 +995,7 @@ impl EngineStore {
         status: ExecutionStatus,
         summary: Option<&str>,
     ) -> Result<(), StoreError> {
-        let tx = self
-            .conn
-            .transaction()
+        let tx = atomic(&mut self.conn)
             .map_err(db_err(&self.path, "recording the end of an execution"))?;
         let changed = tx
             .prepare_cached(
@@ -1344,10 +1345,7 @@ impl RunQueue for EngineStore {
     fn claim(&mut self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
         let until = now.saturating_add(lease.as_millis() as i64);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err(&self.path, "claiming a queued run"))?;
+        let tx = atomic(&mut self.conn).map_err(db_err(&self.path, "claiming a queued run"))?;
         let claimed: Option<String> = tx
             .prepare_cached(
                 "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
@@ -1411,6 +1409,38 @@ impl RunQueue for EngineStore {
         Ok(Recovery {
             interrupted,
             queued: queued.max(0) as usize,
+        })
+    }
+
+    fn write_together(
+        &mut self,
+        write: &mut dyn FnMut(&mut Self) -> bool,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = db_err(&path, "committing the executions' writes");
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            // Each write still runs, in a transaction of its own.
+            tracing::warn!("sharing a commit between writes failed (each commits alone): {e}");
+            while write(self) {}
+            return Ok(());
+        }
+        while write(self) {
+            if self.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk, an
+                // I/O error): stop here, so no later write commits alone.
+                break;
+            }
+        }
+        if self.conn.is_autocommit() {
+            return Err(err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some("the transaction was rolled back by a failed write".into()),
+            )));
+        }
+        self.conn.execute_batch("COMMIT").map_err(|e| {
+            // A failed COMMIT may leave the transaction open.
+            let _ = self.conn.execute_batch("ROLLBACK");
+            err(e)
         })
     }
 
@@ -1522,6 +1552,44 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
         });
     }
     Ok(())
+}
+
+/// A write's own transaction (immediate: it takes the write lock at once,
+/// so it cannot fail midway on another process's write), or, inside one
+/// already open ([`RunQueue::write_together`]), a savepoint. Either way the
+/// write is atomic: dropped without `commit`, it is undone.
+enum Atomic<'c> {
+    Transaction(rusqlite::Transaction<'c>),
+    Savepoint(rusqlite::Savepoint<'c>),
+}
+
+fn atomic(conn: &mut Connection) -> rusqlite::Result<Atomic<'_>> {
+    if conn.is_autocommit() {
+        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map(Atomic::Transaction)
+    } else {
+        conn.savepoint().map(Atomic::Savepoint)
+    }
+}
+
+impl Atomic<'_> {
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Atomic::Transaction(tx) => tx.commit(),
+            Atomic::Savepoint(sp) => sp.commit(),
+        }
+    }
+}
+
+impl std::ops::Deref for Atomic<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Atomic::Transaction(tx) => tx,
+            Atomic::Savepoint(sp) => sp,
+        }
+    }
 }
 
 fn db_err(path: &Path, operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -2017,5 +2085,140 @@ mod tests {
         assert_eq!(execution.status, ExecutionStatus::Running);
         // The queue's statements ran many times, each planned once.
         assert_eq!(crate::sqlite::reprepared(&store.conn), []);
+    }
+
+    /// A queued run of a deployed bot, for the write tests.
+    fn queued(store: &mut EngineStore) -> ExecutionId {
+        if store.active_deployment("greeter").unwrap().is_none() {
+            store
+                .deploy("greeter", "{}", "aaa", &BTreeMap::new())
+                .unwrap();
+        }
+        let run = NewRun {
+            bot: "greeter",
+            trigger_json: "{}",
+            idempotency_key: None,
+            started_by: None,
+        };
+        store.enqueue(&run, 100).unwrap().id
+    }
+
+    /// Turns a node run of no execution into an error of the commit, not
+    /// of its insert: a commit that fails, without breaking the disk.
+    fn orphan_at_commit(store: &mut EngineStore) -> Result<(), StoreError> {
+        store
+            .conn
+            .execute_batch("PRAGMA defer_foreign_keys = ON;")
+            .unwrap();
+        store.record_node_run(&run(&ExecutionId("no-such-run".into()), "a"))
+    }
+
+    #[test]
+    fn writes_together_commit_once_and_a_failed_write_undoes_only_itself() {
+        let (dir, mut store) = store();
+        let first = queued(&mut store);
+        let second = queued(&mut store);
+        let other = Connection::open(dir.path().join("data").join(DB_FILE)).unwrap();
+        let running = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM executions WHERE status = 'running'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let mut results = Vec::new();
+        let mut step = 0;
+        store
+            .write_together(&mut |store| {
+                step += 1;
+                match step {
+                    1 => results.push(store.claim("w", Duration::from_secs(60)).map(drop)),
+                    2 => results.push(store.record_node_run(&run(&first, "a"))),
+                    // Fails, inside the shared transaction.
+                    3 => results.push(store.record_node_run(&run(&first, "a"))),
+                    4 => {
+                        results.push(store.claim("w", Duration::from_secs(60)).map(drop));
+                        // Nothing is visible to another connection yet.
+                        assert_eq!(running(&other), 0);
+                    }
+                    _ => return false,
+                }
+                true
+            })
+            .unwrap();
+        assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
+        assert!(
+            matches!(&results[2], Err(StoreError::NodeRunExists { .. })),
+            "{:?}",
+            results[2]
+        );
+        // Both claims and the one node run stand, committed.
+        assert_eq!(running(&other), 2);
+        let (_, runs) = store.execution(&first).unwrap().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert!(store.execution(&second).unwrap().is_some());
+        assert!(store.conn.is_autocommit());
+    }
+
+    #[test]
+    fn writes_together_are_undone_together_when_their_commit_fails() {
+        let (_dir, mut store) = store();
+        queued(&mut store);
+        let mut step = 0;
+        let mut results = Vec::new();
+        let outcome = store.write_together(&mut |store| {
+            step += 1;
+            match step {
+                1 => results.push(store.claim("w", Duration::from_secs(60)).map(drop)),
+                2 => results.push(orphan_at_commit(store)),
+                _ => return false,
+            }
+            true
+        });
+        // Each write succeeded on its own; the commit refused them all.
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let err = outcome.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("committing the executions' writes"),
+            "{err}"
+        );
+        assert!(
+            store.conn.is_autocommit(),
+            "the failed commit was rolled back"
+        );
+        assert_eq!(
+            store.depth().unwrap(),
+            QueueDepth {
+                waiting: 1,
+                running: 0
+            },
+            "the claim was undone"
+        );
+        // The connection works on.
+        assert!(store.claim("w", Duration::from_secs(60)).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_writer_reports_a_write_its_failed_commit_undid() {
+        let (dir, mut store) = store();
+        let id = queued(&mut store);
+        let writer = crate::engine::queue::GroupCommit::start(
+            EngineStore::open(&dir.path().join("data")).unwrap(),
+            || {},
+        );
+        let err = writer.write(orphan_at_commit).unwrap_err();
+        assert!(matches!(err, StoreError::NotWritten(_)), "{err}");
+        // The writer goes on, with its next writes in a fresh transaction.
+        let claimed = writer
+            .write(|store| store.claim("w", Duration::from_secs(60)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.id, id);
+        writer
+            .write(move |store| store.finish_execution(&id, ExecutionStatus::Succeeded, None))
+            .unwrap();
+        assert_eq!(store.depth().unwrap(), QueueDepth::default());
     }
 }
