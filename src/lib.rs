@@ -26,4 +26,5 @@ pub mod runtime;
 pub mod service;
 pub mod sqlite;
 pub mod standin;
+pub mod trigger;
 pub mod vault;

@@ -6,120 +6,19 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
-use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestVault;
 use common::extensions::extension;
 use common::http::{Response, request, send_raw};
+use common::server::{Server, echo};
 use serde_json::{Value, json};
 
 /// A value planted in the vault; it must never come back out.
 const PLANTED: &str = "planted-Zq8vX2mK9wR4tY7uP3sL6nB1cF5hJ0dG";
-
-/// `narakim serve` on a random loopback port, with its stderr collected.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(v: &TestVault, extra: &[&str]) -> Server {
-        let mut cmd = v.command();
-        cmd.arg("serve");
-        // Defaults a test may override.
-        if !extra.contains(&"--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
-        }
-        if !extra.contains(&"--drain-seconds") {
-            cmd.args(["--drain-seconds", "10"]);
-        }
-        cmd.args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("starting narakim serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", log.lock().unwrap()));
-        Server { child, addr, log }
-    }
-
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
-        self.call_with(method, path, token, body, &[])
-    }
-
-    fn call_with(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Response {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let mut all: Vec<(&str, &str)> = headers.to_vec();
-        if let Some(auth) = &auth {
-            all.push(("Authorization", auth));
-        }
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        if !body.is_empty() {
-            all.push(("Content-Type", "application/json"));
-        }
-        request(self.addr, method, path, &all, body.as_bytes())
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        (status, self.log())
-    }
-
-    fn kill(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.log()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Two teams, a bot in each (and a second bot in `ops`), a planted secret.
 fn vault() -> TestVault {
@@ -996,37 +895,6 @@ fn bad_input_gets_a_precise_problem_and_changes_nothing() {
     assert_eq!(before, v.dump(), "bad input changed the vault");
 }
 
-/// A loopback HTTP server answering 200 `{}` to everything, counting hits.
-fn echo(delay: Duration) -> (SocketAddr, Arc<Mutex<usize>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(Mutex::new(0));
-    let counted = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let counted = counted.clone();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let mut buf = [0u8; 8192];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                *counted.lock().unwrap() += 1;
-                std::thread::sleep(delay);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
-                );
-            });
-        }
-    });
-    (addr, hits)
-}
-
 fn deployed_vault(delay: Duration) -> (TestVault, String, SocketAddr, Arc<Mutex<usize>>) {
     let v = vault();
     v.run(&[
@@ -1569,7 +1437,8 @@ fn the_openapi_document_is_committed_served_and_describes_only_live_routes() {
             .replace("{team}", "ops")
             .replace("{bot}", "greeter")
             .replace("{name}", "SOME_NAME")
-            .replace("{id}", "exe_missing");
+            .replace("{id}", "exe_missing")
+            .replace("{trigger_id}", "trg_00000000000000000000000000000000");
         for (method, op) in item.as_object().unwrap() {
             operations += 1;
             let r = s.call(&method.to_uppercase(), &concrete, None, None);
@@ -1588,6 +1457,9 @@ fn the_openapi_document_is_committed_served_and_describes_only_live_routes() {
                     r.status, 401,
                     "{method} {path} answered without a token: {r:?}"
                 );
+            } else if path.contains("{trigger_id}") {
+                // Signed by the sender, not a token: an unknown id is 404.
+                assert_eq!(r.status, 404, "{method} {path}: {r:?}");
             } else {
                 assert_eq!(r.status, 200, "{method} {path}: {r:?}");
             }

@@ -158,6 +158,19 @@ fn print_status(status: &BotStatus, from_file: bool) {
     for (node, pin) in &status.pins {
         println!("  node {node}: pinned to {pin}");
     }
+    for t in &status.triggers {
+        println!(
+            "  trigger {}: {} verified by {} with secret {}, {}",
+            t.trigger,
+            t.kind,
+            t.verify,
+            t.secret.as_deref().unwrap_or("(none)"),
+            match &t.path {
+                Some(path) => format!("listening at POST {path}"),
+                None => "listening once deployed".to_owned(),
+            }
+        );
+    }
     if status.secrets.is_empty() {
         return;
     }

@@ -31,13 +31,13 @@ use super::queue::{Claimed, Enqueued, GroupCommit, QueuedRun, RunQueue};
 use super::registry::{self, RegistryError};
 use super::store::{
     Deployment, EngineStore, ExecutionId, ExecutionStatus, LogEntry, NodeRun, NodeStatus, Pin,
-    StoreError,
+    StoreError, TriggerId,
 };
 use super::template::{self, Context};
 use crate::runtime::{
     Captured, ExecutionGuard, Extension, ExtensionDescription, InvocationError, Runtime, clip,
 };
-use crate::vault::{Scope, SecretSnapshot, Vault, VaultError};
+use crate::vault::{Scope, SecretSnapshot, SecretValue, Vault, VaultError};
 
 /// What went wrong, engine-side. Node failures are not errors: they are
 /// recorded in the execution.
@@ -81,12 +81,17 @@ pub enum EngineError {
 pub enum SecretSource {
     Bot,
     Team,
+    /// Not stored: a trigger of the graph hands it to each run it starts
+    /// (a Discord interaction's token).
+    Trigger,
     Missing,
 }
 
 /// One row of `bot status`: a node's required secret and where it resolves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SecretStatus {
+    /// The node id, or `trigger:ID` for the key of a trigger's verifier
+    /// (`:` never appears in a node id).
     pub node: String,
     pub extension: String,
     pub secret: String,
@@ -104,6 +109,32 @@ pub struct BotStatus {
     /// Node id → the exact extension the deployed graph runs (empty when
     /// showing a graph from a file, or for a deployment that predates pins).
     pub pins: BTreeMap<String, Pin>,
+    /// The deployed graph's triggers, each with where it listens.
+    pub triggers: Vec<TriggerStatus>,
+}
+
+/// One trigger of a deployed graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TriggerStatus {
+    /// The trigger's id in the graph.
+    pub trigger: String,
+    pub kind: &'static str,
+    /// The verifier's scheme.
+    pub verify: &'static str,
+    /// The secret holding its key.
+    pub secret: Option<String>,
+    /// The path a sender posts to, such as `/hooks/trg_…` (`None` until
+    /// the graph is deployed).
+    pub path: Option<String>,
+}
+
+/// A trigger of a deployed graph, found by its id for a delivery.
+#[derive(Debug, Clone)]
+pub struct LiveTrigger {
+    pub id: TriggerId,
+    pub bot: String,
+    pub trigger: crate::trigger::Trigger,
+    pub scheme: crate::trigger::verify::Scheme,
 }
 
 impl std::fmt::Display for SecretSource {
@@ -111,6 +142,7 @@ impl std::fmt::Display for SecretSource {
         f.write_str(match self {
             SecretSource::Bot => "bot scope",
             SecretSource::Team => "team scope",
+            SecretSource::Trigger => "each run's trigger",
             SecretSource::Missing => "MISSING",
         })
     }
@@ -169,7 +201,20 @@ pub struct Engine {
     graphs: Mutex<HashMap<String, Arc<ValidatedGraph>>>,
     /// Accepts queued runs in shared commits, once started.
     group_commit: std::sync::OnceLock<GroupCommit<EngineStore>>,
+    /// Values that live only for one run, by (bot, delivery id), held in
+    /// memory from before the run is queued until a worker takes them: a
+    /// Discord interaction's token is never written to disk.
+    execution_values: Mutex<HashMap<(String, String), HeldValues>>,
 }
+
+struct HeldValues {
+    since: Instant,
+    values: Vec<(String, SecretValue)>,
+}
+
+/// Longest execution values are held: a Discord interaction token is
+/// worthless after 15 minutes.
+const HOLD_EXECUTION_VALUES: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,7 +250,47 @@ impl Engine {
             loaded: Mutex::default(),
             graphs: Mutex::default(),
             group_commit: std::sync::OnceLock::new(),
+            execution_values: Mutex::default(),
         }
+    }
+
+    /// Holds `values` for the run of `bot` that delivery `delivery_id`
+    /// queues next: its nodes read them through the secrets interface and
+    /// every record of it scrubs them, and they are never stored. Call
+    /// before queueing, so no worker can claim the run first; a run
+    /// recovered after a restart finds none.
+    pub fn hold_execution_values(
+        &self,
+        bot: &str,
+        delivery_id: &str,
+        values: Vec<(String, SecretValue)>,
+    ) {
+        let mut held = lock(&self.execution_values);
+        held.retain(|_, h| h.since.elapsed() < HOLD_EXECUTION_VALUES);
+        held.insert(
+            (bot.to_owned(), delivery_id.to_owned()),
+            HeldValues {
+                since: Instant::now(),
+                values,
+            },
+        );
+    }
+
+    /// Forgets what [`hold_execution_values`](Self::hold_execution_values)
+    /// held (the run was not queued).
+    pub fn drop_execution_values(&self, bot: &str, delivery_id: &str) {
+        lock(&self.execution_values).remove(&(bot.to_owned(), delivery_id.to_owned()));
+    }
+
+    fn take_execution_values(&self, bot: &str, trigger: &Value) -> Vec<(String, SecretValue)> {
+        let Some(delivery) = trigger.get("delivery_id").and_then(Value::as_str) else {
+            return Vec::new();
+        };
+        lock(&self.execution_values)
+            .remove(&(bot.to_owned(), delivery.to_owned()))
+            .filter(|h| h.since.elapsed() < HOLD_EXECUTION_VALUES)
+            .map(|h| h.values)
+            .unwrap_or_default()
     }
 
     /// From now on, [`enqueue`](Self::enqueue) shares commits between
@@ -278,6 +363,12 @@ impl Engine {
     ) -> Result<Vec<SecretStatus>, EngineError> {
         let snapshot = self.vault().snapshot_for_bot(bot)?;
         let scopes: HashMap<&str, Scope> = snapshot.names().collect();
+        let provided: std::collections::HashSet<&str> = graph
+            .graph()
+            .triggers
+            .iter()
+            .flat_map(|t| t.provides().iter().copied())
+            .collect();
         let mut out = Vec::new();
         for node in graph.topological_order() {
             let config = node.node.config.to_string();
@@ -290,6 +381,7 @@ impl Engine {
             names.sort();
             for secret in names {
                 let source = match scopes.get(secret.as_str()) {
+                    _ if provided.contains(secret.as_str()) => SecretSource::Trigger,
                     Some(Scope::Bot(_)) => SecretSource::Bot,
                     Some(Scope::Team(_)) => SecretSource::Team,
                     None => SecretSource::Missing,
@@ -302,7 +394,80 @@ impl Engine {
                 });
             }
         }
+        for trigger in &graph.graph().triggers {
+            let (Some(secret), Ok(scheme)) = (trigger.secret(), trigger.scheme()) else {
+                continue;
+            };
+            let source = match scopes.get(secret) {
+                Some(Scope::Bot(_)) => SecretSource::Bot,
+                Some(Scope::Team(_)) => SecretSource::Team,
+                None => SecretSource::Missing,
+            };
+            out.push(SecretStatus {
+                node: format!("trigger:{}", trigger.id()),
+                extension: format!("{} verifier ({})", trigger.kind(), scheme.name()),
+                secret: secret.to_owned(),
+                source,
+            });
+        }
         Ok(out)
+    }
+
+    /// Why a stored trigger key cannot be used by its verifier (the key
+    /// itself is never shown). Missing keys are reported elsewhere.
+    fn trigger_key_reasons(&self, bot: &str, graph: &Graph) -> Result<Vec<String>, EngineError> {
+        use crate::vault::SecretResolver;
+        if graph.triggers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let snapshot = self.vault().snapshot_for_bot(bot)?;
+        let mut reasons = Vec::new();
+        for trigger in &graph.triggers {
+            let (Some(secret), Ok(scheme)) = (trigger.secret(), trigger.scheme()) else {
+                continue;
+            };
+            let Ok(key) = snapshot.resolve(secret) else {
+                continue;
+            };
+            if let Err(e) = scheme.check_key(key.expose().as_bytes()) {
+                reasons.push(format!(
+                    "trigger {:?}: the secret {secret} cannot be its {} key: {e}; store the key as the sender shows it with `narakim secret set {secret} --bot {bot}`",
+                    trigger.id(),
+                    scheme.name()
+                ));
+            }
+        }
+        Ok(reasons)
+    }
+
+    /// The deployed trigger `id` is, with its bot: `None` when no deployed
+    /// graph declares it (an unknown id, a removed trigger, an undeployed
+    /// bot). Whether the bot is paused is checked when the run is queued.
+    pub fn live_trigger(&self, id: &str) -> Result<Option<LiveTrigger>, EngineError> {
+        let (found, deployment) = {
+            let store = self.store();
+            let Some((bot, name)) = store.trigger(id)? else {
+                return Ok(None);
+            };
+            let deployment = store.active_deployment(&bot)?;
+            ((bot, name), deployment)
+        };
+        let ((bot, name), Some(deployment)) = (found, deployment) else {
+            return Ok(None);
+        };
+        let graph = self.deployed_graph(&deployment)?;
+        let Some(trigger) = graph.graph().triggers.iter().find(|t| t.id() == name) else {
+            return Ok(None);
+        };
+        let Ok(scheme) = trigger.scheme() else {
+            return Ok(None);
+        };
+        Ok(Some(LiveTrigger {
+            id: TriggerId::from(id.to_owned()),
+            bot,
+            trigger: trigger.clone(),
+            scheme,
+        }))
     }
 
     /// `bot status`: the deployed graph's secrets, or `graph`'s when given.
@@ -337,12 +502,30 @@ impl Engine {
             (None, Some(d)) => d.pins.clone(),
             _ => BTreeMap::new(),
         };
+        let ids = match graph {
+            None => self.store().triggers_of(bot)?,
+            Some(_) => BTreeMap::new(),
+        };
+        let triggers = validated
+            .iter()
+            .flat_map(|g| g.graph().triggers.iter())
+            .map(|t| TriggerStatus {
+                trigger: t.id().to_owned(),
+                kind: t.kind(),
+                verify: t.scheme().map(|s| s.name()).unwrap_or("none"),
+                secret: t.secret().map(str::to_owned),
+                path: ids
+                    .get(t.id())
+                    .map(|id| crate::trigger::path(t, id.as_str())),
+            })
+            .collect();
         Ok(BotStatus {
             bot: bot.to_owned(),
             paused,
             graph_version: deployment.map(|d| d.graph_version),
             secrets,
             pins,
+            triggers,
         })
     }
 
@@ -444,6 +627,7 @@ impl Engine {
             }
             reasons.push(text);
         }
+        reasons.extend(self.trigger_key_reasons(bot, graph)?);
 
         if reasons.is_empty() {
             Ok(validated)
@@ -503,7 +687,14 @@ impl Engine {
             None => Vec::new(),
         };
         let version = pinned.version();
-        let deployment = store.deploy(bot, &pinned.canonical_json(), &version, &pins)?;
+        let triggers: Vec<&str> = pinned.triggers.iter().map(|t| t.id()).collect();
+        let deployment = store.deploy_with_triggers(
+            bot,
+            &pinned.canonical_json(),
+            &version,
+            &pins,
+            &triggers,
+        )?;
         drop(store);
         lock(&self.graphs).insert(version, Arc::new(validated));
         Ok((deployment, changes))
@@ -569,7 +760,11 @@ impl Engine {
     /// What every execution of `bot` starts from: its active deployment,
     /// the validated graph, and the guard over one snapshot of its secrets.
     /// Refuses a paused or undeployed bot.
-    fn prepare(&self, bot: &str) -> Result<Prepared, EngineError> {
+    fn prepare(
+        &self,
+        bot: &str,
+        extra: Vec<(String, SecretValue)>,
+    ) -> Result<Prepared, EngineError> {
         let deployment = {
             let store = self.store();
             if store.is_paused(bot)? {
@@ -595,7 +790,11 @@ impl Engine {
             .collect();
         let guard = Arc::new(
             self.runtime
-                .guard(&snapshot, configs.iter().map(|(d, c)| (d, c.as_str())))
+                .guard_with(
+                    &snapshot,
+                    configs.iter().map(|(d, c)| (d, c.as_str())),
+                    extra,
+                )
                 .map_err(|e| EngineError::Unscrubbable {
                     bot: bot.to_owned(),
                     reason: e.to_string(),
@@ -616,7 +815,7 @@ impl Engine {
         trigger: Value,
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
-        let prepared = self.prepare(bot)?;
+        let prepared = self.prepare(bot, Vec::new())?;
         // The trigger comes from outside: no node sees a value in it.
         let trigger = prepared.guard.scrubber().scrub_json(&trigger);
         let id = self.store().start_execution(
@@ -659,6 +858,7 @@ impl Engine {
             trigger_json: scrubber.scrub_json(trigger).to_string(),
             idempotency_key: idempotency_key.map(str::to_owned),
             started_by: started_by.map(str::to_owned),
+            delivery: None,
         })
     }
 
@@ -686,7 +886,9 @@ impl Engine {
         claimed: Claimed,
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
-        let prepared = match self.prepare(&claimed.bot) {
+        let trigger: Value = serde_json::from_str(&claimed.trigger_json).unwrap_or(Value::Null);
+        let extra = self.take_execution_values(&claimed.bot, &trigger);
+        let prepared = match self.prepare(&claimed.bot, extra) {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.finish(
@@ -705,7 +907,6 @@ impl Engine {
             );
             self.write(move |store| store.set_execution_graph(&id, &version))?;
         }
-        let trigger = serde_json::from_str(&claimed.trigger_json).unwrap_or(Value::Null);
         self.execute(prepared, claimed.id, trigger, started).await
     }
 

@@ -44,6 +44,7 @@ use super::ExtensionCatalog;
 use super::credentials::{self, CredentialFinding};
 use super::template::{self, Source, Template, TemplateError};
 use crate::runtime::ExtensionDescription;
+use crate::trigger::Trigger;
 
 /// How an extension is installed, shown where one is missing.
 const INSTALL_HINT: &str = "`narakim extension install PATH.wasm`";
@@ -103,6 +104,11 @@ pub struct Graph {
     /// Missing is allowed here so validation can say what to do about it.
     #[serde(default)]
     pub nodes: Vec<Node>,
+    /// What starts the bot from outside (see [`crate::trigger`]). Left out
+    /// of the canonical form when empty, so graphs without triggers keep
+    /// the versions they had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
 }
 
 /// One step of a graph.
@@ -312,6 +318,43 @@ pub enum GraphProblem {
         extension: String,
         message: String,
     },
+    #[error("trigger {trigger}: {message}")]
+    Trigger {
+        /// The trigger's id, quoted, or its position when the id is bad.
+        trigger: String,
+        message: String,
+    },
+    #[error("trigger id \"{id}\" is used by {count} triggers; ids must be unique")]
+    DuplicateTriggerId { id: String, count: usize },
+}
+
+/// Each trigger's own problems, and ids used twice.
+fn check_triggers(triggers: &[Trigger], problems: &mut Vec<GraphProblem>) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for (i, trigger) in triggers.iter().enumerate() {
+        *counts.entry(trigger.id()).or_default() += 1;
+        let name = if template::is_valid_node_id(trigger.id()) {
+            format!("{:?}", trigger.id())
+        } else {
+            format!("#{}", i + 1)
+        };
+        for message in trigger.problems() {
+            problems.push(GraphProblem::Trigger {
+                trigger: name.clone(),
+                message,
+            });
+        }
+    }
+    let mut reported = HashSet::new();
+    for trigger in triggers {
+        let count = counts[trigger.id()];
+        if count > 1 && template::is_valid_node_id(trigger.id()) && reported.insert(trigger.id()) {
+            problems.push(GraphProblem::DuplicateTriggerId {
+                id: trigger.id().to_owned(),
+                count,
+            });
+        }
+    }
 }
 
 fn install_hint(extension: &ExtensionRef, newest: Option<&str>) -> String {
@@ -426,6 +469,17 @@ impl Graph {
                     }),
             );
         }
+        for (i, trigger) in self.triggers.iter().enumerate() {
+            let value = serde_json::to_value(trigger).unwrap_or(Value::Null);
+            findings.extend(
+                credentials::looks_like_credentials(&value)
+                    .into_iter()
+                    .map(|f| CredentialFinding {
+                        pointer: format!("/triggers/{i}{}", f.pointer),
+                        ..f
+                    }),
+            );
+        }
         findings
     }
 
@@ -513,6 +567,8 @@ impl Graph {
             );
             resolved.push(description);
         }
+
+        check_triggers(&self.triggers, &mut problems);
 
         if !problems.is_empty() {
             return Err(GraphError::Invalid(problems));

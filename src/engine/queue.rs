@@ -40,6 +40,21 @@ pub struct NewRun<'a> {
     /// are recorded there rather than in the vault's audit trail, so that
     /// accepting a run writes one database.
     pub started_by: Option<&'a str>,
+    /// The trigger delivery that started it, when one did: a delivery with
+    /// any of the same keys finds this run instead of starting another.
+    pub delivery: Option<&'a Delivery>,
+}
+
+/// What identifies one delivery of a trigger, kept with the run it started
+/// until `keep_until_ms` (unix milliseconds) so that repeats are found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub trigger_id: String,
+    /// Its delivery id, and the digest of the signature that verified it:
+    /// a replay changes the first only when the id is unsigned, and cannot
+    /// change the second.
+    pub keys: Vec<String>,
+    pub keep_until_ms: i64,
 }
 
 /// What [`RunQueue::enqueue`] did.
@@ -158,6 +173,7 @@ pub struct QueuedRun {
     pub trigger_json: String,
     pub idempotency_key: Option<String>,
     pub started_by: Option<String>,
+    pub delivery: Option<Delivery>,
 }
 
 impl QueuedRun {
@@ -167,6 +183,7 @@ impl QueuedRun {
             trigger_json: &self.trigger_json,
             idempotency_key: self.idempotency_key.as_deref(),
             started_by: self.started_by.as_deref(),
+            delivery: self.delivery.as_ref(),
         }
     }
 }

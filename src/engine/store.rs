@@ -172,6 +172,31 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX jobs_waiting ON jobs(queued_at) WHERE lease_owner IS NULL;
     "#,
+    // 5: triggers. Each trigger a bot's graph declares gets an unguessable
+    // id the first time it is deployed, kept across redeploys so a sender's
+    // configured URL stays valid. A delivery's keys (its delivery id, the
+    // digest of its signature) are kept until `expires_at`, so a repeat
+    // within that time finds the run it started; they are written in the
+    // transaction that queues that run.
+    r#"
+    CREATE TABLE triggers (
+        id         TEXT PRIMARY KEY,
+        bot        TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        UNIQUE (bot, name)
+    ) STRICT;
+
+    CREATE TABLE deliveries (
+        trigger_id   TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        execution_id TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+        expires_at   INTEGER NOT NULL,
+        PRIMARY KEY (trigger_id, key)
+    ) STRICT;
+    CREATE INDEX deliveries_expiry ON deliveries(expires_at);
+    CREATE INDEX deliveries_execution ON deliveries(execution_id);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -352,6 +377,38 @@ impl From<&str> for ExecutionId {
 impl From<String> for ExecutionId {
     fn from(id: String) -> Self {
         ExecutionId(id)
+    }
+}
+
+/// A trigger's id: `trg_` and 32 random hex digits (128 bits), the only
+/// part of a webhook's URL a sender needs and nobody can guess. It is not
+/// what authenticates a delivery (the signature is), so it may be shown.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TriggerId(String);
+
+impl TriggerId {
+    fn generate() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
+        Ok(TriggerId(format!("trg_{}", hex(&bytes))))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Any string is accepted: an unknown id simply finds nothing.
+impl From<String> for TriggerId {
+    fn from(id: String) -> Self {
+        TriggerId(id)
+    }
+}
+
+impl fmt::Display for TriggerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -774,6 +831,23 @@ impl EngineStore {
         graph_version: &str,
         pins: &BTreeMap<String, Pin>,
     ) -> Result<Deployment, StoreError> {
+        self.deploy_with_triggers(bot, graph_json, graph_version, pins, &[])
+    }
+
+    /// [`deploy`](Self::deploy), and in the same transaction an id for each
+    /// of `triggers` (the graph's trigger names) that has none yet.
+    pub fn deploy_with_triggers(
+        &mut self,
+        bot: &str,
+        graph_json: &str,
+        graph_version: &str,
+        pins: &BTreeMap<String, Pin>,
+        triggers: &[&str],
+    ) -> Result<Deployment, StoreError> {
+        let fresh: Vec<TriggerId> = triggers
+            .iter()
+            .map(|_| TriggerId::generate())
+            .collect::<Result<_, _>>()?;
         let deployed_at = now_ms();
         let pins_json = to_json("the deployment's pins", pins)?;
         let tx = self
@@ -793,6 +867,14 @@ impl EngineStore {
         })
         .map_err(db_err(&self.path, "recording a deployment"))?;
         let id = tx.last_insert_rowid();
+        for (name, fresh) in triggers.iter().zip(&fresh) {
+            tx.execute(
+                "INSERT INTO triggers(id, bot, name, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(bot, name) DO NOTHING",
+                params![fresh.as_str(), bot, name, deployed_at],
+            )
+            .map_err(db_err(&self.path, "recording a trigger"))?;
+        }
         tx.commit()
             .map_err(db_err(&self.path, "committing a deployment"))?;
         Ok(Deployment {
@@ -804,6 +886,27 @@ impl EngineStore {
             active: true,
             pins: pins.clone(),
         })
+    }
+
+    /// Every trigger id `bot` was given, by trigger name. A name its
+    /// deployed graph no longer declares keeps its id (it answers 404
+    /// until a graph declares it again).
+    pub fn triggers_of(&self, bot: &str) -> Result<BTreeMap<String, TriggerId>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT name, id FROM triggers WHERE bot = ?1")
+            .and_then(|mut s| {
+                s.query_map([bot], |r| Ok((r.get(0)?, TriggerId(r.get(1)?))))?
+                    .collect()
+            })
+            .map_err(self.db("reading the bot's triggers"))
+    }
+
+    /// The bot and trigger name that `id` belongs to, if any.
+    pub fn trigger(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT bot, name FROM triggers WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(self.db("looking up a trigger"))
     }
 
     /// The graph currently deployed to `bot`, if any.
@@ -1102,6 +1205,7 @@ impl EngineStore {
         tx.execute("DELETE FROM deployments WHERE bot = ?1", [bot])
             .and_then(|_| tx.execute("DELETE FROM bot_state WHERE bot = ?1", [bot]))
             .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", [bot]))
+            .and_then(|_| tx.execute("DELETE FROM triggers WHERE bot = ?1", [bot]))
             .and_then(|_| tx.commit())
             .map_err(db_err(&self.path, "deleting a bot's data"))
     }
@@ -1232,7 +1336,43 @@ impl RunQueue for EngineStore {
             // Per bot, once per batch: its deployed graph version, or why
             // it cannot run.
             let mut bots: HashMap<&str, Runnable> = HashMap::new();
+            let now = now_ms();
+            if runs.iter().any(|r| r.delivery.is_some()) {
+                tx.prepare_cached("DELETE FROM deliveries WHERE expires_at <= ?1")
+                    .and_then(|mut s| s.execute([now]))
+                    .map_err(err("forgetting old deliveries"))?;
+            }
             for run in runs {
+                // A repeated delivery finds its run; earlier runs of this
+                // batch are visible here too.
+                if let Some(delivery) = run.delivery {
+                    let mut found: Option<(String, ExecutionStatus)> = None;
+                    for key in &delivery.keys {
+                        found = tx
+                            .prepare_cached(
+                                "SELECT e.id, e.status FROM deliveries d JOIN executions e ON e.id = d.execution_id
+                                 WHERE d.trigger_id = ?1 AND d.key = ?2",
+                            )
+                            .and_then(|mut s| {
+                                s.query_row(params![delivery.trigger_id, key], |r| {
+                                    Ok((r.get(0)?, r.get(1)?))
+                                })
+                                .optional()
+                            })
+                            .map_err(err("looking up a delivery"))?;
+                        if found.is_some() {
+                            break;
+                        }
+                    }
+                    if let Some((id, status)) = found {
+                        results.push(Ok(Enqueued {
+                            id: ExecutionId(id),
+                            status,
+                            replayed: true,
+                        }));
+                        continue;
+                    }
+                }
                 // Earlier runs of this batch are visible here: two requests
                 // with one key in one batch still start one run.
                 if let Some(key) = run.idempotency_key {
@@ -1291,7 +1431,6 @@ impl RunQueue for EngineStore {
                     continue;
                 }
                 let id = ExecutionId::generate()?;
-                let now = now_ms();
                 tx.prepare_cached(
                     "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key, started_by)
                      VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
@@ -1312,6 +1451,23 @@ impl RunQueue for EngineStore {
                         .and_then(|mut s| s.execute(params![id.as_str(), now]))
                 })
                 .map_err(err("queueing a run"))?;
+                if let Some(delivery) = run.delivery {
+                    for key in &delivery.keys {
+                        tx.prepare_cached(
+                            "INSERT INTO deliveries(trigger_id, key, execution_id, expires_at)
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                delivery.trigger_id,
+                                key,
+                                id.as_str(),
+                                delivery.keep_until_ms
+                            ])
+                        })
+                        .map_err(err("recording a delivery"))?;
+                    }
+                }
                 waiting += 1;
                 results.push(Ok(Enqueued {
                     id,
@@ -1959,11 +2115,13 @@ mod tests {
         store
             .finish_execution(&id, ExecutionStatus::Succeeded, Some("ok"))
             .unwrap();
-        // Back to the version 3 layout (no queue, the old CHECK).
+        // Back to the version 3 layout (no queue, no triggers, the old CHECK).
         store
             .conn
             .execute_batch(
                 "PRAGMA foreign_keys = OFF;
+                 DROP TABLE deliveries;
+                 DROP TABLE triggers;
                  DROP TABLE jobs;
                  CREATE TABLE executions_v3 (
                      id TEXT PRIMARY KEY, bot TEXT NOT NULL, graph_version TEXT NOT NULL,
@@ -2005,6 +2163,7 @@ mod tests {
             trigger_json: "{}",
             idempotency_key: key,
             started_by: Some("tok_test"),
+            delivery: None,
         };
         // Refused, nothing written, while the bot cannot run.
         assert!(matches!(
@@ -2088,6 +2247,74 @@ mod tests {
     }
 
     /// A queued run of a deployed bot, for the write tests.
+    #[test]
+    fn a_delivery_finds_its_run_by_either_key_until_its_keys_expire() {
+        use crate::engine::queue::Delivery;
+        let (_dir, mut store) = store();
+        let deployed = store
+            .deploy_with_triggers("greeter", "{}", "aaa", &BTreeMap::new(), &["hook"])
+            .unwrap();
+        assert!(deployed.active);
+        let ids = store.triggers_of("greeter").unwrap();
+        let id = ids["hook"].clone();
+        assert!(id.as_str().starts_with("trg_") && id.as_str().len() == 36);
+        assert_eq!(
+            store.trigger(id.as_str()).unwrap(),
+            Some(("greeter".to_owned(), "hook".to_owned()))
+        );
+        // A redeploy keeps the id.
+        store
+            .deploy_with_triggers("greeter", "{}", "aaa", &BTreeMap::new(), &["hook", "other"])
+            .unwrap();
+        assert_eq!(store.triggers_of("greeter").unwrap()["hook"], id);
+
+        let far = now_ms() + 600_000;
+        let delivery = |keys: &[&str], keep_until_ms| Delivery {
+            trigger_id: id.to_string(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            keep_until_ms,
+        };
+        let run = |d: &Delivery| {
+            let d = d.clone();
+            move |store: &mut EngineStore| {
+                store.enqueue(
+                    &NewRun {
+                        bot: "greeter",
+                        trigger_json: "{}",
+                        idempotency_key: None,
+                        started_by: None,
+                        delivery: Some(&d),
+                    },
+                    100,
+                )
+            }
+        };
+        let first = run(&delivery(&["id:1", "sig:a"], far))(&mut store).unwrap();
+        assert!(!first.replayed);
+        // Either key finds it; the unsigned id changed, the signature not.
+        for keys in [&["id:1", "sig:b"][..], &["id:2", "sig:a"][..]] {
+            let again = run(&delivery(keys, far))(&mut store).unwrap();
+            assert!(again.replayed, "{keys:?}");
+            assert_eq!(again.id, first.id);
+        }
+        // Another delivery runs.
+        let other = run(&delivery(&["id:3", "sig:c"], now_ms() - 1))(&mut store).unwrap();
+        assert!(!other.replayed);
+        // Its keys had already expired: the next batch forgets them.
+        let late = run(&delivery(&["id:3", "sig:c"], far))(&mut store).unwrap();
+        assert!(!late.replayed);
+        assert_ne!(late.id, other.id);
+        // Deleting the bot deletes its triggers and, with its executions,
+        // their deliveries.
+        store.delete_bot_data("greeter").unwrap();
+        assert!(store.triggers_of("greeter").unwrap().is_empty());
+        let left: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
     fn queued(store: &mut EngineStore) -> ExecutionId {
         if store.active_deployment("greeter").unwrap().is_none() {
             store
@@ -2099,6 +2326,7 @@ mod tests {
             trigger_json: "{}",
             idempotency_key: None,
             started_by: None,
+            delivery: None,
         };
         store.enqueue(&run, 100).unwrap().id
     }

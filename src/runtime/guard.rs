@@ -42,7 +42,18 @@ impl Opened {
     /// Decrypts every record of `snapshot`; fails closed on the first that
     /// does not open.
     fn of(snapshot: &SecretSnapshot) -> Result<Self, ResolveError> {
-        let all = snapshot.all_values()?;
+        Self::with_extra(snapshot, Vec::new())
+    }
+
+    /// [`of`](Self::of), plus `extra` values that live only for one
+    /// execution; they override stored values of the same name.
+    pub(crate) fn with_extra(
+        snapshot: &SecretSnapshot,
+        extra: Vec<(String, SecretValue)>,
+    ) -> Result<Self, ResolveError> {
+        let mut all = snapshot.all_values()?;
+        // First, so they are the name's effective value below.
+        all.splice(0..0, extra);
         let scrubber = Scrubber::new(all.iter().map(|(name, value)| (name.as_str(), value)));
         let mut values = HashMap::with_capacity(snapshot.len());
         // `all_values` puts a name's effective record (the bot's) first.

@@ -268,6 +268,24 @@ impl Runtime {
         ))
     }
 
+    /// [`guard`](Self::guard), with `extra` values that live only for this
+    /// execution (a Discord interaction's token): `secrets.get` hands them
+    /// out to the nodes that declare them, and the scrubber covers them
+    /// like stored values. Decrypts the snapshot afresh rather than adding
+    /// them to the values cached for the bot's other executions.
+    pub fn guard_with<'a>(
+        &self,
+        snapshot: &crate::vault::SecretSnapshot,
+        nodes: impl IntoIterator<Item = (&'a ExtensionDescription, &'a str)>,
+        extra: Vec<(String, crate::vault::SecretValue)>,
+    ) -> Result<ExecutionGuard, crate::vault::ResolveError> {
+        if extra.is_empty() {
+            return self.guard(snapshot, nodes);
+        }
+        let opened = guard::Opened::with_extra(snapshot, extra)?;
+        Ok(ExecutionGuard::with(snapshot, Arc::new(opened), nodes))
+    }
+
     /// The scrubber over every value of `snapshot` (decrypted once per
     /// snapshot generation, and cached as for [`guard`](Self::guard)).
     pub fn scrubber(

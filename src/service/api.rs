@@ -427,6 +427,30 @@ pub static ROUTES: &[Route] = &[
         handler: || get(show_extension),
     },
     Route {
+        method: Method::POST,
+        path: "/hooks/{trigger_id}",
+        operation_id: "deliverWebhook",
+        summary: "A signed webhook delivery for a deployed trigger: verified over the raw body, deduplicated, queued (202); no token, no query string",
+        access: None,
+        request: None,
+        success: &[(202, Some("Delivered"))],
+        failures: &[400, 401, 404, 409, 413, 503],
+        headers: &[],
+        handler: || post(super::hooks::webhook),
+    },
+    Route {
+        method: Method::POST,
+        path: "/interactions/{trigger_id}",
+        operation_id: "deliverDiscordInteraction",
+        summary: "Discord's interactions endpoint for a deployed trigger: Ed25519-verified (401 otherwise), PING answered with PONG, commands queued and answered with a deferred response (type 5)",
+        access: None,
+        request: None,
+        success: &[(200, Some("InteractionResponse"))],
+        failures: &[400, 401, 404, 409, 413, 503],
+        headers: &[],
+        handler: || post(super::hooks::interaction),
+    },
+    Route {
         method: Method::GET,
         path: "/api/v1/audit",
         operation_id: "audit",
@@ -709,6 +733,7 @@ async fn show_bot(
         "name": status.bot,
         "paused": status.paused,
         "graph_version": status.graph_version,
+        "triggers": status.triggers,
     })))
 }
 
@@ -979,6 +1004,7 @@ async fn secret_requirements(
         "requirements": status.secrets,
         "missing": missing,
         "pins": status.pins,
+        "triggers": status.triggers,
     })))
 }
 

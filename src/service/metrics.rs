@@ -25,6 +25,8 @@ struct Counters {
     node_sum_seconds: f64,
     node_count: u64,
     egress_refusals: u64,
+    deliveries_accepted: u64,
+    deliveries_refused: u64,
     /// (route, method, status) → count.
     requests: BTreeMap<(String, String, u16), u64>,
 }
@@ -53,6 +55,16 @@ impl Metrics {
     /// An execution that ended without a report (the engine refused it).
     pub fn execution_failed(&self) {
         *self.counters().executions.entry("failed").or_default() += 1;
+    }
+
+    /// A trigger delivery that verified and was queued (or found its run).
+    pub fn webhook_accepted(&self) {
+        self.counters().deliveries_accepted += 1;
+    }
+
+    /// A trigger delivery refused before it was queued.
+    pub fn webhook_refused(&self) {
+        self.counters().deliveries_refused += 1;
     }
 
     pub fn request(&self, route: &str, method: &str, status: u16) {
@@ -109,6 +121,20 @@ impl Metrics {
         out.push_str("# HELP narakim_egress_refusals_total Requests of nodes that the egress check refused.\n");
         out.push_str("# TYPE narakim_egress_refusals_total counter\n");
         let _ = writeln!(out, "narakim_egress_refusals_total {}", c.egress_refusals);
+        out.push_str(
+            "# HELP narakim_trigger_deliveries_total Trigger deliveries, accepted or refused.\n",
+        );
+        out.push_str("# TYPE narakim_trigger_deliveries_total counter\n");
+        let _ = writeln!(
+            out,
+            "narakim_trigger_deliveries_total{{outcome=\"accepted\"}} {}",
+            c.deliveries_accepted
+        );
+        let _ = writeln!(
+            out,
+            "narakim_trigger_deliveries_total{{outcome=\"refused\"}} {}",
+            c.deliveries_refused
+        );
         out.push_str(
             "# HELP narakim_api_requests_total API requests, by route, method and status.\n",
         );

@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod auth;
+mod hooks;
 pub mod listen;
 pub mod logs;
 pub mod metrics;

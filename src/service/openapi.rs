@@ -136,6 +136,7 @@ fn path_schema(name: &str) -> Value {
         "team" | "bot" => json!({"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}),
         "name" => json!({"type": "string", "pattern": "^[A-Z][A-Z0-9_]{0,127}$"}),
         "extension" => json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"}),
+        "trigger_id" => json!({"type": "string", "pattern": "^trg_[0-9a-f]{32}$"}),
         _ => json!({"type": "string"}),
     }
 }
@@ -181,7 +182,14 @@ fn schemas() -> Value {
         "TeamList": list("teams", "Team"),
         "Bot": object(&[("name", &string), ("team", &string), ("secrets", &integer), ("created_at", &time)], &[]),
         "BotList": list("bots", "Bot"),
-        "BotState": object(&[("name", &string), ("paused", &json!({"type": "boolean"})), ("graph_version", &nullable_string)], &[]),
+        "BotState": object(&[("name", &string), ("paused", &json!({"type": "boolean"})), ("graph_version", &nullable_string), ("triggers", &json!({"type": "array", "items": reference("Trigger")}))], &[]),
+        "Trigger": object(&[
+            ("trigger", &string),
+            ("kind", &json!({"enum": ["webhook", "discord-interactions"]})),
+            ("verify", &string),
+            ("secret", &nullable_string),
+            ("path", &nullable_string),
+        ], &[]),
         "Secret": object(&[
             ("name", &string),
             ("scope", &json!({"enum": ["bot", "team"]})),
@@ -204,7 +212,7 @@ fn schemas() -> Value {
         "SecretWritten": object(&[("version", &json!({"type": "integer", "minimum": 1})), ("location", &string)], &[]),
         "Requirement": object(&[
             ("node", &string), ("extension", &string), ("secret", &string),
-            ("source", &json!({"enum": ["bot", "team", "missing"]})),
+            ("source", &json!({"enum": ["bot", "team", "trigger", "missing"]})),
         ], &[]),
         "Requirements": object(&[
             ("bot", &string),
@@ -213,6 +221,7 @@ fn schemas() -> Value {
             ("requirements", &json!({"type": "array", "items": reference("Requirement")})),
             ("missing", &integer),
             ("pins", &json!({"type": "object"})),
+            ("triggers", &json!({"type": "array", "items": reference("Trigger")})),
         ], &[]),
         "Graph": {"type": "object", "description": "A bot graph document (see the README), as JSON."},
         "Deployment": object(&[
@@ -221,6 +230,13 @@ fn schemas() -> Value {
         ], &[]),
         "Deployed": object(&[("graph_version", &string), ("pins", &json!({"type": "object"})), ("changes", &json!({"type": "array", "items": string}))], &[]),
         "PauseState": object(&[("bot", &string), ("paused", &json!({"type": "boolean"}))], &[]),
+        "Delivered": object(&[
+            ("execution_id", &string),
+            ("status", &json!({"enum": ["queued", "running", "succeeded", "failed"]})),
+            ("replayed", &json!({"type": "boolean"})),
+            ("bot", &string),
+        ], &[]),
+        "InteractionResponse": object(&[("type", &integer)], &[("data", &json!({"type": "object"}))]),
         "Enqueued": object(&[
             ("execution_id", &string),
             ("status", &json!({"enum": ["queued", "running", "succeeded", "failed"]})),

@@ -5,6 +5,16 @@
 //! | `POST /channels/{channel_id}/messages` | `MessageCreateRequest` | 200, a `MessageResponse` |
 //! | `POST /applications/{application_id}/commands` | `ApplicationCommandCreateRequest` | 201 (new name) or 200 (overwritten), an `ApplicationCommandResponse` |
 //! | `GET /applications/{application_id}/commands` | | 200, the commands registered so far |
+//! | `PATCH /webhooks/{application_id}/{interaction_token}/messages/@original` | `IncomingWebhookUpdateRequestPartial` | 200, a `MessageResponse` |
+//!
+//! The stand-in also plays Discord's side of interactions:
+//! [`StandIn::slash_command`](super::StandIn::slash_command) makes a slash
+//! command interaction signed with [`TEST_INTERACTION_SEED`], as Discord
+//! signs them (Ed25519 over `X-Signature-Timestamp` and the body), and
+//! issues its token. The follow-up route needs no bot token, as on Discord
+//! (the interaction token is the credential), and answers 404 `{"message":
+//! "Unknown Webhook","code":10015}` for a token it did not issue, for
+//! another application, or once 15 minutes have passed.
 //!
 //! Every request must carry `Authorization: Bot <bot_token>` (else 401
 //! `{"message":"401: Unauthorized","code":0}`) and a `User-Agent` of the
@@ -66,9 +76,19 @@ impl Bucket {
 }
 
 enum Route<'a> {
-    CreateMessage { channel_id: &'a str },
-    CreateCommand { application_id: &'a str },
-    ListCommands { application_id: &'a str },
+    EditOriginal {
+        application_id: &'a str,
+        token: &'a str,
+    },
+    CreateMessage {
+        channel_id: &'a str,
+    },
+    CreateCommand {
+        application_id: &'a str,
+    },
+    ListCommands {
+        application_id: &'a str,
+    },
 }
 
 /// The Discord stand-in's state: the commands registered, keyed by type and
@@ -77,6 +97,67 @@ pub(super) struct Discord {
     creds: DiscordCredentials,
     commands: Mutex<HashMap<(u64, String), Value>>,
     last_snowflake: AtomicU64,
+    /// Interaction tokens issued, with when (Unix milliseconds).
+    tokens: Mutex<HashMap<String, u64>>,
+}
+
+/// The seed of the stand-in's Ed25519 test key pair, which signs the
+/// interactions it sends. A test key, public in this source: never a real
+/// application's.
+pub const TEST_INTERACTION_SEED: [u8; 32] = *b"narakim-standin-test-key-0000001";
+
+/// How long Discord honours an interaction token.
+const TOKEN_LIFETIME_MS: u64 = 15 * 60 * 1000;
+
+/// A signed interaction, as Discord would POST it to an application's
+/// interactions endpoint.
+#[derive(Clone)]
+pub struct Interaction {
+    /// `X-Signature-Ed25519`, `X-Signature-Timestamp` and `Content-Type`.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The interaction's id, which is also its delivery id.
+    pub id: String,
+    /// Its token, for checking where it ends up; it is in `body` too.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Interaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interaction")
+            .field("id", &self.id)
+            .field("token", &"<hidden>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public key that verifies the stand-in's interactions, as hex: what
+/// a test stores as `DISCORD_PUBLIC_KEY`.
+pub fn test_public_key() -> String {
+    let key = ed25519_dalek::SigningKey::from_bytes(&TEST_INTERACTION_SEED);
+    key.verifying_key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Discord's signature headers for `body` sent at `timestamp`, by `seed`.
+pub fn sign_interaction(seed: &[u8; 32], timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
+    use ed25519_dalek::Signer;
+    let key = ed25519_dalek::SigningKey::from_bytes(seed);
+    let message = [timestamp.to_string().as_bytes(), body].concat();
+    let signature: String = key
+        .sign(&message)
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    vec![
+        ("X-Signature-Ed25519".to_owned(), signature),
+        ("X-Signature-Timestamp".to_owned(), timestamp.to_string()),
+        ("Content-Type".to_owned(), "application/json".to_owned()),
+    ]
 }
 
 impl Discord {
@@ -85,7 +166,69 @@ impl Discord {
             creds,
             commands: Mutex::new(HashMap::new()),
             last_snowflake: AtomicU64::new(0),
+            tokens: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A slash command interaction for `/name` with `options`, from a user
+    /// in a guild channel, signed now with the test key; its token is
+    /// issued and honoured by the follow-up route for 15 minutes.
+    pub(super) fn slash_command(&self, name: &str, options: Value) -> Interaction {
+        let id = self.snowflake();
+        let mut raw = [0u8; 32];
+        let _ = getrandom::fill(&mut raw);
+        // Discord's tokens are long and URL-safe; this one is too.
+        let token: String = format!(
+            "aW50ZXJhY3Rpb246{}",
+            raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        lock(&self.tokens).insert(token.clone(), now_millis());
+        let body = json!({
+            "id": id,
+            "application_id": self.creds.application_id,
+            "type": 2,
+            "token": token,
+            "version": 1,
+            "guild_id": "1100000000000000100",
+            "channel_id": "1100000000000000200",
+            "member": {"user": {"id": "1100000000000000300", "username": "tester", "discriminator": "0"}},
+            "data": {"id": self.snowflake(), "name": name, "type": 1, "options": options},
+            "locale": "en-US",
+        })
+        .to_string()
+        .into_bytes();
+        let timestamp = (now_millis() / 1000) as i64;
+        Interaction {
+            headers: sign_interaction(&TEST_INTERACTION_SEED, timestamp, &body),
+            body,
+            id,
+            token,
+        }
+    }
+
+    /// The follow-up: the interaction token is the credential.
+    fn edit_original(
+        &self,
+        req: &RecordedRequest,
+        application_id: &str,
+        token: &str,
+        validator: Option<&Validator>,
+    ) -> Answer {
+        let issued = lock(&self.tokens).get(token).copied();
+        let live = issued.is_some_and(|at| now_millis().saturating_sub(at) < TOKEN_LIFETIME_MS);
+        if application_id != self.creds.application_id || !live {
+            return error(404, 10015, "Unknown Webhook");
+        }
+        let body = match body(req, "IncomingWebhookUpdateRequestPartial", validator) {
+            Ok(body) => body,
+            Err(answer) => return answer,
+        };
+        if let Err(answer) = check_message(&body) {
+            return answer;
+        }
+        let mut message = self.message("1100000000000000200", &body);
+        message["webhook_id"] = json!(application_id);
+        Answer::new(200, message)
     }
 
     /// A new id, increasing, in Discord's format.
@@ -163,6 +306,13 @@ impl Discord {
         route: Route<'_>,
         validator: Option<&Validator>,
     ) -> Answer {
+        if let Route::EditOriginal {
+            application_id,
+            token,
+        } = route
+        {
+            return self.edit_original(req, application_id, token, validator);
+        }
         let expected = format!("Bot {}", self.creds.bot_token);
         if req.header("authorization") != Some(expected.as_str()) {
             return error(401, 0, "401: Unauthorized");
@@ -176,6 +326,8 @@ impl Discord {
             );
         }
         match route {
+            // Answered above, before the bot token is asked for.
+            Route::EditOriginal { .. } => error(404, 0, "404: Not Found"),
             Route::CreateMessage { channel_id } => {
                 if !is_snowflake(channel_id) {
                     return invalid_form(json!({ "channel_id": field_error(
@@ -331,6 +483,13 @@ fn route_of(req: &RecordedRequest) -> Option<(Option<Route<'_>>, Bucket)> {
     match segments.as_slice() {
         ["channels", channel_id, "messages"] => Some((
             (req.method == "POST").then_some(Route::CreateMessage { channel_id }),
+            Bucket::Messages,
+        )),
+        ["webhooks", application_id, token, "messages", "@original"] => Some((
+            (req.method == "PATCH").then_some(Route::EditOriginal {
+                application_id,
+                token,
+            }),
             Bucket::Messages,
         )),
         ["applications", application_id, "commands"] => {

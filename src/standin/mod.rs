@@ -336,6 +336,16 @@ impl StandIn {
             .expect("a loopback base URL is a valid upstream")
     }
 
+    /// A signed slash command interaction for `/name` (see
+    /// [`discord`]'s module docs), or `None` when this is not the Discord
+    /// stand-in.
+    pub fn slash_command(&self, name: &str, options: Value) -> Option<discord::Interaction> {
+        match &self.shared.api {
+            Api::Discord(d) => Some(d.slash_command(name, options)),
+            Api::OpenRouter(_) => None,
+        }
+    }
+
     /// Every request received so far, in order of arrival.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()

@@ -12,6 +12,7 @@ pub mod extensions;
 pub mod guests;
 pub mod http;
 pub mod recorder;
+pub mod server;
 
 /// A vault in a temp dir: data in `root/data`, key in `root/config`.
 pub struct TestVault {

@@ -2,8 +2,8 @@
 //! Discord asks for, the two secrets and how their failures read.
 
 use narakim_extension::http::{self, ApiError, Method, Request, Response, StatusErrors};
-use narakim_extension::{Description, Error, Secret, secret};
-use serde_json::Value;
+use narakim_extension::{Description, Error, Secret, secret, template};
+use serde_json::{Map, Value, json};
 
 /// Discord's REST API, version 10.
 pub const API_BASE: &str = "https://discord.com/api/v10";
@@ -23,6 +23,70 @@ pub fn description(name: &str, version: &str, summary: &str) -> Description {
         .required_secret(BOT_TOKEN, &[HOST])
         .required_secret(APPLICATION_ID, &[HOST])
         .allowed_host(HOST)
+}
+
+/// Discord's limit on a message's `content`, in characters.
+pub const MAX_CONTENT: usize = 2000;
+
+/// A message to send, built from a node's config.
+pub struct MessageBody {
+    /// The JSON body: `content` (when not empty), `embeds` (when given)
+    /// and `allowed_mentions` (default `{"parse": []}`: mention nobody).
+    pub body: Value,
+    /// The rendered content.
+    pub content: String,
+}
+
+/// Renders `content` against the node's `input` and checks the message as
+/// Discord would: something to send (text or embeds), `embeds` an array,
+/// at most [`MAX_CONTENT`] characters of content.
+pub fn message_body(
+    content: Option<&str>,
+    embeds: Option<&Value>,
+    allowed_mentions: Option<&Value>,
+    input: &Value,
+) -> Result<MessageBody, Error> {
+    let content = match content {
+        Some(text) => template::render(text, input).map_err(|e| e.context("config: content"))?,
+        None => String::new(),
+    };
+    let has_embeds = match embeds {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(embeds)) => !embeds.is_empty(),
+        Some(_) => {
+            return Err(Error::new(
+                "config: embeds must be an array of embed objects",
+            ));
+        }
+    };
+    if !has_embeds && content.trim().is_empty() {
+        return Err(Error::new(
+            "config: content is empty (after rendering); give some text, or embeds",
+        ));
+    }
+    let length = content.chars().count();
+    if length > MAX_CONTENT {
+        return Err(Error::new(format!(
+            "config: content is {length} characters after rendering, over Discord's limit of {MAX_CONTENT}"
+        )));
+    }
+    let mut body = Map::new();
+    if !content.is_empty() {
+        body.insert("content".into(), Value::String(content.clone()));
+    }
+    if has_embeds {
+        body.insert("embeds".into(), embeds.cloned().unwrap_or_default());
+    }
+    body.insert(
+        "allowed_mentions".into(),
+        allowed_mentions
+            .cloned()
+            .unwrap_or_else(|| json!({"parse": []})),
+    );
+    Ok(MessageBody {
+        body: Value::Object(body),
+        content,
+    })
 }
 
 /// `true` for a Discord snowflake as a string: 17 to 20 digits.

@@ -6,14 +6,11 @@
 //! `{"parse": []}`, so the bot never pings anyone by accident).
 //! Output: `{"id", "channel_id", "content"}` of the message created.
 
-use discord_common::{Discord, is_snowflake};
+use discord_common::{Discord, MessageBody, is_snowflake, message_body};
 use narakim_extension::http::Method;
-use narakim_extension::{Description, Error, Extension, export_extension, info, template};
+use narakim_extension::{Description, Error, Extension, export_extension, info};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-
-/// Discord's limit on `content`, in characters.
-const MAX_CONTENT: usize = 2000;
+use serde_json::Value;
 
 #[derive(Deserialize)]
 struct Config {
@@ -66,47 +63,13 @@ impl Extension for SendMessage {
                 config.channel_id
             )));
         }
-        let content = match &config.content {
-            Some(text) => {
-                template::render(text, &input).map_err(|e| e.context("config: content"))?
-            }
-            None => String::new(),
-        };
-        let has_embeds = match &config.embeds {
-            None | Some(Value::Null) => false,
-            Some(Value::Array(embeds)) => !embeds.is_empty(),
-            Some(_) => {
-                return Err(Error::new(
-                    "config: embeds must be an array of embed objects",
-                ));
-            }
-        };
-        if !has_embeds && content.trim().is_empty() {
-            return Err(Error::new(
-                "config: content is empty (after rendering); give some text, or embeds",
-            ));
-        }
+        let MessageBody { body, content } = message_body(
+            config.content.as_deref(),
+            config.embeds.as_ref(),
+            config.allowed_mentions.as_ref(),
+            &input,
+        )?;
         let length = content.chars().count();
-        if length > MAX_CONTENT {
-            return Err(Error::new(format!(
-                "config: content is {length} characters after rendering, over Discord's limit of {MAX_CONTENT}"
-            )));
-        }
-
-        let mut body = Map::new();
-        if !content.is_empty() {
-            body.insert("content".into(), Value::String(content.clone()));
-        }
-        if has_embeds {
-            body.insert("embeds".into(), config.embeds.clone().unwrap_or_default());
-        }
-        body.insert(
-            "allowed_mentions".into(),
-            config
-                .allowed_mentions
-                .clone()
-                .unwrap_or_else(|| json!({"parse": []})),
-        );
 
         let discord = Discord::from_secrets()?.verbose(config.debug);
         info!(
@@ -116,7 +79,7 @@ impl Extension for SendMessage {
         let response = discord.send(
             Method::Post,
             &format!("/channels/{}/messages", config.channel_id),
-            &Value::Object(body),
+            &body,
         )?;
         let message: Message = response.json()?;
         let id = message.id.ok_or_else(|| {
