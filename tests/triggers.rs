@@ -196,26 +196,18 @@ struct Setup {
     hits: std::sync::Arc<std::sync::Mutex<usize>>,
 }
 
-fn setup() -> Setup {
+/// Team `ops` with bot `greeter`, the sample `extension` installed, and a
+/// token of the team that deploys, pauses and reads.
+fn bot_vault(extension_name: &str) -> (TestVault, String) {
     let v = TestVault::new();
     v.run(&["team", "create", "ops"]).ok();
     v.run(&["bot", "create", "greeter", "--team", "ops"]).ok();
     v.run(&[
         "extension",
         "install",
-        extension("http-request").to_str().unwrap(),
+        extension(extension_name).to_str().unwrap(),
     ])
     .ok();
-    let sw = format!("whsec_{}", B64.encode(SW_KEY));
-    for (name, value) in [
-        ("SW_SECRET", sw.as_str()),
-        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
-        ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
-        ("SLACK_SIGNING_SECRET", SLACK_SECRET),
-        ("CUSTOM_SECRET", HMAC_SECRET),
-    ] {
-        v.set(name, "--bot", "greeter", value);
-    }
     let token = v
         .run(&[
             "token",
@@ -231,6 +223,21 @@ fn setup() -> Setup {
         .ok()
         .trim()
         .to_owned();
+    (v, token)
+}
+
+fn setup() -> Setup {
+    let (v, token) = bot_vault("http-request");
+    let sw = format!("whsec_{}", B64.encode(SW_KEY));
+    for (name, value) in [
+        ("SW_SECRET", sw.as_str()),
+        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+        ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
+        ("SLACK_SIGNING_SECRET", SLACK_SECRET),
+        ("CUSTOM_SECRET", HMAC_SECRET),
+    ] {
+        v.set(name, "--bot", "greeter", value);
+    }
     let (echo, hits) = echo(Duration::ZERO);
     let upstream = format!("echo.test=http://{echo}");
     let s = Server::start(&v, &["--upstream", &upstream]);
@@ -605,30 +612,8 @@ fn a_discord_slash_command_is_acked_deferred_run_and_answered_through_the_follow
         )
         .unwrap()
     };
-    let v = TestVault::new();
-    v.run(&["team", "create", "ops"]).ok();
-    v.run(&["bot", "create", "greeter", "--team", "ops"]).ok();
-    v.run(&[
-        "extension",
-        "install",
-        extension("discord-followup").to_str().unwrap(),
-    ])
-    .ok();
+    let (v, token) = bot_vault("discord-followup");
     v.set("DISCORD_PUBLIC_KEY", "--bot", "greeter", &test_public_key());
-    let token = v
-        .run(&[
-            "token",
-            "create",
-            "--team",
-            "ops",
-            "--can",
-            "bots:deploy",
-            "executions:read",
-            "secrets:list",
-        ])
-        .ok()
-        .trim()
-        .to_owned();
     let s = Server::start(&v, &["--upstream", &discord.upstream_arg()]);
     let t = Setup {
         v,
@@ -755,4 +740,119 @@ fn a_discord_slash_command_is_acked_deferred_run_and_answered_through_the_follow
     }
     assert!(!t.s.log().contains(&interaction.token));
     drop(tokio);
+}
+
+#[test]
+fn a_schedule_fires_on_time_once_never_twice_across_restarts_and_follows_its_missed_policy() {
+    let (v, token) = bot_vault("http-request");
+    let (echo, hits) = echo(Duration::ZERO);
+    let upstream = format!("echo.test=http://{echo}");
+    // The clock the test controls: seconds added to the system's.
+    let clock = v.root.path().join("clock-offset");
+    std::fs::write(&clock, "0").unwrap();
+    let clock_env = clock.to_str().unwrap().to_owned();
+    let start = |v: &TestVault| {
+        Server::start_with_env(
+            v,
+            &["--upstream", &upstream],
+            &[("NARAKIM_TEST_CLOCK", &clock_env)],
+        )
+    };
+    let schedule = |missed: &str| {
+        json!({
+            "nodes": [{"id": "call", "extension": "http-request",
+                       "config": {"url": "https://echo.test/tick"}}],
+            "triggers": [{"id": "every-minute", "kind": "schedule", "cron": "* * * * *",
+                          "timezone": "Europe/Berlin", "missed": missed}],
+        })
+    };
+    let s = start(&v);
+    let mut t = Setup { v, s, token, hits };
+    assert_eq!(t.deploy(schedule("skip")).status, 200);
+    let next_fire = |t: &Setup| -> i64 {
+        let bot = t.api("GET", "/api/v1/teams/ops/bots/greeter", None);
+        let fire = bot.json()["triggers"][0]["next_fire"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no next fire: {bot:?}"))
+            .to_owned();
+        fire.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    };
+    let first = next_fire(&t);
+    let real_now = now() * 1000;
+    assert!(
+        first > real_now - 1000 && first <= real_now + 61_000,
+        "{first}"
+    );
+    let status = t.v.run(&["bot", "status", "greeter"]).ok().to_owned();
+    assert!(
+        status.contains("trigger every-minute: schedule, next fire 20"),
+        "{status}"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(t.executions().is_empty(), "fired before its time");
+
+    // Move the clock just past the fire time: it fires once, on time.
+    let offset = |at_ms: i64| ((at_ms - now() * 1000) / 1000 + 1).max(0);
+    let set = |seconds: i64| std::fs::write(&clock, seconds.to_string()).unwrap();
+    let on_time = offset(first);
+    set(on_time);
+    let wait_runs = |t: &Setup, n: usize| -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let list = t.executions();
+            if list.len() >= n {
+                return list;
+            }
+            assert!(Instant::now() < deadline, "expected {n} runs: {list:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let runs = wait_runs(&t, 1);
+    let done = t.wait_finished(runs[0]["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["trigger"]["kind"], "schedule");
+    assert_eq!(done["trigger"]["missed"], false, "{done}");
+    assert_eq!(done["started_by"], "trigger:every-minute");
+    assert!(next_fire(&t) > first, "the next fire moved on");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(t.executions().len(), 1, "fired twice");
+
+    // A restart at the same moment does not fire it again.
+    let (status, _) = t.s.stop();
+    assert!(status.success());
+    t.s = start(&t.v);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(t.executions().len(), 1, "a restart fired it again");
+
+    // Ten minutes of downtime: with "skip" the missed fires do not run,
+    // and the schedule goes on from now.
+    let (status, _) = t.s.stop();
+    assert!(status.success());
+    set(on_time + 600);
+    t.s = start(&t.v);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(t.executions().len(), 1, "a missed fire ran under \"skip\"");
+    assert!(
+        next_fire(&t) > first + 600_000,
+        "not moved past the downtime"
+    );
+
+    // With "run-once", the missed fires run once in all. The redeploy sets
+    // the next fire from the system clock, which is ten minutes behind the
+    // test's: it is missed at once.
+    assert_eq!(t.deploy(schedule("run-once")).status, 200);
+    let runs = wait_runs(&t, 2);
+    let done = t.wait_finished(runs[0]["id"].as_str().unwrap());
+    assert_eq!(done["trigger"]["missed"], true, "{done}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(t.executions().len(), 2, "run-once ran more than once");
+
+    // A paused bot's fires are skipped, not kept for later.
+    t.api("POST", "/api/v1/teams/ops/bots/greeter/pause", None);
+    set(on_time + 600 + 120);
+    std::thread::sleep(Duration::from_millis(800));
+    t.api("POST", "/api/v1/teams/ops/bots/greeter/resume", None);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(t.executions().len(), 2, "a paused bot's fire ran");
+    assert_eq!(*t.hits.lock().unwrap(), 2);
 }

@@ -159,6 +159,14 @@ fn print_status(status: &BotStatus, from_file: bool) {
         println!("  node {node}: pinned to {pin}");
     }
     for t in &status.triggers {
+        if t.kind == "schedule" {
+            println!(
+                "  trigger {}: schedule, next fire {}",
+                t.trigger,
+                t.next_fire.as_deref().unwrap_or("once deployed")
+            );
+            continue;
+        }
         println!(
             "  trigger {}: {} verified by {} with secret {}, {}",
             t.trigger,

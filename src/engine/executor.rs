@@ -124,8 +124,10 @@ pub struct TriggerStatus {
     /// The secret holding its key.
     pub secret: Option<String>,
     /// The path a sender posts to, such as `/hooks/trg_…` (`None` until
-    /// the graph is deployed).
+    /// the graph is deployed, and for a schedule).
     pub path: Option<String>,
+    /// A deployed schedule's next fire time (RFC 3339, UTC).
+    pub next_fire: Option<String>,
 }
 
 /// A trigger of a deployed graph, found by its id for a delivery.
@@ -444,6 +446,26 @@ impl Engine {
     /// graph declares it (an unknown id, a removed trigger, an undeployed
     /// bot). Whether the bot is paused is checked when the run is queued.
     pub fn live_trigger(&self, id: &str) -> Result<Option<LiveTrigger>, EngineError> {
+        let Some((bot, trigger)) = self.deployed_trigger(id)? else {
+            return Ok(None);
+        };
+        let Ok(scheme) = trigger.scheme() else {
+            return Ok(None);
+        };
+        Ok(Some(LiveTrigger {
+            id: TriggerId::from(id.to_owned()),
+            bot,
+            trigger,
+            scheme,
+        }))
+    }
+
+    /// The trigger `id` is, as the deployed graph of its bot declares it,
+    /// with the bot; `None` when no deployed graph declares it.
+    pub fn deployed_trigger(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, crate::trigger::Trigger)>, EngineError> {
         let (found, deployment) = {
             let store = self.store();
             let Some((bot, name)) = store.trigger(id)? else {
@@ -456,18 +478,12 @@ impl Engine {
             return Ok(None);
         };
         let graph = self.deployed_graph(&deployment)?;
-        let Some(trigger) = graph.graph().triggers.iter().find(|t| t.id() == name) else {
-            return Ok(None);
-        };
-        let Ok(scheme) = trigger.scheme() else {
-            return Ok(None);
-        };
-        Ok(Some(LiveTrigger {
-            id: TriggerId::from(id.to_owned()),
-            bot,
-            trigger: trigger.clone(),
-            scheme,
-        }))
+        Ok(graph
+            .graph()
+            .triggers
+            .iter()
+            .find(|t| t.id() == name)
+            .map(|t| (bot, t.clone())))
     }
 
     /// `bot status`: the deployed graph's secrets, or `graph`'s when given.
@@ -502,9 +518,12 @@ impl Engine {
             (None, Some(d)) => d.pins.clone(),
             _ => BTreeMap::new(),
         };
-        let ids = match graph {
-            None => self.store().triggers_of(bot)?,
-            Some(_) => BTreeMap::new(),
+        let (ids, fires) = match graph {
+            None => {
+                let store = self.store();
+                (store.triggers_of(bot)?, store.next_fires_of(bot)?)
+            }
+            Some(_) => (BTreeMap::new(), BTreeMap::new()),
         };
         let triggers = validated
             .iter()
@@ -512,11 +531,15 @@ impl Engine {
             .map(|t| TriggerStatus {
                 trigger: t.id().to_owned(),
                 kind: t.kind(),
-                verify: t.scheme().map(|s| s.name()).unwrap_or("none"),
+                verify: match t {
+                    crate::trigger::Trigger::Schedule { .. } => "cron",
+                    _ => t.scheme().map(|s| s.name()).unwrap_or("none"),
+                },
                 secret: t.secret().map(str::to_owned),
                 path: ids
                     .get(t.id())
-                    .map(|id| crate::trigger::path(t, id.as_str())),
+                    .and_then(|id| crate::trigger::path(t, id.as_str())),
+                next_fire: fires.get(t.id()).map(|&ms| crate::vault::format_time(ms)),
             })
             .collect();
         Ok(BotStatus {
@@ -687,7 +710,14 @@ impl Engine {
             None => Vec::new(),
         };
         let version = pinned.version();
-        let triggers: Vec<&str> = pinned.triggers.iter().map(|t| t.id()).collect();
+        // A schedule fires first at its next time after the deploy; a
+        // redeploy moves it on the same way, so it never fires twice.
+        let now = crate::trigger::now_ms();
+        let triggers: Vec<(&str, Option<i64>)> = pinned
+            .triggers
+            .iter()
+            .map(|t| (t.id(), t.schedule().and_then(|s| s.next_after(now))))
+            .collect();
         let deployment = store.deploy_with_triggers(
             bot,
             &pinned.canonical_json(),
@@ -859,6 +889,7 @@ impl Engine {
             idempotency_key: idempotency_key.map(str::to_owned),
             started_by: started_by.map(str::to_owned),
             delivery: None,
+            fire: None,
         })
     }
 

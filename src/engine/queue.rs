@@ -43,6 +43,17 @@ pub struct NewRun<'a> {
     /// The trigger delivery that started it, when one did: a delivery with
     /// any of the same keys finds this run instead of starting another.
     pub delivery: Option<&'a Delivery>,
+    /// The schedule fire that started it: claimed in the accepting
+    /// transaction, so a fire runs at most once whatever restarts.
+    pub fire: Option<&'a Fire>,
+}
+
+/// One fire of a schedule trigger: due at `due_ms`, next at `next_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fire {
+    pub trigger_id: String,
+    pub due_ms: i64,
+    pub next_ms: i64,
 }
 
 /// What identifies one delivery of a trigger, kept with the run it started
@@ -174,6 +185,7 @@ pub struct QueuedRun {
     pub idempotency_key: Option<String>,
     pub started_by: Option<String>,
     pub delivery: Option<Delivery>,
+    pub fire: Option<Fire>,
 }
 
 impl QueuedRun {
@@ -184,6 +196,7 @@ impl QueuedRun {
             idempotency_key: self.idempotency_key.as_deref(),
             started_by: self.started_by.as_deref(),
             delivery: self.delivery.as_ref(),
+            fire: self.fire.as_ref(),
         }
     }
 }

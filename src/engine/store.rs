@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use crate::runtime::{EgressEvent, ExtensionDescription};
 
 use super::ExtensionCatalog;
-use super::queue::{Claimed, Enqueued, INTERRUPTED, NewRun, QueueDepth, Recovery, RunQueue};
+use super::queue::{Claimed, Enqueued, Fire, INTERRUPTED, NewRun, QueueDepth, Recovery, RunQueue};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "engine.db";
@@ -196,6 +196,15 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX deliveries_expiry ON deliveries(expires_at);
     CREATE INDEX deliveries_execution ON deliveries(execution_id);
+
+    -- A schedule trigger's next fire time (Unix milliseconds). A fire is
+    -- claimed by moving it on, in the transaction that queues its run.
+    CREATE TABLE schedules (
+        trigger_id   TEXT PRIMARY KEY,
+        bot          TEXT NOT NULL,
+        next_fire_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX schedules_due ON schedules(next_fire_ms);
     "#,
 ];
 
@@ -287,6 +296,9 @@ pub enum StoreError {
 
     #[error("the write was undone, because the commit it shared failed: {0}")]
     NotWritten(String),
+
+    #[error("this schedule's fire was already claimed")]
+    FireClaimed,
 }
 
 /// An extension recorded as installed.
@@ -835,14 +847,16 @@ impl EngineStore {
     }
 
     /// [`deploy`](Self::deploy), and in the same transaction an id for each
-    /// of `triggers` (the graph's trigger names) that has none yet.
+    /// of `triggers` (the graph's trigger names, each with its first fire
+    /// time when it is a schedule) that has none yet. The bot's schedules
+    /// become exactly those given, each firing next at the time given.
     pub fn deploy_with_triggers(
         &mut self,
         bot: &str,
         graph_json: &str,
         graph_version: &str,
         pins: &BTreeMap<String, Pin>,
-        triggers: &[&str],
+        triggers: &[(&str, Option<i64>)],
     ) -> Result<Deployment, StoreError> {
         let fresh: Vec<TriggerId> = triggers
             .iter()
@@ -867,12 +881,22 @@ impl EngineStore {
         })
         .map_err(db_err(&self.path, "recording a deployment"))?;
         let id = tx.last_insert_rowid();
-        for (name, fresh) in triggers.iter().zip(&fresh) {
+        tx.execute("DELETE FROM schedules WHERE bot = ?1", [bot])
+            .map_err(db_err(&self.path, "recording a trigger"))?;
+        for ((name, next_fire), fresh) in triggers.iter().zip(&fresh) {
             tx.execute(
                 "INSERT INTO triggers(id, bot, name, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(bot, name) DO NOTHING",
                 params![fresh.as_str(), bot, name, deployed_at],
             )
+            .and_then(|_| match next_fire {
+                Some(at) => tx.execute(
+                    "INSERT INTO schedules(trigger_id, bot, next_fire_ms)
+                     SELECT id, bot, ?3 FROM triggers WHERE bot = ?1 AND name = ?2",
+                    params![bot, name, at],
+                ),
+                None => Ok(0),
+            })
             .map_err(db_err(&self.path, "recording a trigger"))?;
         }
         tx.commit()
@@ -899,6 +923,48 @@ impl EngineStore {
                     .collect()
             })
             .map_err(self.db("reading the bot's triggers"))
+    }
+
+    /// Schedules due at `now_ms`: (trigger id, bot, due time), oldest first.
+    pub fn due_schedules(&self, now_ms: i64) -> Result<Vec<(TriggerId, String, i64)>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT trigger_id, bot, next_fire_ms FROM schedules
+                 WHERE next_fire_ms <= ?1 ORDER BY next_fire_ms",
+            )
+            .and_then(|mut s| {
+                s.query_map([now_ms], |r| {
+                    Ok((TriggerId(r.get(0)?), r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            })
+            .map_err(self.db("reading the due schedules"))
+    }
+
+    /// The soonest fire time of any schedule.
+    pub fn next_schedule_fire(&self) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT min(next_fire_ms) FROM schedules")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(self.db("reading the next schedule fire"))
+    }
+
+    /// Each schedule trigger of `bot` by name, with its next fire time.
+    pub fn next_fires_of(&self, bot: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT t.name, s.next_fire_ms FROM schedules s JOIN triggers t ON t.id = s.trigger_id
+                 WHERE s.bot = ?1",
+            )
+            .and_then(|mut s| s.query_map([bot], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map_err(self.db("reading the bot's schedules"))
+    }
+
+    /// Moves schedule `fire.trigger_id` on from `fire.due_ms` to
+    /// `fire.next_ms` without a run (a missed fire skipped, or a fire of a
+    /// removed trigger): `false` when another process moved it first.
+    pub fn skip_fire(&mut self, fire: &Fire) -> Result<bool, StoreError> {
+        claim_fire(&self.conn, fire).map_err(self.db("moving a schedule on"))
     }
 
     /// The bot and trigger name that `id` belongs to, if any.
@@ -1206,6 +1272,7 @@ impl EngineStore {
             .and_then(|_| tx.execute("DELETE FROM bot_state WHERE bot = ?1", [bot]))
             .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", [bot]))
             .and_then(|_| tx.execute("DELETE FROM triggers WHERE bot = ?1", [bot]))
+            .and_then(|_| tx.execute("DELETE FROM schedules WHERE bot = ?1", [bot]))
             .and_then(|_| tx.commit())
             .map_err(db_err(&self.path, "deleting a bot's data"))
     }
@@ -1278,6 +1345,16 @@ enum Runnable {
 }
 
 /// Whether `bot` is paused (no row: it never was).
+/// Moves a schedule on from its due time, if nobody did: the claim of
+/// that fire.
+fn claim_fire(conn: &Connection, fire: &Fire) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "UPDATE schedules SET next_fire_ms = ?3 WHERE trigger_id = ?1 AND next_fire_ms = ?2",
+    )?
+    .execute(params![fire.trigger_id, fire.due_ms, fire.next_ms])
+    .map(|changed| changed == 1)
+}
+
 fn paused(conn: &Connection, bot: &str) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT paused FROM bot_state WHERE bot = ?1")?
         .query_row([bot], |r| r.get(0))
@@ -1343,6 +1420,14 @@ impl RunQueue for EngineStore {
                     .map_err(err("forgetting old deliveries"))?;
             }
             for run in runs {
+                // A schedule's fire is claimed first, whether or not its run
+                // is then accepted: a paused bot's fire is skipped, not kept.
+                if let Some(fire) = run.fire
+                    && !claim_fire(&tx, fire).map_err(err("claiming a schedule's fire"))?
+                {
+                    results.push(Err(StoreError::FireClaimed));
+                    continue;
+                }
                 // A repeated delivery finds its run; earlier runs of this
                 // batch are visible here too.
                 if let Some(delivery) = run.delivery {
@@ -2120,6 +2205,7 @@ mod tests {
             .conn
             .execute_batch(
                 "PRAGMA foreign_keys = OFF;
+                 DROP TABLE schedules;
                  DROP TABLE deliveries;
                  DROP TABLE triggers;
                  DROP TABLE jobs;
@@ -2164,6 +2250,7 @@ mod tests {
             idempotency_key: key,
             started_by: Some("tok_test"),
             delivery: None,
+            fire: None,
         };
         // Refused, nothing written, while the bot cannot run.
         assert!(matches!(
@@ -2252,7 +2339,7 @@ mod tests {
         use crate::engine::queue::Delivery;
         let (_dir, mut store) = store();
         let deployed = store
-            .deploy_with_triggers("greeter", "{}", "aaa", &BTreeMap::new(), &["hook"])
+            .deploy_with_triggers("greeter", "{}", "aaa", &BTreeMap::new(), &[("hook", None)])
             .unwrap();
         assert!(deployed.active);
         let ids = store.triggers_of("greeter").unwrap();
@@ -2264,7 +2351,13 @@ mod tests {
         );
         // A redeploy keeps the id.
         store
-            .deploy_with_triggers("greeter", "{}", "aaa", &BTreeMap::new(), &["hook", "other"])
+            .deploy_with_triggers(
+                "greeter",
+                "{}",
+                "aaa",
+                &BTreeMap::new(),
+                &[("hook", None), ("other", None)],
+            )
             .unwrap();
         assert_eq!(store.triggers_of("greeter").unwrap()["hook"], id);
 
@@ -2284,6 +2377,7 @@ mod tests {
                         idempotency_key: None,
                         started_by: None,
                         delivery: Some(&d),
+                        fire: None,
                     },
                     100,
                 )
@@ -2327,6 +2421,7 @@ mod tests {
             idempotency_key: None,
             started_by: None,
             delivery: None,
+            fire: None,
         };
         store.enqueue(&run, 100).unwrap().id
     }

@@ -1074,6 +1074,7 @@ async fn deploy(
             Ok(deployed)
         })
         .await?;
+    state.schedules_changed.notify_one();
     Ok(json_ok(json!({
         "graph_version": deployment.graph_version,
         "pins": deployment.pins,

@@ -27,6 +27,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
+mod schedules;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -93,6 +94,8 @@ pub struct AppState {
     pub log_scrubber: logs::LogScrubber,
     /// Wakes a worker when a run is accepted.
     pub wake: Notify,
+    /// Wakes the scheduler when a deploy may have changed the schedules.
+    pub schedules_changed: Notify,
     /// False once shutdown began (`/readyz` answers 503).
     pub ready: AtomicBool,
 }
@@ -114,6 +117,7 @@ impl AppState {
             config,
             log_scrubber,
             wake: Notify::new(),
+            schedules_changed: Notify::new(),
             ready: AtomicBool::new(true),
         })
     }
@@ -252,6 +256,7 @@ pub async fn run(
             source,
         })?;
     on_listening(addr, listener.scheme());
+    let scheduler = tokio::spawn(schedules::run(state.clone()));
     tracing::info!(%addr, queued = recovery.queued, workers = state.config.workers, "listening");
     let router = api::router(state.clone());
     let drain = state.config.drain;
@@ -264,6 +269,7 @@ pub async fn run(
         }
     };
     listener.serve(router, shutting_down, drain).await;
+    scheduler.abort();
     let abandoned = workers.drain(drain).await;
     if abandoned > 0 {
         tracing::warn!(

@@ -185,10 +185,11 @@ fn schemas() -> Value {
         "BotState": object(&[("name", &string), ("paused", &json!({"type": "boolean"})), ("graph_version", &nullable_string), ("triggers", &json!({"type": "array", "items": reference("Trigger")}))], &[]),
         "Trigger": object(&[
             ("trigger", &string),
-            ("kind", &json!({"enum": ["webhook", "discord-interactions"]})),
+            ("kind", &json!({"enum": ["webhook", "discord-interactions", "schedule"]})),
             ("verify", &string),
             ("secret", &nullable_string),
             ("path", &nullable_string),
+            ("next_fire", &nullable_string),
         ], &[]),
         "Secret": object(&[
             ("name", &string),

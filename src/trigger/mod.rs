@@ -29,6 +29,7 @@
 //! assert!(t.problems().is_empty());
 //! ```
 
+pub mod schedule;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,30 @@ pub enum Trigger {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<String>,
     },
+    /// A cron schedule in a time zone (see [`schedule`]).
+    Schedule {
+        id: String,
+        cron: String,
+        timezone: String,
+        /// What to do about fires missed while the server was down.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missed: Option<Missed>,
+    },
 }
+
+/// A schedule's policy for fires missed while no server ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missed {
+    /// Skip them; the schedule goes on from the next fire time.
+    #[default]
+    Skip,
+    /// Run once for all of them, then go on.
+    RunOnce,
+}
+
+/// How late a fire may run and still count as on time, not missed.
+pub const MISSED_AFTER_MS: i64 = 60_000;
 
 /// How a webhook proves its sender: the scheme, the secret that holds the
 /// key, and for `hmac` the rest of the recipe.
@@ -118,7 +142,9 @@ pub const SCHEMES: &[&str] = &["standard-webhooks", "github", "stripe", "slack",
 impl Trigger {
     pub fn id(&self) -> &str {
         match self {
-            Trigger::Webhook { id, .. } | Trigger::DiscordInteractions { id, .. } => id,
+            Trigger::Webhook { id, .. }
+            | Trigger::DiscordInteractions { id, .. }
+            | Trigger::Schedule { id, .. } => id,
         }
     }
 
@@ -126,7 +152,7 @@ impl Trigger {
     /// the vault.
     pub fn provides(&self) -> &'static [&'static str] {
         match self {
-            Trigger::Webhook { .. } => &[],
+            Trigger::Webhook { .. } | Trigger::Schedule { .. } => &[],
             Trigger::DiscordInteractions { .. } => &[DISCORD_INTERACTION_TOKEN],
         }
     }
@@ -136,6 +162,7 @@ impl Trigger {
         match self {
             Trigger::Webhook { .. } => "webhook",
             Trigger::DiscordInteractions { .. } => "discord-interactions",
+            Trigger::Schedule { .. } => "schedule",
         }
     }
 
@@ -146,6 +173,26 @@ impl Trigger {
             Trigger::DiscordInteractions { secret, .. } => {
                 Some(secret.as_deref().unwrap_or(DISCORD_PUBLIC_KEY))
             }
+            Trigger::Schedule { .. } => None,
+        }
+    }
+
+    /// A schedule's parsed expression, once [`problems`](Self::problems)
+    /// found none; `None` for other kinds.
+    pub fn schedule(&self) -> Option<schedule::Schedule> {
+        match self {
+            Trigger::Schedule { cron, timezone, .. } => {
+                schedule::Schedule::parse(cron, timezone).ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// A schedule's missed-fire policy.
+    pub fn missed(&self) -> Missed {
+        match self {
+            Trigger::Schedule { missed, .. } => missed.unwrap_or_default(),
+            _ => Missed::Skip,
         }
     }
 
@@ -155,7 +202,9 @@ impl Trigger {
             Trigger::Webhook {
                 tolerance_seconds, ..
             } => tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS),
-            Trigger::DiscordInteractions { .. } => DEFAULT_TOLERANCE_SECONDS,
+            Trigger::DiscordInteractions { .. } | Trigger::Schedule { .. } => {
+                DEFAULT_TOLERANCE_SECONDS
+            }
         }
     }
 
@@ -163,6 +212,9 @@ impl Trigger {
     pub fn scheme(&self) -> Result<Scheme, String> {
         match self {
             Trigger::DiscordInteractions { .. } => Ok(Scheme::Discord),
+            Trigger::Schedule { .. } => {
+                Err("a schedule is not a request: it has no verifier".into())
+            }
             Trigger::Webhook { verify: None, .. } => Err(no_verifier()),
             Trigger::Webhook {
                 verify: Some(v), ..
@@ -209,6 +261,15 @@ impl Trigger {
                     "secret",
                     Some(secret.as_deref().unwrap_or(DISCORD_PUBLIC_KEY)),
                 ));
+            }
+            Trigger::Schedule { cron, timezone, .. } => {
+                match schedule::Schedule::parse(cron, timezone) {
+                    Err(e) => problems.push(e),
+                    Ok(s) if s.next_after(now_ms()).is_none() => problems.push(
+                        "the cron expression never fires (no such date within five years)".into(),
+                    ),
+                    Ok(_) => {}
+                }
             }
         }
         problems
@@ -327,12 +388,20 @@ impl Verify {
 }
 
 /// Where `trigger` listens once deployed with `id`: `/hooks/ID` for a
-/// webhook, `/interactions/ID` for Discord.
-pub fn path(trigger: &Trigger, id: &str) -> String {
+/// webhook, `/interactions/ID` for Discord, nowhere for a schedule.
+pub fn path(trigger: &Trigger, id: &str) -> Option<String> {
     match trigger {
-        Trigger::Webhook { .. } => format!("/hooks/{id}"),
-        Trigger::DiscordInteractions { .. } => format!("/interactions/{id}"),
+        Trigger::Webhook { .. } => Some(format!("/hooks/{id}")),
+        Trigger::DiscordInteractions { .. } => Some(format!("/interactions/{id}")),
+        Trigger::Schedule { .. } => None,
     }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Request headers a graph may read as `{{trigger.headers.NAME}}`: what

@@ -21,7 +21,13 @@ pub struct Server {
 
 impl Server {
     pub fn start(v: &TestVault, extra: &[&str]) -> Server {
+        Server::start_with_env(v, extra, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub fn start_with_env(v: &TestVault, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = v.command();
+        cmd.envs(env.iter().copied());
         cmd.arg("serve");
         // Defaults a test may override.
         if !extra.contains(&"--listen") {
