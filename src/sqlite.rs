@@ -117,10 +117,12 @@ mod tests {
         holder
             .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
             .unwrap();
+        // Timed from before the thread exists: on a loaded machine the
+        // thread may only start after the lock is released.
+        let started = std::time::Instant::now();
         let waiter = std::thread::spawn(move || {
             let mut conn = rusqlite::Connection::open(&path).unwrap();
             configure(&mut conn).unwrap();
-            let started = std::time::Instant::now();
             conn.execute("INSERT INTO t VALUES (2)", []).unwrap();
             started.elapsed()
         });

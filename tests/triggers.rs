@@ -359,7 +359,8 @@ fn every_verifier_runs_a_good_delivery_once_and_refuses_every_bad_one() {
         if scheme.timed() {
             let stale = scheme.sign(&body, &delivery, ts - 301, Spoil::None);
             assert_refused(&t.deliver(path, &stale, &body), 401, "tolerance");
-            let early = scheme.sign(&body, &delivery, ts + 301, Spoil::None);
+            // Not +301: the server's clock may have moved on a second since `ts`.
+            let early = scheme.sign(&body, &delivery, ts + 305, Spoil::None);
             assert_refused(&t.deliver(path, &early, &body), 401, "tolerance");
         }
         assert_eq!(
@@ -788,8 +789,11 @@ fn a_schedule_fires_on_time_once_never_twice_across_restarts_and_follows_its_mis
         status.contains("trigger every-minute: schedule, next fire 20"),
         "{status}"
     );
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(t.executions().is_empty(), "fired before its time");
+    // Not before its time (unless the system clock itself gets there).
+    if first - now() * 1000 > 3000 {
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(t.executions().is_empty(), "fired before its time");
+    }
 
     // Move the clock just past the fire time: it fires once, on time.
     let offset = |at_ms: i64| ((at_ms - now() * 1000) / 1000 + 1).max(0);

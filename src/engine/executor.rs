@@ -203,10 +203,10 @@ pub struct Engine {
     graphs: Mutex<HashMap<String, Arc<ValidatedGraph>>>,
     /// Accepts queued runs in shared commits, once started.
     group_commit: std::sync::OnceLock<GroupCommit<EngineStore>>,
-    /// Values that live only for one run, by (bot, delivery id), held in
+    /// Values that live only for one run, by its execution id, held in
     /// memory from before the run is queued until a worker takes them: a
     /// Discord interaction's token is never written to disk.
-    execution_values: Mutex<HashMap<(String, String), HeldValues>>,
+    execution_values: Mutex<HashMap<ExecutionId, HeldValues>>,
 }
 
 struct HeldValues {
@@ -256,21 +256,18 @@ impl Engine {
         }
     }
 
-    /// Holds `values` for the run of `bot` that delivery `delivery_id`
-    /// queues next: its nodes read them through the secrets interface and
-    /// every record of it scrubs them, and they are never stored. Call
-    /// before queueing, so no worker can claim the run first; a run
-    /// recovered after a restart finds none.
-    pub fn hold_execution_values(
-        &self,
-        bot: &str,
-        delivery_id: &str,
-        values: Vec<(String, SecretValue)>,
-    ) {
+    /// Holds `values` for the run that will be queued as `id` (see
+    /// [`QueuedRun::id`]): its nodes read them through the secrets
+    /// interface and every record of it scrubs them, and they are never
+    /// stored. Call before queueing, so no worker can claim the run first.
+    /// Keyed by the execution id, which the server draws at random, so no
+    /// other run (one started over the API with a made-up trigger, say)
+    /// can take them. A run recovered after a restart finds none.
+    pub fn hold_execution_values(&self, id: &ExecutionId, values: Vec<(String, SecretValue)>) {
         let mut held = lock(&self.execution_values);
         held.retain(|_, h| h.since.elapsed() < HOLD_EXECUTION_VALUES);
         held.insert(
-            (bot.to_owned(), delivery_id.to_owned()),
+            id.clone(),
             HeldValues {
                 since: Instant::now(),
                 values,
@@ -279,17 +276,14 @@ impl Engine {
     }
 
     /// Forgets what [`hold_execution_values`](Self::hold_execution_values)
-    /// held (the run was not queued).
-    pub fn drop_execution_values(&self, bot: &str, delivery_id: &str) {
-        lock(&self.execution_values).remove(&(bot.to_owned(), delivery_id.to_owned()));
+    /// held for `id` (the run was not queued as `id`).
+    pub fn drop_execution_values(&self, id: &ExecutionId) {
+        lock(&self.execution_values).remove(id);
     }
 
-    fn take_execution_values(&self, bot: &str, trigger: &Value) -> Vec<(String, SecretValue)> {
-        let Some(delivery) = trigger.get("delivery_id").and_then(Value::as_str) else {
-            return Vec::new();
-        };
+    fn take_execution_values(&self, id: &ExecutionId) -> Vec<(String, SecretValue)> {
         lock(&self.execution_values)
-            .remove(&(bot.to_owned(), delivery.to_owned()))
+            .remove(id)
             .filter(|h| h.since.elapsed() < HOLD_EXECUTION_VALUES)
             .map(|h| h.values)
             .unwrap_or_default()
@@ -890,6 +884,7 @@ impl Engine {
             started_by: started_by.map(str::to_owned),
             delivery: None,
             fire: None,
+            id: None,
         })
     }
 
@@ -918,7 +913,7 @@ impl Engine {
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
         let trigger: Value = serde_json::from_str(&claimed.trigger_json).unwrap_or(Value::Null);
-        let extra = self.take_execution_values(&claimed.bot, &trigger);
+        let extra = self.take_execution_values(&claimed.id);
         let prepared = match self.prepare(&claimed.bot, extra) {
             Ok(prepared) => prepared,
             Err(e) => {

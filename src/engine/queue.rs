@@ -46,6 +46,9 @@ pub struct NewRun<'a> {
     /// The schedule fire that started it: claimed in the accepting
     /// transaction, so a fire runs at most once whatever restarts.
     pub fire: Option<&'a Fire>,
+    /// The execution id to queue it as, drawn by the caller with
+    /// [`ExecutionId::generate`] (a fresh one when `None`).
+    pub id: Option<&'a ExecutionId>,
 }
 
 /// One fire of a schedule trigger: due at `due_ms`, next at `next_ms`.
@@ -166,7 +169,7 @@ struct Pending {
 
 /// What the writer thread is asked to do.
 enum Message<Q> {
-    Enqueue(Pending),
+    Enqueue(Box<Pending>),
     /// Any other write, run on the writer's connection in its turn. What
     /// it returns delivers its result once its shared commit is known
     /// (`Err` when that commit failed and undid it).
@@ -186,6 +189,11 @@ pub struct QueuedRun {
     pub started_by: Option<String>,
     pub delivery: Option<Delivery>,
     pub fire: Option<Fire>,
+    /// See [`NewRun::id`]: a caller that holds values for the run
+    /// ([`Engine::hold_execution_values`]) must know its id first.
+    ///
+    /// [`Engine::hold_execution_values`]: super::executor::Engine::hold_execution_values
+    pub id: Option<ExecutionId>,
 }
 
 impl QueuedRun {
@@ -197,6 +205,7 @@ impl QueuedRun {
             started_by: self.started_by.as_deref(),
             delivery: self.delivery.as_ref(),
             fire: self.fire.as_ref(),
+            id: self.id.as_ref(),
         }
     }
 }
@@ -271,7 +280,7 @@ impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
     pub async fn enqueue(&self, run: QueuedRun, bound: usize) -> Result<Enqueued, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.sender
-            .send(Message::Enqueue(Pending { run, bound, reply }))
+            .send(Message::Enqueue(Box::new(Pending { run, bound, reply })))
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -301,7 +310,7 @@ impl<Q: RunQueue + Send + 'static> GroupCommit<Q> {
 
 fn sort<Q>(message: Message<Q>, accepts: &mut Vec<Pending>, writes: &mut VecDeque<Write<Q>>) {
     match message {
-        Message::Enqueue(pending) => accepts.push(pending),
+        Message::Enqueue(pending) => accepts.push(*pending),
         Message::Write(write) => writes.push_back(write),
     }
 }
@@ -326,7 +335,7 @@ fn write_round<Q: RunQueue>(
         }
         match receiver.try_recv() {
             Ok(Message::Enqueue(pending)) => {
-                accepts.push(pending);
+                accepts.push(*pending);
                 false
             }
             Ok(Message::Write(write)) => {

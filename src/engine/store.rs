@@ -362,7 +362,7 @@ pub struct ExecutionId(String);
 impl ExecutionId {
     /// A fresh random id. 64 random bits: ids are only unique per database,
     /// and a collision is reported by the primary key rather than merged.
-    fn generate() -> Result<Self, StoreError> {
+    pub fn generate() -> Result<Self, StoreError> {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
         Ok(ExecutionId(format!("ex_{}", hex(&bytes))))
@@ -1515,7 +1515,10 @@ impl RunQueue for EngineStore {
                     results.push(Err(StoreError::QueueFull { bound }));
                     continue;
                 }
-                let id = ExecutionId::generate()?;
+                let id = match run.id {
+                    Some(id) => id.clone(),
+                    None => ExecutionId::generate()?,
+                };
                 tx.prepare_cached(
                     "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key, started_by)
                      VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
@@ -2251,6 +2254,7 @@ mod tests {
             started_by: Some("tok_test"),
             delivery: None,
             fire: None,
+            id: None,
         };
         // Refused, nothing written, while the bot cannot run.
         assert!(matches!(
@@ -2378,6 +2382,7 @@ mod tests {
                         started_by: None,
                         delivery: Some(&d),
                         fire: None,
+                        id: None,
                     },
                     100,
                 )
@@ -2422,6 +2427,7 @@ mod tests {
             started_by: None,
             delivery: None,
             fire: None,
+            id: None,
         };
         store.enqueue(&run, 100).unwrap().id
     }

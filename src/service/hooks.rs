@@ -26,6 +26,7 @@ use super::AppState;
 use super::problem::Problem;
 use crate::engine::executor::LiveTrigger;
 use crate::engine::queue::{Delivery, QueuedRun};
+use crate::engine::store::ExecutionId;
 use crate::trigger::{self, verify};
 use crate::vault::{SecretResolver, SecretSnapshot, SecretValue};
 
@@ -237,16 +238,17 @@ pub(super) async fn interaction(
                 "application_id": interaction.get("application_id"),
                 "interaction": interaction,
             });
-            let run = v.run(s, &input, Some(&id))?;
+            let mut run = v.run(s, &input, Some(&id))?;
+            let execution = ExecutionId::generate()?;
             s.engine.hold_execution_values(
-                &v.live.bot,
-                &id,
+                &execution,
                 vec![(trigger::DISCORD_INTERACTION_TOKEN.to_owned(), token)],
             );
-            Ok(Some(Ok((v.live.bot.clone(), id, run))))
+            run.id = Some(execution.clone());
+            Ok(Some(Ok((execution, run))))
         })
         .await;
-    let (bot, id, run) = match queued {
+    let (execution, run) = match queued {
         Ok(None) => {
             state.metrics.webhook_accepted();
             return Ok(axum::Json(json!({"type": 1})).into_response());
@@ -255,7 +257,7 @@ pub(super) async fn interaction(
             state.metrics.webhook_accepted();
             return Ok(axum::Json(answer).into_response());
         }
-        Ok(Some(Ok(run))) => run,
+        Ok(Some(Ok((execution, run)))) => (execution, run),
         Err(problem) => {
             state.metrics.webhook_refused();
             return Err(problem);
@@ -264,11 +266,15 @@ pub(super) async fn interaction(
     let enqueued = match state.engine.enqueue(run, state.config.queue_bound).await {
         Ok(enqueued) => enqueued,
         Err(e) => {
-            state.engine.drop_execution_values(&bot, &id);
+            state.engine.drop_execution_values(&execution);
             state.metrics.webhook_refused();
             return Err(e.into());
         }
     };
+    if enqueued.id != execution {
+        // A repeat: its first run holds the token it needs.
+        state.engine.drop_execution_values(&execution);
+    }
     if !enqueued.replayed {
         state.wake.notify_one();
     }

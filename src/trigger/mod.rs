@@ -50,7 +50,8 @@ pub const DISCORD_PUBLIC_KEY: &str = "DISCORD_PUBLIC_KEY";
 
 /// The secret each run a Discord interaction starts can read: the
 /// interaction's token, which lets its holder post as the bot for 15
-/// minutes. It is never stored (see
+/// minutes. It is never stored, and only the run its interaction started
+/// can read it (see
 /// [`Engine::hold_execution_values`](crate::engine::executor::Engine::hold_execution_values)).
 pub const DISCORD_INTERACTION_TOKEN: &str = "DISCORD_INTERACTION_TOKEN";
 
