@@ -19,8 +19,18 @@
 //! - **an idle server**: CPU time and writes (`/proc/PID/io` `syscw`, and
 //!   the database files' sizes and times) over 30 s.
 //!
-//! Goals (issue 11): ≥ 5,000 accepted/s on 2 cores; p99 ≤ 10 ms at
-//! 1,000/s; 0 database writes when idle. The client shares the 2 cores with
+//! Then the triggers (issue 12), on the same server:
+//!
+//! - **verified webhooks per second**, closed loop: GitHub-signed
+//!   deliveries, each verified (HMAC-SHA256 over the raw body, constant
+//!   time), deduplicated and durably queued; the baseline, measured just
+//!   before on the same server, is the same run started over the runs API
+//!   with a token and no signature;
+//! - **Discord interaction ack latency** p50 and p99 at 500 interactions
+//!   per second offered (Ed25519-verified, queued, answered type 5).
+//!
+//! Goals: issue 11, ≥ 5,000 accepted/s on 2 cores; p99 ≤ 10 ms at
+//! 1,000/s; 0 database writes when idle. Issue 12, Discord ack p99 ≤ 50 ms. The client shares the 2 cores with
 //! the server, so both rates are lower bounds. Run with
 //! `cargo bench --bench accept`; `NARAKIM_BENCH_SECONDS` sets each phase's
 //! length (default 5).
@@ -43,6 +53,8 @@ use hyper_util::rt::TokioExecutor;
 
 const CONNECTIONS: usize = 64;
 const OFFERED_PER_SECOND: u64 = 1_000;
+const INTERACTIONS_PER_SECOND: u64 = 500;
+const GITHUB_SECRET: &str = "bench-github-webhook-secret-0123456789";
 const IDLE: Duration = Duration::from_secs(30);
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -72,7 +84,12 @@ fn main() {
     // Baseline: the same requests to a bare axum 202.
     let bare = Server::bare();
     let path = "/api/v1/teams/ops/bots/greeter/runs";
-    let bare_rate = runtime.block_on(closed_loop(&client, bare.addr, path, &fixture.token, phase));
+    let bare_rate = runtime.block_on(closed_loop(
+        &client,
+        runs(bare.addr, path, &fixture.token),
+        202,
+        phase,
+    ));
     drop(bare);
 
     let serve = fixture.serve();
@@ -81,9 +98,8 @@ fn main() {
     let started = Instant::now();
     let accept_rate = runtime.block_on(closed_loop(
         &client,
-        serve.addr,
-        path,
-        &fixture.token,
+        runs(serve.addr, path, &fixture.token),
+        202,
         phase,
     ));
     let accepted = fixture.total() - before.total();
@@ -95,10 +111,43 @@ fn main() {
     // time, at the offered rate, next to engine.db. An accept cannot be
     // answered sooner than its commit is synced.
     let (sync50, sync99) = disk_sync(&fixture.data_dir, phase);
-    let (p50, p99, sent) =
-        runtime.block_on(open_loop(&client, serve.addr, path, &fixture.token, phase));
+    let (p50, p99, sent) = runtime.block_on(open_loop(
+        &client,
+        runs(serve.addr, path, &fixture.token),
+        202,
+        OFFERED_PER_SECOND,
+        phase,
+    ));
     fixture.wait_drained();
     let after = fixture.finished();
+
+    // Triggers (issue 12): verified webhooks, each durably queued, against
+    // the same run over the runs API (a token, no signature) in the same
+    // run; then Discord's ack latency at 500 interactions per second.
+    let (webhook_path, interactions_path) =
+        runtime.block_on(paths(&client, serve.addr, &fixture.token));
+    let unverified_rate = runtime.block_on(closed_loop(
+        &client,
+        runs(serve.addr, path, &fixture.token),
+        202,
+        phase,
+    ));
+    fixture.wait_drained();
+    let webhook_rate = runtime.block_on(closed_loop(
+        &client,
+        github_webhook(serve.addr, &webhook_path),
+        202,
+        phase,
+    ));
+    fixture.wait_drained();
+    let (ack50, ack99, acks) = runtime.block_on(open_loop(
+        &client,
+        discord_interaction(serve.addr, &interactions_path),
+        200,
+        INTERACTIONS_PER_SECOND,
+        phase,
+    ));
+    fixture.wait_drained();
 
     // Idle: nothing sent for IDLE.
     std::thread::sleep(Duration::from_secs(2));
@@ -145,6 +194,18 @@ fn main() {
         after.succeeded - before.succeeded,
         after.failed - before.failed,
         after.total() - before.total()
+    );
+    println!(
+        "triggers/runs_api_baseline   {unverified_rate:>8.0} runs/s accepted (token, no signature; same server, same run)"
+    );
+    println!(
+        "triggers/github_webhooks     {webhook_rate:>8.0} verified deliveries/s, each durably queued ({:.2}x the baseline's time per request)",
+        unverified_rate / webhook_rate
+    );
+    println!(
+        "triggers/discord_ack_at_{INTERACTIONS_PER_SECOND}_per_s p50 {:.2} ms, p99 {:.2} ms ({acks} interactions, Ed25519-verified, queued, answered type 5; goal p99 <= 50 ms)",
+        ack50.as_secs_f64() * 1000.0,
+        ack99.as_secs_f64() * 1000.0
     );
     drop(serve);
 }
@@ -246,6 +307,14 @@ impl Fixture {
         f.narakim(&["init"]);
         f.narakim(&["team", "create", "ops"]);
         f.narakim(&["bot", "create", "greeter", "--team", "ops"]);
+        f.narakim_with_stdin(
+            &["secret", "set", "GITHUB_WEBHOOK_SECRET", "--bot", "greeter"],
+            GITHUB_SECRET,
+        );
+        f.narakim_with_stdin(
+            &["secret", "set", "DISCORD_PUBLIC_KEY", "--bot", "greeter"],
+            &narakim::standin::discord::test_public_key(),
+        );
         let wasm = build_extensions().join("http_request.wasm");
         f.narakim(&["extension", "install", wasm.to_str().unwrap()]);
         let token = f.narakim(&[
@@ -282,6 +351,30 @@ impl Fixture {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn narakim_with_stdin(&self, args: &[&str], input: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn serve(&self) -> Server {
@@ -406,11 +499,39 @@ async fn echo_server() -> SocketAddr {
     addr
 }
 
+/// The deployed triggers' paths: the webhook's and the interactions'.
+async fn paths(client: &HttpClient, addr: SocketAddr, token: &str) -> (String, String) {
+    let request = hyper::Request::get(format!("http://{addr}/api/v1/teams/ops/bots/greeter"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let bot: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let path = |id: &str| {
+        bot["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["trigger"] == id)
+            .and_then(|t| t["path"].as_str())
+            .unwrap_or_else(|| panic!("no path for trigger {id}: {bot}"))
+            .to_owned()
+    };
+    (path("push"), path("slash"))
+}
+
 async fn deploy(client: &HttpClient, addr: SocketAddr, token: &str) {
-    let graph = serde_json::json!({"nodes": [{
-        "id": "call", "extension": "http-request",
-        "config": {"url": "https://echo.test/{{trigger.n}}"}
-    }]});
+    let graph = serde_json::json!({
+        "nodes": [{
+            "id": "call", "extension": "http-request",
+            "config": {"url": "https://echo.test/run"}
+        }],
+        "triggers": [
+            {"id": "push", "kind": "webhook", "verify": {"scheme": "github", "secret": "GITHUB_WEBHOOK_SECRET"}},
+            {"id": "slash", "kind": "discord-interactions"},
+        ],
+    });
     let request = hyper::Request::put(format!(
         "http://{addr}/api/v1/teams/ops/bots/greeter/deployment"
     ))
@@ -422,40 +543,84 @@ async fn deploy(client: &HttpClient, addr: SocketAddr, token: &str) {
     assert_eq!(response.status(), 200, "deploy failed");
 }
 
-fn run_request(addr: SocketAddr, path: &str, token: &str, n: usize) -> hyper::Request<Full<Bytes>> {
-    hyper::Request::post(format!("http://{addr}{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(format!("{{\"n\": {n}}}"))))
-        .unwrap()
+/// Builds the `n`th request of a phase.
+type MakeRequest = Arc<dyn Fn(usize) -> hyper::Request<Full<Bytes>> + Send + Sync>;
+
+/// `POST …/runs` with a token: the runs API.
+fn runs(addr: SocketAddr, path: &str, token: &str) -> MakeRequest {
+    let (path, token) = (path.to_owned(), token.to_owned());
+    Arc::new(move |n| {
+        hyper::Request::post(format!("http://{addr}{path}"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!("{{\"n\": {n}}}"))))
+            .unwrap()
+    })
+}
+
+/// A GitHub-signed webhook delivery to `path`, a new delivery each time.
+fn github_webhook(addr: SocketAddr, path: &str) -> MakeRequest {
+    let path = path.to_owned();
+    Arc::new(move |n| {
+        let body = format!("{{\"n\": {n}}}");
+        let headers = narakim::trigger::verify::github::sign(
+            GITHUB_SECRET.as_bytes(),
+            Some(&format!("delivery-{n}")),
+            body.as_bytes(),
+        )
+        .unwrap();
+        let mut request = hyper::Request::post(format!("http://{addr}{path}"))
+            .header("content-type", "application/json");
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        request.body(Full::new(Bytes::from(body))).unwrap()
+    })
+}
+
+/// A signed Discord slash command interaction to `path`, a new one each
+/// time, signed by the stand-in's test key.
+fn discord_interaction(addr: SocketAddr, path: &str) -> MakeRequest {
+    let path = path.to_owned();
+    Arc::new(move |n| {
+        let body = serde_json::json!({
+            "id": format!("{}", 1_200_000_000_000_000_000u64 + n as u64),
+            "application_id": "1100000000000000001",
+            "type": 2,
+            "token": format!("aW50ZXJhY3Rpb246bench{n:08}"),
+            "version": 1,
+            "data": {"id": "1100000000000000002", "name": "ping", "type": 1},
+        })
+        .to_string();
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let headers = narakim::standin::discord::sign_interaction(
+            &narakim::standin::discord::TEST_INTERACTION_SEED,
+            timestamp,
+            body.as_bytes(),
+        );
+        let mut request = hyper::Request::post(format!("http://{addr}{path}"));
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request.body(Full::new(Bytes::from(body))).unwrap()
+    })
 }
 
 /// Requests per second with `CONNECTIONS` clients sending back to back.
-async fn closed_loop(
-    client: &HttpClient,
-    addr: SocketAddr,
-    path: &str,
-    token: &str,
-    length: Duration,
-) -> f64 {
+async fn closed_loop(client: &HttpClient, make: MakeRequest, expect: u16, length: Duration) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..CONNECTIONS {
-        let (client, done, path, token) = (
-            client.clone(),
-            done.clone(),
-            path.to_owned(),
-            token.to_owned(),
-        );
+        let (client, done, make) = (client.clone(), done.clone(), make.clone());
         tasks.spawn(async move {
             let mut n = c;
             while started.elapsed() < length {
-                let response = client
-                    .request(run_request(addr, &path, &token, n))
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 202, "a run was not accepted");
+                let response = client.request(make(n)).await.unwrap();
+                assert_eq!(response.status(), expect, "a request was not accepted");
                 let _ = response.into_body().collect().await;
                 done.fetch_add(1, Ordering::Relaxed);
                 n += CONNECTIONS;
@@ -503,25 +668,22 @@ fn disk_sync(dir: &std::path::Path, length: Duration) -> (Duration, Duration) {
 
 async fn open_loop(
     client: &HttpClient,
-    addr: SocketAddr,
-    path: &str,
-    token: &str,
+    make: MakeRequest,
+    expect: u16,
+    per_second: u64,
     length: Duration,
 ) -> (Duration, Duration, usize) {
-    let count = (OFFERED_PER_SECOND * length.as_secs()) as usize;
-    let interval = Duration::from_secs(1) / OFFERED_PER_SECOND as u32;
+    let count = (per_second * length.as_secs()) as usize;
+    let interval = Duration::from_secs(1) / per_second as u32;
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
         let due = start + interval * i as u32;
-        let (client, path, token) = (client.clone(), path.to_owned(), token.to_owned());
+        let (client, make) = (client.clone(), make.clone());
         tasks.spawn(async move {
             tokio::time::sleep_until(due).await;
-            let response = client
-                .request(run_request(addr, &path, &token, i))
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 202, "a run was not accepted");
+            let response = client.request(make(i)).await.unwrap();
+            assert_eq!(response.status(), expect, "a request was not accepted");
             let _ = response.into_body().collect().await;
             due.elapsed()
         });
