@@ -311,8 +311,44 @@ fn demo_runs_end_to_end() {
         text.contains("base64 -> [REDACTED:OPENROUTER_API_KEY]"),
         "{text}"
     );
+    // The service part: a verified webhook ran once (its retry answered
+    // with the same run), a forgery was refused, a slash command was
+    // acknowledged deferred and answered, and the interaction token shows
+    // only redacted.
+    assert!(
+        text.contains("narakim serve: listening on http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains("202 {\"bot\":\"greeter\""), "{text}");
+    assert!(text.contains("\"replayed\":true"), "{text}");
+    assert!(text.contains("401 {"), "{text}");
+    assert!(text.contains("200 {\"type\":5}"), "{text}");
+    assert!(
+        text.contains("/[REDACTED:DISCORD_INTERACTION_TOKEN]/messages/@original"),
+        "{text}"
+    );
+    assert!(
+        text.contains("holds the real interaction token: true"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0 with a secret value or the interaction token"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("\"status\": \"succeeded\"").count(),
+        6,
+        "{text}"
+    );
     assert!(text.contains("0 occurrence(s)"), "{text}");
-    for value in ["sk-or-v1-demo", "demo11.bot-token", "demo00.team-token"] {
+    for value in [
+        "sk-or-v1-demo",
+        "demo11.bot-token",
+        "demo00.team-token",
+        "gh-webhook-demo-secret",
+        // The stand-in's interaction tokens all start so.
+        "aW50ZXJhY3Rpb246",
+    ] {
         assert!(!text.contains(value), "{value} leaked: {text}");
     }
     assert!(target.join("data/vault.db").exists());

@@ -615,6 +615,9 @@ fn a_discord_slash_command_is_acked_deferred_run_and_answered_through_the_follow
     };
     let (v, token) = bot_vault("discord-followup");
     v.set("DISCORD_PUBLIC_KEY", "--bot", "greeter", &test_public_key());
+    // Stored as a secret, as the Discord samples need it: it is then
+    // scrubbed from the run's input, and the follow-up must still work.
+    v.set("DISCORD_APPLICATION_ID", "--bot", "greeter", APPLICATION_ID);
     let s = Server::start(&v, &["--upstream", &discord.upstream_arg()]);
     let t = Setup {
         v,
@@ -699,7 +702,7 @@ fn a_discord_slash_command_is_acked_deferred_run_and_answered_through_the_follow
     assert_eq!(execution["status"], "succeeded", "{execution}");
     assert_eq!(
         execution["nodes"][0]["secrets_read"],
-        json!(["DISCORD_INTERACTION_TOKEN"])
+        json!(["DISCORD_APPLICATION_ID", "DISCORD_INTERACTION_TOKEN"])
     );
     // The follow-up reached the stand-in, valid against the spec (the
     // stand-in's validator), with the token in its path.

@@ -94,6 +94,19 @@ pub fn is_snowflake(s: &str) -> bool {
     (17..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// Reads the secret [`APPLICATION_ID`], which must be a snowflake.
+pub fn application_id() -> Result<Secret, Error> {
+    let application_id = secret(APPLICATION_ID)?;
+    if !is_snowflake(application_id.expose().trim()) {
+        return Err(Error::new(format!(
+            "secret {APPLICATION_ID} is not a Discord application id (17 to 20 digits, from the \
+             Developer Portal's General Information page); set it with \
+             `narakim secret set {APPLICATION_ID} --bot BOT`"
+        )));
+    }
+    Ok(application_id)
+}
+
 /// A client holding the bot token and the application id.
 pub struct Discord {
     token: Secret,
@@ -105,14 +118,7 @@ impl Discord {
     /// Reads both secrets; the application id must be a snowflake.
     pub fn from_secrets() -> Result<Self, Error> {
         let token = secret(BOT_TOKEN)?;
-        let application_id = secret(APPLICATION_ID)?;
-        if !is_snowflake(application_id.expose().trim()) {
-            return Err(Error::new(format!(
-                "secret {APPLICATION_ID} is not a Discord application id (17 to 20 digits, from the \
-                 Developer Portal's General Information page); set it with \
-                 `narakim secret set {APPLICATION_ID} --bot BOT`"
-            )));
-        }
+        let application_id = application_id()?;
         if token.expose().trim().is_empty() || token.expose().contains(['\r', '\n']) {
             return Err(Error::new(format!(
                 "secret {BOT_TOKEN} is not a bot token (empty or several lines); set it with \

@@ -4,16 +4,18 @@
 //! It sends `PATCH /webhooks/{application_id}/{interaction_token}/messages/@original`
 //! (Discord's "Edit Original Interaction Response"). The interaction token
 //! is the secret `DISCORD_INTERACTION_TOKEN`, which a `discord-interactions`
-//! trigger hands each run it starts and which is never stored; the
-//! application id comes from the verified interaction
-//! (`{{trigger.application_id}}` in the run's input). The request carries no
-//! bot token: the interaction token is the credential.
+//! trigger hands each run it starts and which is never stored. The
+//! application id is the secret `DISCORD_APPLICATION_ID`, as for the other
+//! Discord samples: a team that stores it as a secret has it scrubbed from
+//! every record, the run's trigger input included, so the interaction's own
+//! `application_id` field cannot be relied on. The request carries no bot
+//! token: the interaction token is the credential.
 //!
 //! Config: `{"content": "text with {{input.PATH}}", "embeds": [...],
-//! "allowed_mentions": {...}}` (`allowed_mentions` defaults to
-//! `{"parse": []}`). Output: `{"id", "content"}` of the edited message.
+//! "allowed_mentions": {...}, "debug": false}` (`allowed_mentions` defaults
+//! to `{"parse": []}`; `debug` logs the request as sent). Output: `{"id", "content"}` of the edited message.
 
-use discord_common::{API_BASE, HOST, MessageBody, USER_AGENT, is_snowflake, message_body};
+use discord_common::{API_BASE, APPLICATION_ID, HOST, MessageBody, USER_AGENT, message_body};
 use narakim_extension::http::{self, Method, Request, StatusErrors};
 use narakim_extension::{Description, Error, Extension, export_extension, info, secret};
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,10 @@ struct Config {
     embeds: Option<Value>,
     #[serde(default)]
     allowed_mentions: Option<Value>,
+    /// Log the request as sent, headers and URL included (the host scrubs
+    /// the token and the application id out of the log).
+    #[serde(default)]
+    debug: bool,
 }
 
 #[derive(Serialize)]
@@ -58,22 +64,19 @@ impl Extension for FollowUp {
             env!("CARGO_PKG_VERSION"),
             "Answers a deferred Discord slash command by editing its original response",
         )
+        .required_secret(APPLICATION_ID, &[HOST])
         .required_secret(INTERACTION_TOKEN, &[HOST])
         .allowed_host(HOST)
     }
 
     fn run(config: Config, input: Value) -> Result<Output, Error> {
-        let application_id = input
-            .pointer("/trigger/application_id")
-            .and_then(Value::as_str)
-            .filter(|id| is_snowflake(id))
-            .ok_or_else(|| {
-                Error::new(
-                    "the run's trigger has no Discord application_id: discord-followup answers \
-                     runs started by a discord-interactions trigger",
-                )
-            })?
-            .to_owned();
+        if input.pointer("/trigger/interaction").is_none() {
+            return Err(Error::new(
+                "the run was not started by a Discord interaction: discord-followup answers runs \
+                 started by a discord-interactions trigger",
+            ));
+        }
+        let application_id = discord_common::application_id()?;
         let MessageBody { body, content } = message_body(
             config.content.as_deref(),
             config.embeds.as_ref(),
@@ -94,17 +97,19 @@ impl Extension for FollowUp {
                  discord-interactions trigger that started this run"
             )));
         }
-        info!("answering interaction of application {application_id} with {length} characters");
+        info!("answering the interaction with {length} characters");
         let response = http::send_with_retry(
             || {
                 Request::new(
                     Method::Patch,
                     format!(
-                        "{API_BASE}/webhooks/{application_id}/{}/messages/@original",
+                        "{API_BASE}/webhooks/{}/{}/messages/@original",
+                        application_id.expose().trim(),
                         token.expose()
                     ),
                 )
                 .header("User-Agent", USER_AGENT)
+                .verbose(config.debug)
                 .json(&body)
             },
             http::DEFAULT_MAX_WAIT,

@@ -3,8 +3,13 @@
 //! sample extensions, starts loopback stand-ins of OpenRouter and Discord,
 //! deploys a two-node bot (OpenRouter writes a message, Discord posts it),
 //! runs it and prints the execution, whose logs show `[REDACTED:…]`
-//! wherever a value would have appeared. Each step is shown as the command
-//! an operator would type.
+//! wherever a value would have appeared. Then it does the same as a
+//! service (`service`): it starts `narakim serve`, calls its API, and sends
+//! a signed GitHub webhook and a signed Discord slash command. Each step is
+//! shown as the command an operator would type.
+
+mod http;
+mod service;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +49,7 @@ const EXTENSIONS: &[&str] = &[
     "openrouter-chat",
     "discord-send-message",
     "discord-register-command",
+    "discord-followup",
     "http-request",
 ];
 
@@ -257,6 +263,26 @@ pub fn run(dir: Option<PathBuf>, extensions: Option<PathBuf>) -> Result<()> {
     step(&format!("narakim executions show {}", report.id));
     super::engine::executions_show(&engine.store(), report.id.as_str(), false)?;
 
+    let exe_args = [
+        "--data-dir".to_owned(),
+        data_dir.display().to_string(),
+        "--key-file".to_owned(),
+        key_file.display().to_string(),
+    ];
+    let values: Vec<&str> = SECRETS.iter().map(|(_, _, v)| *v).collect();
+    let served = {
+        let _inside = tokio.enter();
+        service::run(
+            &mut engine.vault(),
+            &flags,
+            &exe_args,
+            &root,
+            &discord,
+            &openrouter,
+            &values,
+        )?
+    };
+
     println!(
         "\n# Scrubbing outside an execution: a log that leaks the bot's secrets, raw and encoded, written 7 bytes at a time:"
     );
@@ -284,14 +310,16 @@ pub fn run(dir: Option<PathBuf>, extensions: Option<PathBuf>) -> Result<()> {
         "\n# Encryption at rest: search the vault and engine databases for every value, raw, hex and base64:"
     );
     drop(engine);
-    let hits = scan(&data_dir)?;
-    println!("  {hits} occurrence(s) in vault.db, engine.db and their WAL files");
+    let hits = scan(&data_dir, &served.planted)?;
+    println!(
+        "  {hits} occurrence(s) in vault.db, engine.db and their WAL files (the webhook secret and the interaction token too)"
+    );
     if hits > 0 {
         bail!("a planted value was found in the database files");
     }
     drop((discord, openrouter));
     println!(
-        "\nDone. Explore it yourself, for example:\n  narakim {flags} executions list\n  narakim {flags} bot status greeter"
+        "\nDone. Explore it yourself, for example:\n  narakim {flags} executions list\n  narakim {flags} bot status greeter\n  narakim {flags} serve"
     );
     Ok(())
 }
@@ -378,12 +406,13 @@ fn step(command: &str) {
     println!("\n$ {command}");
 }
 
-/// Counts occurrences of every demo value, raw, as lowercase hex and as
+/// Counts occurrences of every demo value and of `more`, raw, as lowercase hex and as
 /// base64, in the database, its WAL and its journal.
-fn scan(data_dir: &Path) -> Result<usize> {
+fn scan(data_dir: &Path, more: &[String]) -> Result<usize> {
     use base64::Engine as _;
     let mut needles: Vec<Vec<u8>> = Vec::new();
-    for (_, _, value) in SECRETS {
+    let values = SECRETS.iter().map(|(_, _, v)| *v);
+    for value in values.chain(more.iter().map(String::as_str)) {
         needles.push(value.as_bytes().to_vec());
         needles.push(
             value
