@@ -34,8 +34,7 @@ fn vault() -> TestVault {
 }
 
 fn token(v: &TestVault, args: &[&str]) -> String {
-    let args: Vec<&str> = ["token", "create"].iter().chain(args).copied().collect();
-    v.run(&args).ok().trim().to_owned()
+    v.token(args)
 }
 
 const ALL: [&str; 8] = [
@@ -1612,4 +1611,109 @@ fn a_request_in_flight_at_sigterm_is_answered_before_the_server_exits() {
             .ok()
             .contains("IN_FLIGHT")
     );
+}
+
+#[test]
+fn a_sealed_value_opens_only_for_the_write_it_was_sealed_for() {
+    use narakim::service::seal::{Binding, seal};
+    let v = vault();
+    let ops = team_token(&v, "ops");
+    let s = Server::start(&v, &[]);
+    let key = s.call("GET", "/api/v1/seal-key", None, None).json();
+    assert_eq!(key["kem_id"], 0x20, "{key}");
+    let (public, key_id) = (
+        key["public_key"].as_str().unwrap(),
+        key["key_id"].as_str().unwrap(),
+    );
+    let value = "sealed-value-Hk3Lm9Qw2Er5Ty8U";
+    let binding = |scope, owner: &str, name: &str, expected: &str| Binding {
+        scope,
+        owner: owner.into(),
+        name: name.into(),
+        expected: expected.into(),
+    };
+    let sealed = seal(
+        public,
+        key_id,
+        &binding("team", "ops", "SEALED_KEY", "new"),
+        value,
+    )
+    .unwrap();
+    let body = json!({"sealed": {"key_id": sealed.key_id, "enc": sealed.enc, "ciphertext": sealed.ciphertext}});
+    let create = [("If-None-Match", "*")];
+    let put = |path: &str, headers: &[(&str, &str)]| {
+        s.call_with("PUT", path, Some(&ops), Some(body.clone()), headers)
+    };
+
+    // Replays onto another name, scope or version, and an unversioned
+    // write: refused, nothing stored.
+    let before = v.dump();
+    assert_problem(
+        &put("/api/v1/teams/ops/secrets/OTHER_KEY", &create),
+        422,
+        "does not open",
+    );
+    assert_problem(
+        &put("/api/v1/teams/ops/bots/greeter/secrets/SEALED_KEY", &create),
+        422,
+        "does not open",
+    );
+    assert_problem(
+        &put(
+            "/api/v1/teams/other/secrets/SEALED_KEY",
+            &[("If-None-Match", "*")],
+        ),
+        403,
+        "",
+    );
+    assert_problem(
+        &put(
+            "/api/v1/teams/ops/secrets/SEALED_KEY",
+            &[("If-Match", "\"1\"")],
+        ),
+        422,
+        "does not open",
+    );
+    assert_problem(
+        &put("/api/v1/teams/ops/secrets/SEALED_KEY", &[]),
+        400,
+        "If-None-Match",
+    );
+    let both = json!({"value": value, "sealed": body["sealed"].clone()});
+    let r = s.call_with(
+        "PUT",
+        "/api/v1/teams/ops/secrets/SEALED_KEY",
+        Some(&ops),
+        Some(both),
+        &create,
+    );
+    assert_problem(&r, 422, "exactly");
+    let mut stale = body.clone();
+    stale["sealed"]["key_id"] = json!("an-older-key");
+    let r = s.call_with(
+        "PUT",
+        "/api/v1/teams/ops/secrets/SEALED_KEY",
+        Some(&ops),
+        Some(stale),
+        &create,
+    );
+    assert_problem(&r, 422, "reload the page");
+    assert_eq!(before, v.dump(), "a refused sealed write changed the vault");
+
+    // The write it was sealed for, once.
+    assert_eq!(
+        put("/api/v1/teams/ops/secrets/SEALED_KEY", &create).status,
+        201
+    );
+    assert_problem(
+        &put("/api/v1/teams/ops/secrets/SEALED_KEY", &create),
+        412,
+        "",
+    );
+    let (_, log) = s.stop();
+    assert!(!log.contains(value));
+    // The value sealed in the vault is the one the client sealed.
+    let listed = v.run(&["secret", "list", "--team", "ops"]).ok().to_owned();
+    assert!(listed.contains("SEALED_KEY"), "{listed}");
+    common::assert_absent(&v.file_bytes(), value);
 }

@@ -553,7 +553,7 @@ impl Engine {
     /// Why `graph` holds a credential: something that looks like one, or
     /// the value of a stored secret (compared by keyed fingerprint: nothing
     /// is decrypted, nothing printed but names). Empty when it holds none.
-    fn credential_reasons(&self, graph: &Graph) -> Result<Vec<String>, EngineError> {
+    pub fn credential_reasons(&self, graph: &Graph) -> Result<Vec<String>, EngineError> {
         let mut reasons = Vec::new();
 
         // Raw credentials in configs or templates.

@@ -206,6 +206,15 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX schedules_due ON schedules(next_fire_ms);
     "#,
+    // 6: a bot's draft graph, edited in the web UI before it is deployed.
+    r#"
+    CREATE TABLE drafts (
+        bot      TEXT PRIMARY KEY,
+        graph    TEXT NOT NULL,
+        saved_at INTEGER NOT NULL,
+        saved_by TEXT
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -1059,6 +1068,30 @@ impl EngineStore {
     }
 
     /// Whether `bot` is paused; a bot never paused is not.
+    /// Saves `graph` (a graph document, already checked to hold no
+    /// credential) as `bot`'s draft, replacing any earlier one.
+    pub fn save_draft(&mut self, bot: &str, graph: &str, by: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO drafts (bot, graph, saved_at, saved_by) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (bot) DO UPDATE SET graph = ?2, saved_at = ?3, saved_by = ?4",
+                rusqlite::params![bot, graph, crate::trigger::now_ms(), by],
+            )
+            .map(|_| ())
+            .map_err(self.db("saving the bot's draft graph"))
+    }
+
+    /// `bot`'s draft graph document, if one was saved.
+    pub fn draft(&self, bot: &str) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row("SELECT graph FROM drafts WHERE bot = ?1", [bot], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db("reading the bot's draft graph"))
+    }
+
     pub fn is_paused(&self, bot: &str) -> Result<bool, StoreError> {
         paused(&self.conn, bot).map_err(self.db("reading the bot's paused state"))
     }
@@ -1273,6 +1306,7 @@ impl EngineStore {
             .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", [bot]))
             .and_then(|_| tx.execute("DELETE FROM triggers WHERE bot = ?1", [bot]))
             .and_then(|_| tx.execute("DELETE FROM schedules WHERE bot = ?1", [bot]))
+            .and_then(|_| tx.execute("DELETE FROM drafts WHERE bot = ?1", [bot]))
             .and_then(|_| tx.commit())
             .map_err(db_err(&self.path, "deleting a bot's data"))
     }
@@ -2208,6 +2242,7 @@ mod tests {
             .conn
             .execute_batch(
                 "PRAGMA foreign_keys = OFF;
+                 DROP TABLE drafts;
                  DROP TABLE schedules;
                  DROP TABLE deliveries;
                  DROP TABLE triggers;

@@ -452,6 +452,18 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: Method::GET,
+        path: "/api/v1/seal-key",
+        operation_id: "sealKey",
+        summary: "The server's HPKE public key, for sealing a secret value in the client (RFC 9180; the web UI does this)",
+        access: None,
+        request: None,
+        success: &[(200, Some("SealKey"))],
+        failures: &[],
+        headers: &[],
+        handler: || get(seal_key),
+    },
+    Route {
+        method: Method::GET,
         path: "/api/v1/audit",
         operation_id: "audit",
         summary: "The newest 1,000 audit entries",
@@ -464,16 +476,18 @@ pub static ROUTES: &[Route] = &[
     },
 ];
 
-/// The whole HTTP surface.
+/// The whole HTTP surface: the API, and the web UI ([`super::ui`]) with
+/// its own layers.
 pub fn router(state: Arc<AppState>) -> Router {
-    let mut router = Router::new();
+    let mut api = Router::new();
     for route in ROUTES {
         // Routes of one path merge their methods.
-        router = router.route(route.path, (route.handler)());
+        api = api.route(route.path, (route.handler)());
     }
-    router
+    let api = api
         .fallback(no_route)
-        .layer(middleware::map_response(as_problem))
+        .layer(middleware::map_response(as_problem));
+    api.merge(super::ui::router(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), request_log))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .with_state(state)
@@ -760,11 +774,14 @@ async fn delete_bot(
 
 // ----- secrets -----
 
-/// The one field a secret write takes.
+/// A secret write: the value in the clear (over TLS, from a client the
+/// caller runs), or sealed to the server's key ([`super::seal`], what the
+/// web UI sends). Exactly one of the two.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SecretBody {
-    value: String,
+    value: Option<String>,
+    sealed: Option<super::seal::Envelope>,
 }
 
 async fn list_team_secrets(
@@ -775,39 +792,49 @@ async fn list_team_secrets(
     caller.require(Some(Capability::SecretsList), Target::Team(&team))?;
     let listed = state
         .blocking(move |s| {
-            let vault = s.vault();
-            let secrets = vault.list_secrets(&Scope::Team(team.clone()))?;
-            let bots: Vec<String> = vault
-                .list_bots()?
+            Ok(team_secrets_in_use(s, &team)?
                 .into_iter()
-                .filter(|b| b.team == team)
-                .map(|b| b.name)
-                .collect();
-            drop(vault);
-            // Which nodes of the team's bots resolve each name to the team.
-            let mut users: Vec<(String, String)> = Vec::new();
-            for bot in bots {
-                for r in s.engine.status(&bot, None)?.secrets {
-                    if r.source == crate::engine::executor::SecretSource::Team {
-                        users.push((r.secret, format!("{bot}/{}", r.node)));
-                    }
-                }
-            }
-            Ok(secrets
-                .iter()
-                .map(|info| {
-                    secret_json(
-                        info,
-                        users
-                            .iter()
-                            .filter(|(n, _)| *n == info.name)
-                            .map(|(_, u)| u.clone()),
-                    )
-                })
+                .map(|(info, users)| secret_json(&info, users.into_iter()))
                 .collect::<Vec<_>>())
         })
         .await?;
     Ok(json_ok(json!({ "secrets": listed })))
+}
+
+/// A team's secrets, each with the `bot/node`s of the team's deployed
+/// bots that resolve it to the team (not overridden by a bot secret).
+pub(super) fn team_secrets_in_use(
+    s: &AppState,
+    team: &str,
+) -> Result<Vec<(SecretInfo, Vec<String>)>, Problem> {
+    let vault = s.vault();
+    let secrets = vault.list_secrets(&Scope::Team(team.to_owned()))?;
+    let bots: Vec<String> = vault
+        .list_bots()?
+        .into_iter()
+        .filter(|b| b.team == team)
+        .map(|b| b.name)
+        .collect();
+    drop(vault);
+    let mut users: Vec<(String, String)> = Vec::new();
+    for bot in bots {
+        for r in s.engine.status(&bot, None)?.secrets {
+            if r.source == crate::engine::executor::SecretSource::Team {
+                users.push((r.secret, format!("{bot}/{}", r.node)));
+            }
+        }
+    }
+    Ok(secrets
+        .into_iter()
+        .map(|info| {
+            let used: Vec<String> = users
+                .iter()
+                .filter(|(n, _)| *n == info.name)
+                .map(|(_, u)| u.clone())
+                .collect();
+            (info, used)
+        })
+        .collect())
 }
 
 async fn list_bot_secrets(
@@ -885,7 +912,8 @@ async fn write_secret(
 ) -> ApiResult {
     let name = SecretName::new(&name)?;
     let expected = precondition(&headers)?;
-    let value = secret_value(&headers, body)?;
+    require_json(&headers)?;
+    let value = secret_value(&state.sealer, body, &scope, &name, expected)?;
     let actor = caller.id().to_owned();
     let location = format!(
         "{}/secrets/{name}",
@@ -893,16 +921,15 @@ async fn write_secret(
     );
     let (outcome, version) = state
         .blocking(move |s| {
-            let mut vault = s.vault();
-            if let (Some(team), Scope::Bot(bot)) = (&team_of_bot, &scope) {
-                bot_in_team(&vault, team, bot)?;
-            }
-            let written = vault
-                .acting_as(&actor)
-                .set_secret_checked(&scope, &name, &value, expected)?;
-            drop(value);
-            rebuild_log_scrubber(s, &vault);
-            Ok(written)
+            store_secret(
+                s,
+                &actor,
+                &scope,
+                team_of_bot.as_deref(),
+                &name,
+                value,
+                expected,
+            )
         })
         .await?;
     let status = match outcome {
@@ -921,6 +948,49 @@ async fn write_secret(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// Seals `value` into the vault for `actor`, after checking that a bot
+/// scope belongs to `team_of_bot`; the API and the web UI both write here.
+pub(super) fn store_secret(
+    s: &AppState,
+    actor: &str,
+    scope: &Scope,
+    team_of_bot: Option<&str>,
+    name: &SecretName,
+    value: SecretValue,
+    expected: Precondition,
+) -> Result<(crate::vault::SetOutcome, u64), Problem> {
+    let mut vault = s.vault();
+    if let (Some(team), Scope::Bot(bot)) = (team_of_bot, scope) {
+        bot_in_team(&vault, team, bot)?;
+    }
+    let written = vault
+        .acting_as(actor)
+        .set_secret_checked(scope, name, &value, expected)?;
+    drop(value);
+    rebuild_log_scrubber(s, &vault);
+    Ok(written)
+}
+
+/// Deletes a secret for `actor` (the API's and the web UI's path).
+pub(super) fn erase_secret(
+    s: &AppState,
+    actor: &str,
+    scope: &Scope,
+    team_of_bot: Option<&str>,
+    name: &SecretName,
+    expected: Precondition,
+) -> Result<(), Problem> {
+    let mut vault = s.vault();
+    if let (Some(team), Scope::Bot(bot)) = (team_of_bot, scope) {
+        bot_in_team(&vault, team, bot)?;
+    }
+    vault
+        .acting_as(actor)
+        .delete_secret_checked(scope, name, expected)?;
+    rebuild_log_scrubber(s, &vault);
+    Ok(())
 }
 
 async fn delete_team_secret(
@@ -961,17 +1031,7 @@ async fn remove_secret(
     let expected = precondition(&headers)?;
     let actor = caller.id().to_owned();
     state
-        .blocking(move |s| {
-            let mut vault = s.vault();
-            if let (Some(team), Scope::Bot(bot)) = (&team_of_bot, &scope) {
-                bot_in_team(&vault, team, bot)?;
-            }
-            vault
-                .acting_as(&actor)
-                .delete_secret_checked(&scope, &name, expected)?;
-            rebuild_log_scrubber(s, &vault);
-            Ok(())
-        })
+        .blocking(move |s| erase_secret(s, &actor, &scope, team_of_bot.as_deref(), &name, expected))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -1060,19 +1120,7 @@ async fn deploy(
     json_body::<serde::de::IgnoredAny>(&headers, text.as_bytes())?;
     let actor = caller.id().to_owned();
     let (deployment, changes) = state
-        .blocking(move |s| {
-            bot_in_team(&s.vault(), &team, &bot)?;
-            let graph = Graph::parse(&text, Some(Format::Json))
-                .map_err(|e| Problem::invalid(e.to_string()))?;
-            let deployed = s.engine.deploy_with_changes(&bot, &graph)?;
-            s.vault().acting_as(&actor).audit_action(
-                "bot.deploy",
-                Some(&Scope::Bot(bot.clone())),
-                None,
-                &format!("graph {}", deployed.0.graph_version),
-            )?;
-            Ok(deployed)
-        })
+        .blocking(move |s| deploy_document(s, &actor, &team, &bot, &text))
         .await?;
     state.schedules_changed.notify_one();
     Ok(json_ok(json!({
@@ -1080,6 +1128,47 @@ async fn deploy(
         "pins": deployment.pins,
         "changes": changes,
     })))
+}
+
+/// Deploys the graph document `text` to `bot` for `actor`, audited (the
+/// API's and the web UI's path). The caller wakes the scheduler.
+pub(super) fn deploy_document(
+    s: &AppState,
+    actor: &str,
+    team: &str,
+    bot: &str,
+    text: &str,
+) -> Result<(crate::engine::store::Deployment, Vec<String>), Problem> {
+    bot_in_team(&s.vault(), team, bot)?;
+    let graph =
+        Graph::parse(text, Some(Format::Json)).map_err(|e| Problem::invalid(e.to_string()))?;
+    let deployed = s.engine.deploy_with_changes(bot, &graph)?;
+    s.vault().acting_as(actor).audit_action(
+        "bot.deploy",
+        Some(&Scope::Bot(bot.to_owned())),
+        None,
+        &format!("graph {}", deployed.0.graph_version),
+    )?;
+    Ok(deployed)
+}
+
+/// Pauses or resumes `bot` for `actor`, audited.
+pub(super) fn pause_bot(
+    s: &AppState,
+    actor: &str,
+    team: &str,
+    bot: &str,
+    paused: bool,
+) -> Result<(), Problem> {
+    bot_in_team(&s.vault(), team, bot)?;
+    s.engine.set_paused(bot, paused)?;
+    s.vault().acting_as(actor).audit_action(
+        if paused { "bot.pause" } else { "bot.resume" },
+        Some(&Scope::Bot(bot.to_owned())),
+        None,
+        "",
+    )?;
+    Ok(())
 }
 
 async fn pause(State(state): Shared, caller: Caller, path: Path<(String, String)>) -> ApiResult {
@@ -1106,17 +1195,7 @@ async fn set_paused(
     let actor = caller.id().to_owned();
     let name = bot.clone();
     state
-        .blocking(move |s| {
-            bot_in_team(&s.vault(), &team, &name)?;
-            s.engine.set_paused(&name, paused)?;
-            s.vault().acting_as(&actor).audit_action(
-                if paused { "bot.pause" } else { "bot.resume" },
-                Some(&Scope::Bot(name.clone())),
-                None,
-                "",
-            )?;
-            Ok(())
-        })
+        .blocking(move |s| pause_bot(s, &actor, &team, &name, paused))
         .await?;
     Ok(json_ok(json!({"bot": bot, "paused": paused})))
 }
@@ -1231,23 +1310,9 @@ async fn show_execution(
             bot: &bot,
         },
     )?;
-    let found = state
-        .blocking(move |s| {
-            bot_in_team(&s.vault(), &team, &bot)?;
-            let not_found = || Problem::not_found(format!("bot {bot} has no execution {id}"));
-            let (execution, runs) = s
-                .engine
-                .store()
-                .execution(&ExecutionId::from(id.clone()))?
-                .ok_or_else(not_found)?;
-            // Another bot's execution id is "not found" here, not "forbidden".
-            if execution.bot != bot {
-                return Err(not_found());
-            }
-            Ok((execution, runs))
-        })
+    let (execution, runs) = state
+        .blocking(move |s| execution_of(s, &team, &bot, &id))
         .await?;
-    let (execution, runs) = found;
     let trigger: Value = serde_json::from_str(&execution.trigger).unwrap_or(Value::Null);
     let finished = !matches!(
         execution.status,
@@ -1266,6 +1331,33 @@ async fn show_execution(
         "trigger": trigger,
         "nodes": runs.iter().map(node_json).collect::<Vec<_>>(),
     })))
+}
+
+/// Execution `id` of `bot` with its node runs. Another bot's execution id
+/// is "not found" here, not "forbidden".
+pub(super) fn execution_of(
+    s: &AppState,
+    team: &str,
+    bot: &str,
+    id: &str,
+) -> Result<
+    (
+        crate::engine::store::Execution,
+        Vec<crate::engine::store::NodeRun>,
+    ),
+    Problem,
+> {
+    bot_in_team(&s.vault(), team, bot)?;
+    let not_found = || Problem::not_found(format!("bot {bot} has no execution {id}"));
+    let (execution, runs) = s
+        .engine
+        .store()
+        .execution(&ExecutionId::from(id.to_owned()))?
+        .ok_or_else(not_found)?;
+    if execution.bot != bot {
+        return Err(not_found());
+    }
+    Ok((execution, runs))
 }
 
 fn node_json(run: &crate::engine::store::NodeRun) -> Value {
@@ -1443,7 +1535,7 @@ fn created(location: &str, body: Value) -> Response {
 }
 
 /// 404 unless `bot` exists and belongs to `team`.
-fn bot_in_team(vault: &Vault, team: &str, bot: &str) -> Result<(), Problem> {
+pub(super) fn bot_in_team(vault: &Vault, team: &str, bot: &str) -> Result<(), Problem> {
     let actual = vault.team_of_bot(bot)?;
     if actual != team {
         return Err(Problem::not_found(format!("team {team} has no bot {bot}")));
@@ -1573,20 +1665,23 @@ fn describe_json_error(e: &serde_json::Error) -> String {
     }
 }
 
-/// The value of a secret write. The body is wiped once parsed; errors
-/// never quote it.
-fn secret_value(headers: &HeaderMap, body: Bytes) -> Result<SecretValue, Problem> {
-    require_json(headers)?;
+/// The value of a secret write to `scope`/`name` expecting `expected`. The
+/// body is wiped once parsed; errors never quote it.
+fn secret_value(
+    sealer: &super::seal::Sealer,
+    body: Bytes,
+    scope: &Scope,
+    name: &SecretName,
+    expected: Precondition,
+) -> Result<SecretValue, Problem> {
+    const SHAPE: &str = "the body must be exactly {\"value\": \"…\"} with the value as a JSON string, or {\"sealed\": {\"key_id\", \"enc\", \"ciphertext\"}} (see GET /api/v1/seal-key)";
     let mut buf: Vec<u8> = Vec::from(body);
     let parsed = serde_json::from_slice::<SecretBody>(&buf);
     buf.zeroize();
-    let SecretBody { value } = parsed.map_err(|e| {
+    let body = parsed.map_err(|e| {
         // A data error's message may quote a field; say only where it is.
         let detail = match e.classify() {
-            serde_json::error::Category::Data => {
-                "the body must be exactly {\"value\": \"…\"} with the value as a JSON string"
-                    .to_owned()
-            }
+            serde_json::error::Category::Data => SHAPE.to_owned(),
             _ => format!("the request body {}", describe_json_error(&e)),
         };
         if e.is_data() {
@@ -1595,7 +1690,48 @@ fn secret_value(headers: &HeaderMap, body: Bytes) -> Result<SecretValue, Problem
             Problem::bad_request(detail)
         }
     })?;
-    Ok(SecretValue::new(value)?)
+    match body {
+        SecretBody {
+            value: Some(value),
+            sealed: None,
+        } => Ok(SecretValue::new(value)?),
+        SecretBody {
+            value: None,
+            sealed: Some(envelope),
+        } => open_sealed(sealer, &envelope, scope, name, expected),
+        SecretBody { value, .. } => {
+            drop(value.map(zeroize::Zeroizing::new));
+            Err(Problem::invalid(SHAPE))
+        }
+    }
+}
+
+/// Opens a sealed value for exactly this write ([`super::seal::Binding`]).
+pub(super) fn open_sealed(
+    sealer: &super::seal::Sealer,
+    envelope: &super::seal::Envelope,
+    scope: &Scope,
+    name: &SecretName,
+    expected: Precondition,
+) -> Result<SecretValue, Problem> {
+    use super::seal::{Binding, Error};
+    let opened = Binding::of(scope, name, expected).and_then(|b| sealer.open(envelope, &b));
+    match opened {
+        Ok(text) => Ok(SecretValue::new(String::clone(&text))?),
+        Err(e @ Error::Unbound) => Err(Problem::bad_request(e.to_string())),
+        Err(e) => Err(Problem::invalid(e.to_string())),
+    }
+}
+
+async fn seal_key(State(state): Shared) -> Response {
+    json_ok(json!({
+        "suite": super::seal::SUITE,
+        "kem_id": 0x0020, "kdf_id": 0x0001, "aead_id": 0x0002,
+        "info": String::from_utf8_lossy(super::seal::INFO),
+        "key_id": state.sealer.key_id(),
+        "public_key": state.sealer.public_key(),
+        "aad": "JSON array [\"narakim-secret-v1\", SCOPE, OWNER, NAME, EXPECTED] with SCOPE bot or team, EXPECTED \"new\" or the version to overwrite",
+    }))
 }
 
 fn rebuild_log_scrubber(state: &AppState, vault: &Vault) {

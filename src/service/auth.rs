@@ -107,6 +107,11 @@ impl std::fmt::Debug for Bearer {
 }
 
 impl Bearer {
+    /// A token held by a web UI session ([`super::ui::session`]).
+    pub(super) fn new(token: Zeroizing<String>) -> Bearer {
+        Bearer(token)
+    }
+
     /// Checks the token against the vault (blocking: call it on the
     /// blocking pool) and spends one request of its rate limit.
     pub fn authenticate(&self, state: &AppState) -> Result<Caller, Problem> {

@@ -28,6 +28,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod schedules;
+pub mod seal;
+pub mod ui;
 pub mod workers;
 
 use std::net::SocketAddr;
@@ -98,6 +100,10 @@ pub struct AppState {
     pub schedules_changed: Notify,
     /// False once shutdown began (`/readyz` answers 503).
     pub ready: AtomicBool,
+    /// The key pair browsers seal secret values to ([`seal`]).
+    pub sealer: seal::Sealer,
+    /// The web UI's sessions ([`ui`]).
+    pub ui: ui::UiState,
 }
 
 impl AppState {
@@ -119,6 +125,8 @@ impl AppState {
             wake: Notify::new(),
             schedules_changed: Notify::new(),
             ready: AtomicBool::new(true),
+            sealer: seal::Sealer::new(),
+            ui: ui::UiState::default(),
         })
     }
 

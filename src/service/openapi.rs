@@ -204,12 +204,25 @@ fn schemas() -> Value {
             ("used_by", &json!({"type": "array", "items": string})),
         ], &[]),
         "SecretList": list("secrets", "Secret"),
-        "SecretWrite": {
-            "type": "object",
-            "required": ["value"],
-            "additionalProperties": false,
-            "properties": {"value": {"type": "string", "minLength": 8, "description": "8 bytes to 64 KiB of UTF-8, no NUL. Never returned."}},
-        },
+        "SecretWrite": {"oneOf": [
+            {
+                "type": "object",
+                "required": ["value"],
+                "additionalProperties": false,
+                "properties": {"value": {"type": "string", "minLength": 8, "description": "8 bytes to 64 KiB of UTF-8, no NUL. Never returned."}},
+            },
+            {
+                "type": "object",
+                "required": ["sealed"],
+                "additionalProperties": false,
+                "description": "The value sealed with HPKE to the key of GET /api/v1/seal-key, bound to this write's scope, owner, name and If-Match/If-None-Match version.",
+                "properties": {"sealed": closed(&[("key_id", &string), ("enc", &string), ("ciphertext", &string)])},
+            },
+        ]},
+        "SealKey": object(&[
+            ("suite", &string), ("kem_id", &integer), ("kdf_id", &integer), ("aead_id", &integer),
+            ("info", &string), ("key_id", &string), ("public_key", &string), ("aad", &string),
+        ], &[]),
         "SecretWritten": object(&[("version", &json!({"type": "integer", "minimum": 1})), ("location", &string)], &[]),
         "Requirement": object(&[
             ("node", &string), ("extension", &string), ("secret", &string),

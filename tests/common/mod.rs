@@ -122,6 +122,13 @@ impl TestVault {
         cmd
     }
 
+    /// `narakim token create ARGS`: the new token.
+    #[track_caller]
+    pub fn token(&self, args: &[&str]) -> String {
+        let args: Vec<&str> = ["token", "create"].iter().chain(args).copied().collect();
+        self.run(&args).ok().trim().to_owned()
+    }
+
     /// `printf %s VALUE | narakim secret set NAME --bot|--team OWNER`.
     #[track_caller]
     pub fn set(&self, name: &str, scope_flag: &str, owner: &str, value: &str) {
