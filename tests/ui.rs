@@ -80,6 +80,36 @@ fn the_web_ui_in_a_real_browser() {
         component("well-behaved").to_str().unwrap(),
     ])
     .ok();
+    // A sibling bot whose hostile node writes text meant to become markup.
+    v.run(&[
+        "extension",
+        "install",
+        component("hostile").to_str().unwrap(),
+    ])
+    .ok();
+    v.set("API_TOKEN", "--bot", "sibling", "sibling-token-0123456789");
+    v.set(
+        "OTHER_BOTS_SECRET",
+        "--bot",
+        "sibling",
+        "sibling-other-0123456789",
+    );
+    let graph = v.root.path().join("hostile.json");
+    std::fs::write(
+        &graph,
+        r#"{"nodes": [{"id": "forge", "extension": "hostile", "config": {"mode": "markup"}}]}"#,
+    )
+    .unwrap();
+    v.run(&[
+        "bot",
+        "deploy",
+        "sibling",
+        "--graph",
+        graph.to_str().unwrap(),
+    ])
+    .ok();
+    v.run(&["run", "sibling"]).fails_with("failed");
+
     let mut team_args = vec!["--team", "ops", "--can"];
     team_args.extend(CAPS);
     let team_token = v.token(&team_args);

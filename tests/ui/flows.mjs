@@ -81,8 +81,31 @@ async function domClean(page) {
   if (found.length) failures.push(`${step}: the DOM holds a canary`);
 }
 
+/** Keyboard and screen-reader basics of the page in view. */
+async function accessible(page) {
+  const problems = await page.evaluate(() => {
+    const out = [];
+    if (!document.documentElement.lang) out.push("no lang on <html>");
+    if (document.querySelectorAll("h1").length !== 1) out.push("not exactly one <h1>");
+    for (const el of document.querySelectorAll("input:not([type=hidden]), textarea, select")) {
+      if (!el.labels || el.labels.length === 0) out.push(`an input without a label: ${el.outerHTML.slice(0, 80)}`);
+    }
+    for (const b of document.querySelectorAll("button, a")) {
+      if (!b.textContent.trim()) out.push(`a control without text: ${b.outerHTML.slice(0, 80)}`);
+    }
+    return out;
+  });
+  for (const p of problems) failures.push(`${step}: ${p}`);
+  // On a page just loaded, the first Tab reaches the skip link.
+  if (!(await page.evaluate(() => document.activeElement === document.body))) return;
+  await page.keyboard.press("Tab");
+  const first = await page.evaluate(() => document.activeElement && document.activeElement.className);
+  if (first !== "skip") failures.push(`${step}: the first Tab stop is not the skip link`);
+}
+
 async function shot(page, name) {
   await domClean(page);
+  await accessible(page);
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
@@ -277,6 +300,21 @@ console.log("step:", (step = "extensions"));
 await page.goto(`${BASE}/ui/extensions`);
 await page.getByText("api.example.test").first().waitFor();
 await shot(page, "extensions");
+
+// What a hostile extension wrote is shown as text: no markup, no
+// reordering, no terminal escapes.
+console.log("step:", (step = "hostile text"));
+await page.goto(`${BASE}/ui/teams/ops/bots/sibling/executions`);
+await Promise.all([page.waitForNavigation(), page.locator("#executions tbody a").first().click()]);
+assert.equal((await page.locator("dd.status").textContent()).trim(), "failed");
+assert.equal(await page.evaluate(() => window.pwned), undefined, "a guest's script ran");
+assert.equal(await page.locator("#injected").count(), 0, "a guest's markup became an element");
+assert.equal(await page.locator("main script, main img").count(), 0);
+const shownLogs = await page.locator("pre.logs").textContent();
+assert.ok(shownLogs.includes("<script>window.pwned=1</script>"), "the log is not shown as text");
+assert.ok(shownLogs.includes("\\u{202e}desrever\\x1b[31m"), "bidi or escape characters reached the page");
+{ const t = await page.locator("main").textContent(); const i = t.indexOf("\u202e"); assert.ok(i < 0, "a bidi override reached the page: " + JSON.stringify(t.slice(Math.max(0, i - 200), i + 20))); }
+await shot(page, "dossier-execution-hostile");
 
 console.log("step:", (step = "sign out"));
 await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Sign out" }).click()]);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -45,8 +45,30 @@ fn html(status: StatusCode, markup: maud::Markup) -> Response {
     (status, axum::response::Html(markup.into_string())).into_response()
 }
 
+/// A 303 to `location`, built from names in the path. A name that cannot
+/// be a header (a decoded `%0d%0a`) is not followed anywhere.
 fn see_other(location: &str) -> Response {
-    Redirect::to(location).into_response()
+    match axum::http::HeaderValue::from_str(location) {
+        Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
+        Err(_) => UiError::Problem(Problem::bad_request(
+            "the address names a team, bot or secret that cannot exist",
+        ))
+        .into_response(),
+    }
+}
+
+/// Guest-chosen text (logs, output, errors, descriptions) as a page may
+/// show it: no control, line-separator or bidi character survives, so it
+/// cannot forge lines or reverse what an operator reads.
+fn shown(text: &str) -> String {
+    crate::redact::printable_lines(text)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One line of guest-chosen text, as [`shown`] but newlines escaped too.
+fn shown_line(text: &str) -> String {
+    crate::redact::printable(text).into_owned()
 }
 
 // ----- sign-in -----
@@ -905,7 +927,7 @@ pub async fn executions(
         status: e.status.to_string(),
         started_at: format_time(e.started_at),
         finished_at: e.finished_at.map(format_time).unwrap_or_else(|| "—".into()),
-        summary: e.summary.unwrap_or_default(),
+        summary: shown_line(&e.summary.unwrap_or_default()),
     })
     .collect::<Vec<_>>();
     if q.fragment.as_deref() == Some("table") {
@@ -939,34 +961,40 @@ pub async fn execution(
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or(execution.trigger);
+    let trigger = shown(&trigger);
     let nodes = runs
         .into_iter()
         .map(|r| pages::NodeView {
             node: r.node,
-            extension: r.extension,
+            extension: shown_line(&r.extension),
             status: r.status.to_string(),
             duration_ms: r.duration_ms,
             secrets_read: r.secrets_read,
             logs: r
                 .logs
                 .into_iter()
-                .map(|l| format!("{} {}", l.level, l.message))
+                .map(|l| format!("{} {}", shown_line(&l.level), shown_line(&l.message)))
                 .collect(),
-            stdout: r.stdout,
-            stderr: r.stderr,
+            stdout: shown(&r.stdout),
+            stderr: shown(&r.stderr),
             output: r.output.map(|o| {
-                serde_json::from_str::<serde_json::Value>(&o)
-                    .ok()
-                    .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                    .unwrap_or(o)
+                shown(
+                    &serde_json::from_str::<serde_json::Value>(&o)
+                        .ok()
+                        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                        .unwrap_or(o),
+                )
             }),
-            error: r.error,
+            error: r.error.as_deref().map(shown_line),
             egress: r
                 .egress
                 .into_iter()
-                .map(|e| match e.refused {
-                    None => format!("{} {} (sent)", e.method, e.host),
-                    Some(why) => format!("{} {} (refused: {why})", e.method, e.host),
+                .map(|e| {
+                    let (method, host) = (shown_line(&e.method), shown_line(&e.host));
+                    match e.refused {
+                        None => format!("{method} {host} (sent)"),
+                        Some(why) => format!("{method} {host} (refused: {})", shown_line(&why)),
+                    }
                 })
                 .collect(),
         })
@@ -982,7 +1010,7 @@ pub async fn execution(
             .unwrap_or_else(|| "—".into()),
         started_by: execution.started_by.unwrap_or_else(|| "narakim run".into()),
         trigger,
-        summary: execution.summary.unwrap_or_default(),
+        summary: shown_line(&execution.summary.unwrap_or_default()),
         nodes,
     };
     Ok(html(
@@ -1037,7 +1065,7 @@ pub async fn extensions(State(state): Shared, signed: Signed) -> Page {
         .map(|e| pages::ExtensionRow {
             name: e.name,
             version: e.version,
-            description: e.description.description,
+            description: shown_line(&e.description.description),
             secrets: e
                 .description
                 .required_secrets

@@ -166,6 +166,14 @@ impl Guest for Hostile {
                 log(Level::Warn, &format!("log {t}"));
                 Ok("{}".into())
             }
+            // Text meant to become markup, or to reorder what an operator
+            // reads, on a page that shows the execution.
+            "markup" => {
+                let forged = "</pre><script>window.pwned=1</script><img src=x id=injected>\u{202e}desrever\x1b[31m";
+                log(Level::Info, forged);
+                println!("{forged}");
+                Err(format!("failed {forged}"))
+            }
             "return-output" => Ok(format!("{{\"stolen\":\"{}\"}}", token())),
             "return-error" => Err(format!("failed with {}", token())),
             "panic" => panic!("panicking with {}", token()),
