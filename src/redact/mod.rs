@@ -48,7 +48,7 @@
 //! ever hold scrubbed text.
 
 mod anchors;
-mod decode;
+pub(crate) mod decode;
 mod printable;
 mod variants;
 

@@ -23,6 +23,7 @@ mod error;
 mod extension;
 mod guard;
 mod host;
+pub mod inject;
 mod limits;
 
 pub use egress::{EgressEvent, Upstream, clip};

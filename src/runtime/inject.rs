@@ -1,0 +1,467 @@
+//! Host-side injection (issue 14, first part): the guest holds a
+//! placeholder, the host puts the value in, in declared places only.
+//!
+//! Not wired into `wasi:http` yet: this module is the substitution core
+//! the outgoing handler will call for each request, tested on its own.
+//!
+//! A [`Credentials`] belongs to one invocation. [`Credentials::issue`]
+//! gives a placeholder for a secret: `nrkph_` and 128 random bits in hex,
+//! new for every invocation, so one seen in a log is useless anywhere else.
+//! [`Credentials::substitute`] then, for one outgoing request:
+//! 1. finds every placeholder in every part (method, host, path, query,
+//!    header names and values, body), in the raw text and again after
+//!    percent- and JSON-escapes are undone, as the receiver would decode
+//!    them;
+//! 2. refuses the request when a placeholder stands anywhere its secret
+//!    did not declare (a header it names, with its format; the query or the
+//!    body, each only when opted in), when it stands escaped, when it is not
+//!    one of this invocation's, when the destination is not one of the
+//!    secret's hosts, or when the request is not HTTPS (an operator's
+//!    upstream mapping excepted, decided by the caller);
+//! 3. substitutes, and reports each use (secret and host) for the audit.
+//!
+//! [`Credentials::reflect`] takes a response back: every value the request
+//! carried is replaced by its placeholder before the guest sees it, so a
+//! host that echoes requests hands nothing back.
+
+use std::collections::HashMap;
+
+use zeroize::Zeroizing;
+
+use crate::redact::decode::{Escapes, decode};
+
+/// Every placeholder starts with this.
+pub const PREFIX: &str = "nrkph_";
+/// Hex digits after the prefix.
+const TOKEN_HEX: usize = 32;
+
+/// Where a secret's placeholder may be substituted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Injection {
+    /// Header name (any case) and the value's format, with one `{}` where
+    /// the secret goes: `("authorization", "Bot {}")`.
+    pub headers: Vec<(String, String)>,
+    /// The placeholder may stand in the query string (percent-encoded in).
+    pub query: bool,
+    /// The placeholder may stand in the body (put in as it is).
+    pub body: bool,
+}
+
+struct Entry {
+    name: String,
+    value: Zeroizing<String>,
+    hosts: Vec<String>,
+    injection: Injection,
+}
+
+/// One outgoing request, as the guest built it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub host: String,
+    /// HTTPS, or an operator-mapped upstream (the caller decides).
+    pub secure: bool,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// Why a request carrying a placeholder was refused. Names only.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "a placeholder of {name} stands in the {part}, where {name} did not declare it may be substituted"
+    )]
+    Undeclared { name: String, part: String },
+    #[error(
+        "a placeholder stands escaped in the {part}; placeholders are substituted only as they were issued"
+    )]
+    Escaped { part: String },
+    #[error(
+        "the {part} holds a placeholder this invocation did not issue (one from another invocation, or forged)"
+    )]
+    Foreign { part: String },
+    #[error("{name} may not be sent to {host}")]
+    Host { name: String, host: String },
+    #[error("{name} is sent only over HTTPS")]
+    Insecure { name: String },
+}
+
+/// One substitution, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    pub name: String,
+    pub host: String,
+}
+
+/// The placeholders of one invocation.
+#[derive(Default)]
+pub struct Credentials {
+    by_token: HashMap<String, Entry>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("placeholders", &self.by_token.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every placeholder-shaped token in `text` (lowercase hex), with where it
+/// starts.
+fn tokens(text: &[u8]) -> Vec<(usize, String)> {
+    let lower = text.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(at) = memchr::memmem::find(&lower[from..], PREFIX.as_bytes()) {
+        let start = from + at;
+        let digits = start + PREFIX.len();
+        let hex = lower.get(digits..digits + TOKEN_HEX);
+        if let Some(hex) = hex.filter(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+            out.push((start, String::from_utf8_lossy(hex).into_owned()));
+        }
+        from = start + 1;
+    }
+    out
+}
+
+impl Credentials {
+    /// A new placeholder for `name`, bound to `hosts`, substitutable where
+    /// `injection` says.
+    pub fn issue(
+        &mut self,
+        name: &str,
+        value: Zeroizing<String>,
+        hosts: Vec<String>,
+        injection: Injection,
+    ) -> String {
+        let mut bits = [0u8; TOKEN_HEX / 2];
+        getrandom::fill(&mut bits).expect("the OS random source works");
+        let hex: String = bits.iter().map(|b| format!("{b:02x}")).collect();
+        self.by_token.insert(
+            hex.clone(),
+            Entry {
+                name: name.to_owned(),
+                value,
+                hosts,
+                injection,
+            },
+        );
+        format!("{PREFIX}{hex}")
+    }
+
+    /// Checks one part: every token in it must be ours, and stand raw.
+    /// Returns the entries of the raw tokens found.
+    fn scan(&self, part: &str, text: &[u8]) -> Result<Vec<&Entry>, Refusal> {
+        let raw = tokens(text);
+        for (_, hex) in &raw {
+            if !self.by_token.contains_key(hex) {
+                return Err(Refusal::Foreign { part: part.into() });
+            }
+        }
+        for kind in Escapes::ALL {
+            if kind.in_text(text) {
+                let decoded = decode(text, kind);
+                if tokens(&decoded.bytes).len() > raw.len() {
+                    return Err(Refusal::Escaped { part: part.into() });
+                }
+            }
+        }
+        Ok(raw.iter().map(|(_, hex)| &self.by_token[hex]).collect())
+    }
+
+    fn allowed(&self, entry: &Entry, request: &Request) -> Result<(), Refusal> {
+        if !entry
+            .hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&request.host))
+        {
+            return Err(Refusal::Host {
+                name: entry.name.clone(),
+                host: request.host.clone(),
+            });
+        }
+        if !request.secure {
+            return Err(Refusal::Insecure {
+                name: entry.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Substitutes every placeholder of `request` in place, or refuses it
+    /// (nothing is substituted then).
+    pub fn substitute(&self, request: &mut Request) -> Result<Vec<Use>, Refusal> {
+        let undeclared = |e: &Entry, part: &str| Refusal::Undeclared {
+            name: e.name.clone(),
+            part: part.into(),
+        };
+        for (part, text) in [
+            ("method", request.method.as_bytes()),
+            ("host", request.host.as_bytes()),
+            ("path", request.path.as_bytes()),
+        ] {
+            if let Some(e) = self.scan(part, text)?.first() {
+                return Err(undeclared(e, part));
+            }
+        }
+        let mut uses = Vec::new();
+        let mut headers = request.headers.clone();
+        for (name, value) in &mut headers {
+            if let Some(e) = self.scan("header names", name.as_bytes())?.first() {
+                return Err(undeclared(e, "header names"));
+            }
+            let part = format!("header {name}");
+            let found = self.scan(&part, value)?;
+            let Some(entry) = found.first() else { continue };
+            if found.len() > 1 {
+                return Err(undeclared(entry, &part));
+            }
+            let token = format!("{PREFIX}{}", tokens(value)[0].1);
+            let format = entry
+                .injection
+                .headers
+                .iter()
+                .find(|(h, f)| {
+                    h.eq_ignore_ascii_case(name) && f.replacen("{}", &token, 1).as_bytes() == *value
+                })
+                .map(|(_, f)| f)
+                .ok_or_else(|| undeclared(entry, &part))?;
+            self.allowed(entry, request)?;
+            *value = format.replacen("{}", &entry.value, 1).into_bytes();
+            uses.push(Use {
+                name: entry.name.clone(),
+                host: request.host.clone(),
+            });
+        }
+        let mut query = request.query.clone();
+        if let Some(q) = &mut query {
+            for entry in self.scan("query", q.as_bytes())? {
+                if !entry.injection.query {
+                    return Err(undeclared(entry, "query"));
+                }
+                self.allowed(entry, request)?;
+            }
+            *q = self.replace_all(q.as_bytes(), &mut uses, &request.host, |v| {
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            });
+        }
+        let found = self.scan("body", &request.body)?;
+        for entry in &found {
+            if !entry.injection.body {
+                return Err(undeclared(entry, "body"));
+            }
+            self.allowed(entry, request)?;
+        }
+        let body = if found.is_empty() {
+            None
+        } else {
+            Some(self.replace_all(&request.body, &mut uses, &request.host, str::to_owned))
+        };
+        request.headers = headers;
+        request.query = query;
+        if let Some(body) = body {
+            request.body = body.into_bytes();
+        }
+        Ok(uses)
+    }
+
+    /// `text` with each raw token replaced by its value through `encode`.
+    fn replace_all(
+        &self,
+        text: &[u8],
+        uses: &mut Vec<Use>,
+        host: &str,
+        encode: impl Fn(&str) -> String,
+    ) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, hex) in tokens(text) {
+            let entry = &self.by_token[&hex];
+            out.push_str(&String::from_utf8_lossy(&text[at..start]));
+            out.push_str(&encode(&entry.value));
+            at = start + PREFIX.len() + TOKEN_HEX;
+            uses.push(Use {
+                name: entry.name.clone(),
+                host: host.to_owned(),
+            });
+        }
+        out.push_str(&String::from_utf8_lossy(&text[at..]));
+        out
+    }
+
+    /// A response (headers or body) with every value of this invocation
+    /// put back as its placeholder.
+    pub fn reflect(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        for (hex, entry) in &self.by_token {
+            let value = entry.value.as_bytes();
+            if value.is_empty() {
+                continue;
+            }
+            let placeholder = format!("{PREFIX}{hex}");
+            let mut next = Vec::with_capacity(out.len());
+            let mut from = 0;
+            while let Some(at) = memchr::memmem::find(&out[from..], value) {
+                next.extend_from_slice(&out[from..from + at]);
+                next.extend_from_slice(placeholder.as_bytes());
+                from += at + value.len();
+            }
+            next.extend_from_slice(&out[from..]);
+            out = next;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "discord-bot-token-0123456789";
+
+    fn creds() -> (Credentials, String) {
+        let mut c = Credentials::default();
+        let p = c.issue(
+            "DISCORD_BOT_TOKEN",
+            Zeroizing::new(TOKEN.into()),
+            vec!["discord.com".into()],
+            Injection {
+                headers: vec![("Authorization".into(), "Bot {}".into())],
+                ..Injection::default()
+            },
+        );
+        (c, p)
+    }
+
+    fn request(headers: Vec<(&str, String)>) -> Request {
+        Request {
+            method: "POST".into(),
+            host: "discord.com".into(),
+            secure: true,
+            path: "/api/v10/channels/1/messages".into(),
+            query: None,
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                .collect(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_declared_header_gets_the_value() {
+        let (c, p) = creds();
+        let mut r = request(vec![("authorization", format!("Bot {p}"))]);
+        let uses = c.substitute(&mut r).unwrap();
+        assert_eq!(r.headers[0].1, format!("Bot {TOKEN}").into_bytes());
+        assert_eq!(
+            uses,
+            [Use {
+                name: "DISCORD_BOT_TOKEN".into(),
+                host: "discord.com".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn anywhere_else_is_refused_and_nothing_substituted() {
+        let (c, p) = creds();
+        let cases: Vec<Request> = vec![
+            request(vec![("x-debug", p.clone())]),
+            request(vec![("authorization", format!("Basic {p}"))]),
+            request(vec![("authorization", format!("Bot {p}{p}"))]),
+            request(vec![(p.as_str(), "x".into())]),
+            Request {
+                path: format!("/x/{p}"),
+                ..request(vec![])
+            },
+            Request {
+                query: Some(format!("k={p}")),
+                ..request(vec![])
+            },
+            Request {
+                body: format!("{{\"t\":\"{p}\"}}").into_bytes(),
+                ..request(vec![])
+            },
+            // Escaped forms, as the receiver would decode them.
+            Request {
+                body: p.replace('n', "\\u006e").into_bytes(),
+                ..request(vec![])
+            },
+            Request {
+                query: Some(format!("k={}", p.replace('_', "%5F"))),
+                ..request(vec![])
+            },
+            // Upper case is the same token to a case-folding receiver.
+            request(vec![("x-debug", p.to_uppercase())]),
+        ];
+        for mut r in cases {
+            let before = r.clone();
+            assert!(c.substitute(&mut r).is_err(), "{before:?}");
+            assert_eq!(r, before, "a refused request was changed");
+        }
+    }
+
+    #[test]
+    fn the_destination_and_scheme_are_checked() {
+        let (c, p) = creds();
+        let mut r = request(vec![("authorization", format!("Bot {p}"))]);
+        r.host = "evil.example".into();
+        assert!(matches!(c.substitute(&mut r), Err(Refusal::Host { .. })));
+        let mut r = request(vec![("authorization", format!("Bot {p}"))]);
+        r.secure = false;
+        assert!(matches!(
+            c.substitute(&mut r),
+            Err(Refusal::Insecure { .. })
+        ));
+    }
+
+    #[test]
+    fn another_invocations_placeholder_is_refused() {
+        let (_, old) = creds();
+        let (c, _) = creds();
+        let mut r = request(vec![("authorization", format!("Bot {old}"))]);
+        assert!(matches!(c.substitute(&mut r), Err(Refusal::Foreign { .. })));
+    }
+
+    #[test]
+    fn opted_in_query_and_body() {
+        let mut c = Credentials::default();
+        let p = c.issue(
+            "API_KEY",
+            Zeroizing::new("key with/space".into()),
+            vec!["api.example".into()],
+            Injection {
+                query: true,
+                body: true,
+                ..Injection::default()
+            },
+        );
+        let mut r = Request {
+            host: "api.example".into(),
+            query: Some(format!("key={p}&x=1")),
+            body: format!("{{\"key\":\"{p}\"}}").into_bytes(),
+            ..request(vec![])
+        };
+        let uses = c.substitute(&mut r).unwrap();
+        assert_eq!(r.query.as_deref(), Some("key=key%20with%2Fspace&x=1"));
+        assert_eq!(r.body, b"{\"key\":\"key with/space\"}");
+        assert_eq!(uses.len(), 2);
+    }
+
+    #[test]
+    fn an_echo_hands_back_only_the_placeholder() {
+        let (c, p) = creds();
+        let echoed = format!("{{\"authorization\":\"Bot {TOKEN}\"}}");
+        let back = c.reflect(echoed.as_bytes());
+        assert_eq!(
+            back,
+            format!("{{\"authorization\":\"Bot {p}\"}}").into_bytes()
+        );
+        assert!(!format!("{c:?}").contains(TOKEN));
+    }
+}
