@@ -1232,20 +1232,10 @@ async fn start_run(
                 json_body(&headers, &body)?
             };
             let key = idempotency_key(&headers)?;
-            // The vault's lock is not held across the commit.
-            let snapshot = {
-                let vault = s.vault();
-                bot_in_team(&vault, &team, &bot)?;
-                vault.snapshot_for_bot(&bot)?
-            };
-            Ok(s.engine
-                .queued_run(&snapshot, &trigger, key.as_deref(), Some(caller.id()))?)
+            prepare_run(s, &team, &bot, &trigger, key.as_deref(), caller.id())
         })
         .await?;
-    let enqueued = state.engine.enqueue(run, state.config.queue_bound).await?;
-    if !enqueued.replayed {
-        state.wake.notify_one();
-    }
+    let enqueued = enqueue_run(&state, run).await?;
     let location = format!("{location_base}/{}", enqueued.id);
     let mut response = (
         StatusCode::ACCEPTED,
@@ -1261,6 +1251,37 @@ async fn start_run(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// A run of `bot` for `trigger`, ready to enqueue: the bot is checked to
+/// be `team`'s and its secrets are snapshotted (the vault's lock is not
+/// held across the commit). Shared by the API and the UI's Run now.
+pub(super) fn prepare_run(
+    s: &AppState,
+    team: &str,
+    bot: &str,
+    trigger: &Value,
+    key: Option<&str>,
+    actor: &str,
+) -> Result<crate::engine::queue::QueuedRun, Problem> {
+    let snapshot = {
+        let vault = s.vault();
+        bot_in_team(&vault, team, bot)?;
+        vault.snapshot_for_bot(bot)?
+    };
+    Ok(s.engine.queued_run(&snapshot, trigger, key, Some(actor))?)
+}
+
+/// Enqueues `run`, waking a worker unless it replayed an earlier run.
+pub(super) async fn enqueue_run(
+    state: &Arc<AppState>,
+    run: crate::engine::queue::QueuedRun,
+) -> Result<crate::engine::queue::Enqueued, Problem> {
+    let enqueued = state.engine.enqueue(run, state.config.queue_bound).await?;
+    if !enqueued.replayed {
+        state.wake.notify_one();
+    }
+    Ok(enqueued)
 }
 
 async fn list_executions(

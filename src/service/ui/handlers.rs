@@ -17,8 +17,8 @@ use crate::engine::executor::{EngineError, SecretSource};
 use crate::engine::graph::{Format, Graph};
 use crate::service::AppState;
 use crate::service::api::{
-    bot_in_team, deploy_document, erase_secret, execution_of, open_sealed, pause_bot, store_secret,
-    team_secrets_in_use,
+    self, bot_in_team, deploy_document, erase_secret, execution_of, open_sealed, pause_bot,
+    store_secret, team_secrets_in_use,
 };
 use crate::service::auth::Target;
 use crate::service::problem::Problem;
@@ -878,22 +878,11 @@ pub async fn run_now(
         let (team, bot) = (team.clone(), bot.clone());
         state
             .blocking(move |s| {
-                let snapshot = {
-                    let vault = s.vault();
-                    bot_in_team(&vault, &team, &bot)?;
-                    vault.snapshot_for_bot(&bot)?
-                };
-                Ok(s.engine
-                    .queued_run(&snapshot, &serde_json::json!({}), None, Some(&actor))?)
+                api::prepare_run(s, &team, &bot, &serde_json::json!({}), None, &actor)
             })
             .await?
     };
-    let enqueued = state
-        .engine
-        .enqueue(run, state.config.queue_bound)
-        .await
-        .map_err(Problem::from)?;
-    state.wake.notify_one();
+    let enqueued = api::enqueue_run(&state, run).await?;
     Ok(see_other(&format!(
         "/ui/teams/{team}/bots/{bot}/executions/{}",
         enqueued.id.as_str()
