@@ -37,7 +37,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 mod bare {
     wasmtime::component::bindgen!({
         path: "wit",
-        world: "narakim:extension/extension",
+        world: "narakim:extension/extension@0.1.0",
         imports: { default: trappable },
         exports: { default: async },
         require_store_data_send: true,
@@ -74,17 +74,21 @@ impl WasiHttpView for BareState {
     }
 }
 
-impl bare::narakim::extension::secrets::Host for BareState {
+impl bare::narakim::extension0_1_0::secrets::Host for BareState {
     fn get(
         &mut self,
         name: String,
-    ) -> wasmtime::Result<Result<String, bare::narakim::extension::secrets::SecretError>> {
+    ) -> wasmtime::Result<Result<String, bare::narakim::extension0_1_0::secrets::SecretError>> {
         Ok(Ok(format!("constant-value-of-{name}")))
     }
 }
 
-impl bare::narakim::extension::log::Host for BareState {
-    fn log(&mut self, _: bare::narakim::extension::log::Level, _: String) -> wasmtime::Result<()> {
+impl bare::narakim::extension0_1_0::log::Host for BareState {
+    fn log(
+        &mut self,
+        _: bare::narakim::extension0_1_0::log::Level,
+        _: String,
+    ) -> wasmtime::Result<()> {
         Ok(())
     }
 }
@@ -133,8 +137,9 @@ fn bench(c: &mut Criterion) {
     let mut linker: Linker<BareState> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).unwrap();
-    bare::narakim::extension::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
-    bare::narakim::extension::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
+    bare::narakim::extension0_1_0::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .unwrap();
+    bare::narakim::extension0_1_0::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).unwrap();
     let component = Component::from_file(&engine, &path).unwrap();
     let pre = bare::ExtensionPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
 
@@ -151,9 +156,12 @@ fn bench(c: &mut Criterion) {
     let mut default_linker: Linker<BareState> = Linker::new(&default_engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut default_linker).unwrap();
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut default_linker).unwrap();
-    bare::narakim::extension::secrets::add_to_linker::<_, HasSelf<_>>(&mut default_linker, |s| s)
-        .unwrap();
-    bare::narakim::extension::log::add_to_linker::<_, HasSelf<_>>(&mut default_linker, |s| s)
+    bare::narakim::extension0_1_0::secrets::add_to_linker::<_, HasSelf<_>>(
+        &mut default_linker,
+        |s| s,
+    )
+    .unwrap();
+    bare::narakim::extension0_1_0::log::add_to_linker::<_, HasSelf<_>>(&mut default_linker, |s| s)
         .unwrap();
     let default_component = Component::from_file(&default_engine, &path).unwrap();
     let default_pre =

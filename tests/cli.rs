@@ -303,10 +303,13 @@ fn demo_runs_end_to_end() {
         "{text}"
     );
     assert!(
-        text.contains("Authorization: Bearer [REDACTED:OPENROUTER_API_KEY]"),
+        text.contains("Authorization: Bearer ‹OPENROUTER_API_KEY›"),
         "{text}"
     );
-    assert!(text.contains("Authorization: Bot [REDACTED:"), "{text}");
+    assert!(
+        text.contains("Authorization: Bot ‹DISCORD_BOT_TOKEN›"),
+        "{text}"
+    );
     assert!(
         text.contains("base64 -> [REDACTED:OPENROUTER_API_KEY]"),
         "{text}"
@@ -324,7 +327,7 @@ fn demo_runs_end_to_end() {
     assert!(text.contains("401 {"), "{text}");
     assert!(text.contains("200 {\"type\":5}"), "{text}");
     assert!(
-        text.contains("/[REDACTED:DISCORD_INTERACTION_TOKEN]/messages/@original"),
+        text.contains("/‹DISCORD_INTERACTION_TOKEN›/messages/@original"),
         "{text}"
     );
     assert!(

@@ -245,8 +245,8 @@ fn install_check_deploy_run_and_read_executions() {
         "{show:?}"
     );
     assert!(
-        shown.contains("Authorization: Bot [REDACTED:"),
-        "the verbose log shows where the token was: {show:?}"
+        shown.contains("Authorization: Bot ‹DISCORD_BOT_TOKEN›"),
+        "the verbose log shows which secret went where, and holds only a placeholder: {show:?}"
     );
     assert_clean(shown);
     let json = h.vault.run(&["executions", "show", &id, "--json"]);

@@ -82,6 +82,15 @@ pub fn show(config: &VaultConfig, reference: &str) -> Result<()> {
     println!("  {}", printable(&d.description));
     println!("  sha256:       {}", e.sha256);
     println!("  installed:    {}", format_time(e.installed_at));
+    println!("  built for:    narakim:extension@{}", d.wit);
+    println!(
+        "  reveals secrets: {}",
+        if d.reveals_secrets {
+            "yes: it imports secrets.get, so it holds plaintext values"
+        } else {
+            "no: it holds placeholders only, and the host puts values into requests"
+        }
+    );
     println!("  required secrets:");
     if d.required_secrets.is_empty() {
         println!("    (none)");
@@ -92,6 +101,9 @@ pub fn show(config: &VaultConfig, reference: &str) -> Result<()> {
             s.name,
             hosts_text(&s.hosts)
         );
+        if let Some(places) = injection_text(&s.injection) {
+            println!("    {:<28} put into: {places}", "");
+        }
     }
     if !d.secret_fields.is_empty() {
         println!("  config fields naming a secret:");
@@ -101,6 +113,9 @@ pub fn show(config: &VaultConfig, reference: &str) -> Result<()> {
                 f.pointer,
                 hosts_text(&f.hosts)
             );
+            if let Some(places) = injection_text(&f.injection) {
+                println!("    {:<28} put into: {places}", "");
+            }
         }
     }
     println!(
@@ -127,6 +142,26 @@ pub fn show(config: &VaultConfig, reference: &str) -> Result<()> {
         println!("  installed versions: {}", versions.join(", "));
     }
     Ok(())
+}
+
+/// Where the host puts a credential's value, or `None` when nowhere was
+/// declared (a secret read as plaintext).
+fn injection_text(rule: &narakim::runtime::InjectionRule) -> Option<String> {
+    let mut places: Vec<String> = rule
+        .headers
+        .iter()
+        .map(|h| format!("header {}: {}", printable(&h.name), printable(&h.format)))
+        .collect();
+    for (on, place) in [
+        (rule.path, "the path"),
+        (rule.query, "the query"),
+        (rule.body, "the body"),
+    ] {
+        if on {
+            places.push(place.to_owned());
+        }
+    }
+    (!places.is_empty()).then(|| places.join("; "))
 }
 
 fn hosts_text(hosts: &[String]) -> String {

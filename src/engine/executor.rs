@@ -316,6 +316,57 @@ impl Engine {
         }
     }
 
+    /// Audits each credential a node's requests carried: one entry per
+    /// secret, host and outcome (`credential.use`, with how many requests;
+    /// `credential.refused`, with the first reason). Names only.
+    fn audit_credentials(
+        &self,
+        bot: &str,
+        node: &str,
+        egress: &[crate::runtime::EgressEvent],
+    ) -> Result<(), VaultError> {
+        let mut uses: std::collections::BTreeMap<(&str, &str, bool), (usize, Option<&str>)> =
+            std::collections::BTreeMap::new();
+        for event in egress {
+            for name in &event.credentials {
+                let entry = uses
+                    .entry((name, &event.host, event.refused.is_none()))
+                    .or_insert((0, event.refused.as_deref()));
+                entry.0 += 1;
+            }
+        }
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let scope = Scope::Bot(bot.to_owned());
+        let details: Vec<(&str, &str, String)> = uses
+            .into_iter()
+            .map(|((name, host, sent), (count, reason))| {
+                let requests = if count == 1 { "request" } else { "requests" };
+                match (sent, reason) {
+                    (true, _) => (
+                        "credential.use",
+                        name,
+                        format!("node {node}: {count} {requests} to {host}"),
+                    ),
+                    (false, reason) => (
+                        "credential.refused",
+                        name,
+                        format!(
+                            "node {node}: {count} {requests} to {host} refused: {}",
+                            reason.unwrap_or("")
+                        ),
+                    ),
+                }
+            })
+            .collect();
+        let entries: Vec<(&str, Option<&Scope>, Option<&str>, &str)> = details
+            .iter()
+            .map(|(action, name, detail)| (*action, Some(&scope), Some(*name), detail.as_str()))
+            .collect();
+        self.vault().audit_actions(&entries)
+    }
+
     /// Claims the oldest waiting run for `owner` (see [`RunQueue::claim`]).
     pub fn claim(
         &self,
@@ -1112,6 +1163,7 @@ impl Engine {
                     run.stderr.clear();
                 }
                 stored += record_size(&run);
+                self.audit_credentials(bot, &node, &run.egress)?;
                 let run = self.write(move |store| store.record_node_run(&run).map(|()| run))?;
                 reports.insert(node.clone(), report_of(&run, output_value.clone()));
                 if run.status == NodeStatus::Succeeded {

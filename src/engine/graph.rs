@@ -1046,6 +1046,8 @@ mod tests {
             secret_fields: vec![],
             allowed_hosts: vec![],
             host_fields: vec![],
+            wit: "0.1.0".into(),
+            reveals_secrets: false,
         }
     }
 
@@ -1055,6 +1057,7 @@ mod tests {
                 required_secrets: vec![RequiredSecret {
                     name: "DISCORD_BOT_TOKEN".into(),
                     hosts: vec!["discord.com".into()],
+                    injection: Default::default(),
                 }],
                 allowed_hosts: vec!["discord.com".into()],
                 ..ext("discord-send-message", "0.1.0")
@@ -1065,6 +1068,7 @@ mod tests {
                 secret_fields: vec![SecretField {
                     pointer: "/auth/secret".into(),
                     hosts: vec![],
+                    injection: Default::default(),
                 }],
                 host_fields: vec!["/url".into()],
                 ..ext("http-request", "0.1.0")

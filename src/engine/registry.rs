@@ -161,7 +161,14 @@ impl fmt::Display for InstallReport {
                     f,
                     "installed {} {} (sha256 {})",
                     e.name, e.version, e.sha256
-                )
+                )?;
+                if e.description.reveals_secrets {
+                    write!(
+                        f,
+                        "\n  reveals secrets: it imports secrets.get, so it holds the plaintext of the secrets it declares"
+                    )?;
+                }
+                Ok(())
             }
             InstallOutcome::AlreadyInstalled { repaired } => {
                 write!(
@@ -219,6 +226,12 @@ pub struct DescriptionDiff {
     pub secret_field_hosts_changed: Vec<HostsChange>,
     pub host_fields_added: Vec<String>,
     pub host_fields_removed: Vec<String>,
+    /// `Some(now)` when the new version starts (`true`) or stops
+    /// (`false`) importing `secrets.get`, which hands it plaintext.
+    pub reveals_secrets: Option<bool>,
+    /// Secrets (required, or secret fields) whose injection rule changed:
+    /// where the host will put their values.
+    pub injection_changed: Vec<String>,
 }
 
 impl DescriptionDiff {
@@ -244,7 +257,31 @@ impl DescriptionDiff {
             compare_sets(&before.allowed_hosts, &after.allowed_hosts);
         let (host_fields_added, host_fields_removed) =
             compare_sets(&before.host_fields, &after.host_fields);
+        let rules = |d: &ExtensionDescription| -> BTreeMap<String, String> {
+            let required = d.required_secrets.iter().map(|s| {
+                (
+                    s.name.clone(),
+                    serde_json::to_string(&s.injection).unwrap_or_default(),
+                )
+            });
+            let fields = d.secret_fields.iter().map(|f| {
+                (
+                    f.pointer.clone(),
+                    serde_json::to_string(&f.injection).unwrap_or_default(),
+                )
+            });
+            required.chain(fields).collect()
+        };
+        let (rules_before, rules_after) = (rules(before), rules(after));
+        let injection_changed = rules_after
+            .iter()
+            .filter(|(k, v)| rules_before.get(*k).is_some_and(|b| b != *v))
+            .map(|(k, _)| k.clone())
+            .collect();
         DescriptionDiff {
+            reveals_secrets: (before.reveals_secrets != after.reveals_secrets)
+                .then_some(after.reveals_secrets),
+            injection_changed,
             secrets_added,
             secrets_removed,
             secret_hosts_changed,
@@ -269,6 +306,23 @@ impl fmt::Display for DescriptionDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_empty() {
             return writeln!(f, "no change to secrets, hosts or fields");
+        }
+        match self.reveals_secrets {
+            Some(true) => writeln!(
+                f,
+                "+ reveals secrets: imports secrets.get, so it holds plaintext values"
+            )?,
+            Some(false) => writeln!(
+                f,
+                "- reveals secrets: no longer imports secrets.get (credentials only)"
+            )?,
+            None => {}
+        }
+        for subject in &self.injection_changed {
+            writeln!(
+                f,
+                "~ where the host puts {subject} into requests (its injection) changed"
+            )?;
         }
         for (name, hosts) in &self.secrets_added {
             writeln!(f, "+ required secret {name} (hosts: {})", hosts_text(hosts))?;
@@ -566,7 +620,7 @@ pub async fn load_installed(
     // describe() runs again on every load; its answer must be the one
     // reviewed and stored at install, or a component could look innocent
     // at install and widen its hosts later.
-    if loaded.description() != &installed.description {
+    if !installed.description.declares_same(loaded.description()) {
         return Err(RegistryError::DescriptionChanged {
             name: installed.name.clone(),
             version: installed.version.clone(),
@@ -711,18 +765,23 @@ mod tests {
                 RequiredSecret {
                     name: "TOKEN".into(),
                     hosts: vec!["a.example".into()],
+                    injection: Default::default(),
                 },
                 RequiredSecret {
                     name: "OLD".into(),
                     hosts: vec![],
+                    injection: Default::default(),
                 },
             ],
             secret_fields: vec![SecretField {
                 pointer: "/auth".into(),
                 hosts: vec![],
+                injection: Default::default(),
             }],
             allowed_hosts: vec!["a.example".into(), "old.example.com".into()],
             host_fields: vec!["/url".into()],
+            wit: "0.1.0".into(),
+            reveals_secrets: false,
         };
         let mut after = before.clone();
         after.version = "0.2.0".into();
@@ -730,10 +789,12 @@ mod tests {
             RequiredSecret {
                 name: "TOKEN".into(),
                 hosts: vec!["b.example".into(), "a.example".into()],
+                injection: Default::default(),
             },
             RequiredSecret {
                 name: "FOO".into(),
                 hosts: vec!["a.com".into()],
+                injection: Default::default(),
             },
         ];
         after.allowed_hosts = vec!["a.example".into(), "b.example".into()];

@@ -1970,10 +1970,13 @@ mod tests {
             required_secrets: vec![RequiredSecret {
                 name: "TOKEN".into(),
                 hosts: vec!["api.example.test".into()],
+                injection: Default::default(),
             }],
             secret_fields: vec![],
             allowed_hosts: vec!["api.example.test".into()],
             host_fields: vec![],
+            wit: "0.1.0".into(),
+            reveals_secrets: false,
         }
     }
 
@@ -1998,6 +2001,9 @@ mod tests {
                 method: "POST".into(),
                 host: "echo.test".into(),
                 refused: None,
+                url: String::new(),
+                headers: vec![],
+                credentials: vec![],
             }],
             egress_dropped: 2,
         }

@@ -46,6 +46,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use self::client::Pool;
 
+use super::inject::{self, Credentials};
 use crate::redact::Scrubber;
 
 /// Most a request body may hold (it is buffered to be checked).
@@ -91,6 +92,28 @@ pub struct EgressEvent {
     pub host: String,
     /// `None` when sent; the reason when refused.
     pub refused: Option<String>,
+    /// The URL as the guest wrote it, with `‹NAME›` where it held a
+    /// credential's placeholder (empty in records from before it was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    /// The headers the guest set, likewise (at most [`MAX_HEADERS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// Secrets whose credentials the request carried: substituted when it
+    /// was sent, named in the refusal when it was not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<String>,
+}
+
+/// Most headers of one request kept in its record.
+const MAX_HEADERS: usize = 32;
+
+/// What a record shows of a request beyond its method and host.
+#[derive(Default)]
+struct Shown {
+    url: String,
+    headers: Vec<(String, String)>,
+    credentials: Vec<String>,
 }
 
 /// Most events one invocation records; past it they are counted.
@@ -167,6 +190,8 @@ pub(crate) struct InvocationEgress {
     record: Mutex<Record>,
     /// Who the invocation runs for (the bot), for its share of the pool.
     owner: String,
+    /// The placeholders the invocation was issued (`credentials.get`).
+    credentials: Arc<Mutex<Credentials>>,
     /// Set by the first request that carried a value where it may not go,
     /// or that went past a limit.
     stop: Mutex<Option<Stop>>,
@@ -209,8 +234,10 @@ impl InvocationEgress {
         scrubber: Arc<Scrubber>,
         limits: EgressLimits,
         owner: String,
+        credentials: Arc<Mutex<Credentials>>,
     ) -> Self {
         InvocationEgress {
+            credentials,
             allowed,
             bound,
             scrubber,
@@ -223,7 +250,7 @@ impl InvocationEgress {
         }
     }
 
-    fn record(&self, method: &str, host: &str, refused: Option<String>) {
+    fn record(&self, method: &str, host: &str, refused: Option<String>, shown: Shown) {
         let mut record = self.record.lock().unwrap_or_else(|e| e.into_inner());
         if record.events.len() >= MAX_EVENTS {
             record.dropped += 1;
@@ -233,7 +260,40 @@ impl InvocationEgress {
             method: clip(method, MAX_FIELD),
             host: clip(host, MAX_FIELD),
             refused: refused.map(|r| clip(&r, MAX_FIELD * 2)),
+            url: clip(&shown.url, MAX_FIELD * 8),
+            headers: shown
+                .headers
+                .into_iter()
+                .take(MAX_HEADERS)
+                .map(|(n, v)| (clip(&n, MAX_FIELD), clip(&v, MAX_FIELD * 2)))
+                .collect(),
+            credentials: shown.credentials,
         });
+    }
+
+    /// What the record shows of a request: the URL and headers with
+    /// `‹NAME›` for each of this invocation's placeholders.
+    fn shown(&self, uri: &http::Uri, headers: &http::HeaderMap) -> Shown {
+        let credentials = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        let url = uri.to_string();
+        let mut names = credentials.names_in(url.as_bytes());
+        let headers = headers
+            .iter()
+            .map(|(n, v)| {
+                names.extend(credentials.names_in(v.as_bytes()));
+                (
+                    n.as_str().to_owned(),
+                    credentials.shown(&String::from_utf8_lossy(v.as_bytes())),
+                )
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        Shown {
+            url: credentials.shown(&url),
+            headers,
+            credentials: names,
+        }
     }
 
     /// The recorded events, scrubbed, and how many were not recorded.
@@ -246,6 +306,13 @@ impl InvocationEgress {
                 method: scrub(&e.method),
                 host: scrub(&e.host),
                 refused: e.refused.as_deref().map(scrub),
+                url: scrub(&e.url),
+                headers: e
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (scrub(n), scrub(v)))
+                    .collect(),
+                credentials: e.credentials,
             })
             .collect();
         (events, record.dropped)
@@ -458,8 +525,22 @@ async fn send(
     let (mut parts, body) = request.into_parts();
     let host = parts.uri.host().unwrap_or_default().to_ascii_lowercase();
     let method = parts.method.to_string();
+    // Recorded as the guest built it, with `‹NAME›` for placeholders.
+    let shown = Mutex::new(Some(invocation.shown(&parts.uri, &parts.headers)));
     let refuse = |reason: String| {
-        invocation.record(&method, &host, Some(reason));
+        let shown = shown
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        let reason = match &shown.credentials[..] {
+            [] => reason,
+            names => format!(
+                "{reason} (it carried the credential of {}, which was not substituted)",
+                names.join(", ")
+            ),
+        };
+        invocation.record(&method, &host, Some(reason), shown);
         Err(HttpError::HttpRequestDenied)
     };
     // Once stopped nothing is checked any more: every answer is the same,
@@ -512,6 +593,12 @@ async fn send(
             }
             buffered.extend_from_slice(&data);
         }
+    }
+
+    // Placeholders are substituted where their secrets declared, or the
+    // request is refused with nothing substituted.
+    if let Err(reason) = substitute(invocation, &mut parts, &mut buffered, https) {
+        return refuse(reason);
     }
 
     // Every byte that leaves, part by part, as the receiver decodes it.
@@ -573,14 +660,179 @@ async fn send(
     drop(share);
     match sent {
         Ok(response) => {
-            invocation.record(&method, &host, None);
+            let response = reflect(invocation, response);
+            invocation.record(
+                &method,
+                &host,
+                None,
+                shown
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .unwrap_or_default(),
+            );
             // The pool drives the connection; nothing is left to await.
             let io = async { Ok::<(), HttpError>(()) };
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         }
         Err(failure) => {
-            invocation.record(&method, &host, Some(failure.reason));
+            invocation.record(
+                &method,
+                &host,
+                Some(failure.reason),
+                shown
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .unwrap_or_default(),
+            );
             Err(failure.error)
+        }
+    }
+}
+
+/// Puts the values of the invocation's credentials into the request where
+/// they were declared, or says why the request is refused.
+fn substitute(
+    invocation: &InvocationEgress,
+    parts: &mut http::request::Parts,
+    body: &mut zeroize::Zeroizing<Vec<u8>>,
+    https: bool,
+) -> Result<(), String> {
+    let credentials = invocation
+        .credentials
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut request = inject::Request {
+        method: parts.method.to_string(),
+        host: parts.uri.host().unwrap_or_default().to_ascii_lowercase(),
+        secure: https,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let uses = credentials
+        .substitute(&mut request)
+        .map_err(|refusal| refusal.to_string())?;
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let path_and_query = match &request.query {
+        Some(query) => format!("{}?{query}", request.path),
+        None => request.path.clone(),
+    };
+    let mut uri = http::Uri::builder().path_and_query(path_and_query);
+    if let Some(scheme) = parts.uri.scheme() {
+        uri = uri.scheme(scheme.clone());
+    }
+    if let Some(authority) = parts.uri.authority() {
+        uri = uri.authority(authority.clone());
+    }
+    let uri = uri
+        .build()
+        .map_err(|_| "a credential's value cannot stand in the URL".to_owned())?;
+    let mut headers = http::HeaderMap::with_capacity(request.headers.len());
+    for (name, value) in request.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| "a header name is not valid".to_owned())?;
+        let value = http::HeaderValue::from_bytes(&value).map_err(|_| {
+            format!("a credential's value cannot stand in header {name} (it holds a line break or a control character)")
+        })?;
+        headers.append(name, value);
+    }
+    parts.uri = uri;
+    parts.headers = headers;
+    **body = std::mem::take(&mut request.body);
+    Ok(())
+}
+
+/// The response with every value of the invocation's credentials put back
+/// as its placeholder, in the headers and, as it streams, in the body.
+fn reflect(
+    invocation: &InvocationEgress,
+    response: http::Response<WasiBody>,
+) -> http::Response<WasiBody> {
+    let credentials = invocation
+        .credentials
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if credentials.is_empty() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    for value in parts.headers.values_mut() {
+        let reflected = credentials.reflect(value.as_bytes());
+        if reflected != value.as_bytes()
+            && let Ok(new) = http::HeaderValue::from_bytes(&reflected)
+        {
+            *value = new;
+        }
+    }
+    let body = ReflectBody {
+        inner: body,
+        reflector: credentials.reflector(),
+        trailers: None,
+        done: false,
+    };
+    http::Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// A response body passed through an [`inject::Reflector`].
+struct ReflectBody {
+    inner: WasiBody,
+    reflector: inject::Reflector,
+    /// Trailers wait until the held-back bytes are out.
+    trailers: Option<http::HeaderMap>,
+    done: bool,
+}
+
+impl http_body::Body for ReflectBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(
+                    this.trailers
+                        .take()
+                        .map(|t| Ok(http_body::Frame::trailers(t))),
+                );
+            }
+            match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let out = this.reflector.push(&data);
+                        if !out.is_empty() {
+                            return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(out)))));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            this.trailers = Some(trailers);
+                        }
+                    }
+                },
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let rest = this.reflector.finish();
+                    if !rest.is_empty() {
+                        return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(rest)))));
+                    }
+                }
+            }
         }
     }
 }

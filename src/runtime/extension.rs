@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::bindings::{self, ExtensionPre};
+use super::bindings::{v1, v2};
 use super::error::LoadError;
+use super::inject::Injection;
 use super::{Invocation, Runtime, host};
 use crate::vault::{SecretName, SecretResolver, SecretValue};
 
@@ -20,6 +21,9 @@ use crate::vault::{SecretName, SecretResolver, SecretValue};
 pub struct RequiredSecret {
     pub name: String,
     pub hosts: Vec<String>,
+    /// Where its credential's placeholder may be substituted (0.2.0).
+    #[serde(default, skip_serializing_if = "InjectionRule::is_empty")]
+    pub injection: InjectionRule,
 }
 
 /// A config field whose value names a secret.
@@ -27,6 +31,140 @@ pub struct RequiredSecret {
 pub struct SecretField {
     pub pointer: String,
     pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "InjectionRule::is_empty")]
+    pub injection: InjectionRule,
+}
+
+/// Where a secret's placeholder may be substituted, as the extension
+/// declared it: header names and formats may refer to the node's config
+/// (`{/pointer}`, or `{/pointer|default}`), resolved per invocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InjectionRule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderFormat>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub path: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub query: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
+}
+
+impl InjectionRule {
+    pub fn is_empty(&self) -> bool {
+        *self == InjectionRule::default()
+    }
+
+    /// The rule for one invocation, with its config references resolved.
+    fn resolve(&self, config: Option<&serde_json::Value>) -> Result<Injection, String> {
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| {
+                Ok((
+                    expand(&h.name, config, false)?.to_ascii_lowercase(),
+                    expand(&h.format, config, true)?,
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Injection {
+            headers,
+            path: self.path,
+            query: self.query,
+            body: self.body,
+        })
+    }
+}
+
+/// A header a secret may be put into: its name and its value's format,
+/// with `{}` where the secret goes (`Bot {}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderFormat {
+    pub name: String,
+    pub format: String,
+}
+
+/// One piece of a header name or format.
+#[derive(Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Text(&'a str),
+    /// `{}`: where the secret goes.
+    Slot,
+    /// `{/pointer}` or `{/pointer|default}`.
+    Config(&'a str, Option<&'a str>),
+}
+
+/// `template` in pieces, or why it is malformed.
+fn pieces(template: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        if rest.as_bytes()[open] == b'}' {
+            return Err(format!("{template:?} has a }} that closes nothing"));
+        }
+        if open > 0 {
+            out.push(Piece::Text(&rest[..open]));
+        }
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("{template:?} has a {{ that is never closed"))?
+            + open;
+        let inner = &rest[open + 1..close];
+        out.push(match inner {
+            "" => Piece::Slot,
+            _ if inner.starts_with('/') => match inner.split_once('|') {
+                Some((pointer, default)) => Piece::Config(pointer, Some(default)),
+                None => Piece::Config(inner, None),
+            },
+            _ => {
+                return Err(format!(
+                    "{template:?} has {{{inner}}}, which is neither {{}} (the secret) nor {{/pointer}} (a config field)"
+                ));
+            }
+        });
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest));
+    }
+    Ok(out)
+}
+
+/// `template` with its config references filled from `config`; `{}` kept
+/// where `slot` allows it.
+fn expand(
+    template: &str,
+    config: Option<&serde_json::Value>,
+    slot: bool,
+) -> Result<String, String> {
+    let mut out = String::new();
+    for piece in pieces(template)? {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Slot if slot => out.push_str("{}"),
+            Piece::Slot => return Err(format!("{template:?} may not hold {{}}")),
+            Piece::Config(pointer, default) => {
+                let found = config.and_then(|c| c.pointer(pointer));
+                let text = match (found, default) {
+                    (Some(serde_json::Value::String(text)), _) => text.as_str(),
+                    (None | Some(serde_json::Value::Null), Some(default)) => default,
+                    (None | Some(serde_json::Value::Null), None) => {
+                        return Err(format!(
+                            "{pointer} is not set, and the secret's header needs it"
+                        ));
+                    }
+                    (Some(_), _) => return Err(format!("{pointer} must be a string")),
+                };
+                if text.contains(['{', '}', '\r', '\n', '\0']) {
+                    return Err(format!(
+                        "{pointer} may not hold braces, line breaks or NUL (it is part of a header)"
+                    ));
+                }
+                out.push_str(text);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What an extension says about itself (`describe`).
@@ -39,12 +177,66 @@ pub struct ExtensionDescription {
     pub secret_fields: Vec<SecretField>,
     pub allowed_hosts: Vec<String>,
     pub host_fields: Vec<String>,
+    /// The `narakim:extension` version the component was built against.
+    #[serde(default = "first_wit")]
+    pub wit: String,
+    /// Whether the component imports `secrets.get`, which hands it
+    /// plaintext. Read from the component, not from `describe`; records
+    /// stored before the mark existed count as revealing.
+    #[serde(default = "revealing")]
+    pub reveals_secrets: bool,
+}
+
+fn first_wit() -> String {
+    "0.1.0".into()
+}
+
+fn revealing() -> bool {
+    true
+}
+
+impl ExtensionDescription {
+    /// Whether `other` declares the same: every field `describe` answers,
+    /// leaving out what is read from the component itself.
+    pub fn declares_same(&self, other: &ExtensionDescription) -> bool {
+        let mut other = other.clone();
+        other.wit.clone_from(&self.wit);
+        other.reveals_secrets = self.reveals_secrets;
+        *self == other
+    }
+}
+
+/// A component pre-linked for the world version it was built against.
+pub(crate) enum Pre {
+    V1(v1::ExtensionPre<Invocation>),
+    V2(v2::ExtensionPre<Invocation>),
+}
+
+impl Pre {
+    /// Instantiates into `store` and runs the node.
+    pub(crate) async fn run(
+        &self,
+        store: &mut wasmtime::Store<Invocation>,
+        config: &str,
+        input: &str,
+    ) -> wasmtime::Result<Result<String, String>> {
+        match self {
+            Pre::V1(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_run(store, config, input).await
+            }
+            Pre::V2(pre) => {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_run(store, config, input).await
+            }
+        }
+    }
 }
 
 /// A loaded, compiled, pre-linked extension. Cheap to invoke many times.
 pub struct Extension {
     description: ExtensionDescription,
-    pre: ExtensionPre<Invocation>,
+    pre: Pre,
     sha256: String,
 }
 
@@ -71,7 +263,7 @@ impl Extension {
         &self.sha256
     }
 
-    pub(crate) fn pre(&self) -> &ExtensionPre<Invocation> {
+    pub(crate) fn pre(&self) -> &Pre {
         &self.pre
     }
 
@@ -112,9 +304,25 @@ impl ExtensionDescription {
             declared: d.required_secrets.iter().map(|s| s.name.clone()).collect(),
             allowed_hosts: d.allowed_hosts.iter().cloned().collect(),
             bound: HashMap::new(),
+            injection: HashMap::new(),
         };
         let mut fields: Vec<(String, &[String])> = Vec::new();
-        if !d.secret_fields.is_empty() || !d.host_fields.is_empty() {
+        let mut injections: Vec<(String, &InjectionRule)> = d
+            .required_secrets
+            .iter()
+            .map(|s| (s.name.clone(), &s.injection))
+            .collect();
+        let refers_to_config = || {
+            let all = d
+                .required_secrets
+                .iter()
+                .map(|s| &s.injection)
+                .chain(d.secret_fields.iter().map(|f| &f.injection));
+            all.flat_map(|i| &i.headers)
+                .any(|h| h.name.contains("{/") || h.format.contains("{/"))
+        };
+        let mut parsed = None;
+        if !d.secret_fields.is_empty() || !d.host_fields.is_empty() || refers_to_config() {
             let config: serde_json::Value = serde_json::from_str(config)
                 .map_err(|e| format!("config is not valid JSON: {e}"))?;
             for field in &d.secret_fields {
@@ -124,6 +332,7 @@ impl ExtensionDescription {
                         SecretName::new(name).map_err(|e| format!("{}: {e}", field.pointer))?;
                         plan.declared.insert(name.clone());
                         fields.push((name.clone(), &field.hosts));
+                        injections.push((name.clone(), &field.injection));
                     }
                     Some(_) => {
                         return Err(format!(
@@ -150,6 +359,22 @@ impl ExtensionDescription {
                     plan.allowed_hosts.insert(host);
                 }
             }
+            parsed = Some(config);
+        }
+        // A secret named by several rules may be substituted where any of
+        // them allows: each rule is the extension's own declaration.
+        for (name, rule) in injections {
+            if rule.is_empty() {
+                continue;
+            }
+            let resolved = rule
+                .resolve(parsed.as_ref())
+                .map_err(|e| format!("the injection of {name}: {e}"))?;
+            let merged = plan.injection.entry(name).or_default();
+            merged.headers.extend(resolved.headers);
+            merged.path |= resolved.path;
+            merged.query |= resolved.query;
+            merged.body |= resolved.body;
         }
         let hosts_of = |listed: &[String]| -> HashSet<String> {
             if listed.is_empty() {
@@ -189,6 +414,8 @@ pub(crate) struct Plan {
     pub(crate) allowed_hosts: HashSet<String>,
     /// Secret → the hosts it may be sent to (empty: nowhere).
     pub(crate) bound: HashMap<String, HashSet<String>>,
+    /// Secret → where its placeholder may be substituted.
+    pub(crate) injection: HashMap<String, Injection>,
 }
 
 /// Why `host` may not be an extension's host, if it may not: only public
@@ -296,12 +523,23 @@ impl Runtime {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
         };
-        let pre = self
+        let imports = Imports::of(&component, &self.engine);
+        let linked = self
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = ExtensionPre::new(pre).map_err(wrong_world)?;
-        let description = self.describe(&pre, origin).await?;
+        // The world is chosen by the package the component imports; one that
+        // imports neither version is tried as the newer, then the older.
+        let pre = match imports.version {
+            Some(Version::V1) => Pre::V1(v1::ExtensionPre::new(linked).map_err(wrong_world)?),
+            Some(Version::V2) => Pre::V2(v2::ExtensionPre::new(linked).map_err(wrong_world)?),
+            None => match v2::ExtensionPre::new(linked.clone()) {
+                Ok(pre) => Pre::V2(pre),
+                Err(_) => Pre::V1(v1::ExtensionPre::new(linked).map_err(wrong_world)?),
+            },
+        };
+        let mut description = self.describe(&pre, origin).await?;
+        description.reveals_secrets = imports.reveals;
         Ok(Extension {
             description,
             pre,
@@ -354,11 +592,7 @@ impl Runtime {
         Ok(component)
     }
 
-    async fn describe(
-        &self,
-        pre: &ExtensionPre<Invocation>,
-        origin: &str,
-    ) -> Result<ExtensionDescription, LoadError> {
+    async fn describe(&self, pre: &Pre, origin: &str) -> Result<ExtensionDescription, LoadError> {
         let failed = |e: wasmtime::Error| LoadError::Describe {
             path: origin.to_owned(),
             reason: format!("{e:#}"),
@@ -369,55 +603,41 @@ impl Runtime {
         let limit = std::time::Duration::from_secs(2);
         let _slot = self.slot().await;
         let mut store = self.sandbox(
-            host::SecretsHost::new(Arc::new(NoSecrets), HashSet::new()),
+            host::SecretsHost::new(
+                Arc::new(NoSecrets),
+                HashSet::new(),
+                host::CredentialRules::default(),
+            ),
             Box::new(host::DenyEgress),
             None,
             limit,
         );
         let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_describe(&mut store).await
+            match pre {
+                Pre::V1(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance.call_describe(&mut store).await.map(from_v1)
+                }
+                Pre::V2(pre) => {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    instance.call_describe(&mut store).await.map(from_v2)
+                }
+            }
         };
-        let d: bindings::narakim::extension::types::Description =
-            match tokio::time::timeout(limit + super::EPOCH_TICK * 5, call).await {
-                Ok(described) => {
-                    described.map_err(|e| match e.downcast_ref::<wasmtime::Trap>() {
-                        Some(wasmtime::Trap::Interrupt) => LoadError::DescribeTimeout {
-                            path: origin.to_owned(),
-                            limit,
-                        },
-                        _ => failed(e),
-                    })?
-                }
-                Err(_elapsed) => {
-                    return Err(LoadError::DescribeTimeout {
-                        path: origin.to_owned(),
-                        limit,
-                    });
-                }
-            };
-        let description = ExtensionDescription {
-            name: d.name,
-            version: d.version,
-            description: d.description,
-            required_secrets: d
-                .required_secrets
-                .into_iter()
-                .map(|s| RequiredSecret {
-                    name: s.name,
-                    hosts: s.hosts,
-                })
-                .collect(),
-            secret_fields: d
-                .secret_fields
-                .into_iter()
-                .map(|f| SecretField {
-                    pointer: f.pointer,
-                    hosts: f.hosts,
-                })
-                .collect(),
-            allowed_hosts: d.allowed_hosts,
-            host_fields: d.host_fields,
+        let description = match tokio::time::timeout(limit + super::EPOCH_TICK * 5, call).await {
+            Ok(described) => described.map_err(|e| match e.downcast_ref::<wasmtime::Trap>() {
+                Some(wasmtime::Trap::Interrupt) => LoadError::DescribeTimeout {
+                    path: origin.to_owned(),
+                    limit,
+                },
+                _ => failed(e),
+            })?,
+            Err(_elapsed) => {
+                return Err(LoadError::DescribeTimeout {
+                    path: origin.to_owned(),
+                    limit,
+                });
+            }
         };
         validate(&description).map_err(|reason| LoadError::BadDescription {
             path: origin.to_owned(),
@@ -427,7 +647,151 @@ impl Runtime {
     }
 }
 
+/// What a component imports of ours: which version, and whether it can
+/// be handed plaintext.
+struct Imports {
+    version: Option<Version>,
+    reveals: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Version {
+    V1,
+    V2,
+}
+
+impl Imports {
+    fn of(component: &Component, engine: &wasmtime::Engine) -> Self {
+        let mut found = Imports {
+            version: None,
+            reveals: false,
+        };
+        for (name, item) in component.component_type().imports(engine) {
+            let Some(rest) = name.strip_prefix("narakim:extension/") else {
+                continue;
+            };
+            let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+            found.version = match version {
+                "0.1.0" => Some(Version::V1),
+                "0.2.0" => Some(Version::V2),
+                _ => found.version,
+            };
+            // A component may import the interface for its error type
+            // alone; only the function hands out a value.
+            if interface == "secrets"
+                && let wasmtime::component::types::ComponentItem::ComponentInstance(instance) =
+                    item.ty
+                && instance.get_export(engine, "get").is_some()
+            {
+                found.reveals = true;
+            }
+        }
+        found
+    }
+}
+
+fn from_v1(d: v1::narakim::extension0_1_0::types::Description) -> ExtensionDescription {
+    ExtensionDescription {
+        name: d.name,
+        version: d.version,
+        description: d.description,
+        required_secrets: d
+            .required_secrets
+            .into_iter()
+            .map(|s| RequiredSecret {
+                name: s.name,
+                hosts: s.hosts,
+                injection: InjectionRule::default(),
+            })
+            .collect(),
+        secret_fields: d
+            .secret_fields
+            .into_iter()
+            .map(|f| SecretField {
+                pointer: f.pointer,
+                hosts: f.hosts,
+                injection: InjectionRule::default(),
+            })
+            .collect(),
+        allowed_hosts: d.allowed_hosts,
+        host_fields: d.host_fields,
+        wit: "0.1.0".into(),
+        reveals_secrets: false,
+    }
+}
+
+fn from_v2(d: v2::narakim::extension0_2_0::types::Description) -> ExtensionDescription {
+    let rule = |i: v2::narakim::extension0_2_0::types::Injection| InjectionRule {
+        headers: i
+            .headers
+            .into_iter()
+            .map(|h| HeaderFormat {
+                name: h.name,
+                format: h.format,
+            })
+            .collect(),
+        path: i.path,
+        query: i.query,
+        body: i.body,
+    };
+    ExtensionDescription {
+        name: d.name,
+        version: d.version,
+        description: d.description,
+        required_secrets: d
+            .required_secrets
+            .into_iter()
+            .map(|s| RequiredSecret {
+                name: s.name,
+                hosts: s.hosts,
+                injection: rule(s.injection),
+            })
+            .collect(),
+        secret_fields: d
+            .secret_fields
+            .into_iter()
+            .map(|f| SecretField {
+                pointer: f.pointer,
+                hosts: f.hosts,
+                injection: rule(f.injection),
+            })
+            .collect(),
+        allowed_hosts: d.allowed_hosts,
+        host_fields: d.host_fields,
+        wit: "0.2.0".into(),
+        reveals_secrets: false,
+    }
+}
+
+/// Checks one injection rule's templates: names hold no `{}`, each format
+/// exactly one, and every reference is a JSON pointer.
+fn validate_injection(owner: &str, rule: &InjectionRule) -> Result<(), String> {
+    for h in &rule.headers {
+        let name = pieces(&h.name).map_err(|e| format!("{owner}: header name {e}"))?;
+        if name.contains(&Piece::Slot) || h.name.is_empty() {
+            return Err(format!(
+                "{owner}: header name {:?} must be a name (or {{/pointer}}), without {{}}",
+                h.name
+            ));
+        }
+        let format = pieces(&h.format).map_err(|e| format!("{owner}: header format {e}"))?;
+        if format.iter().filter(|p| **p == Piece::Slot).count() != 1 {
+            return Err(format!(
+                "{owner}: header format {:?} must hold {{}} exactly once, where the secret goes",
+                h.format
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate(d: &ExtensionDescription) -> Result<(), String> {
+    for s in &d.required_secrets {
+        validate_injection(&format!("required secret {}", s.name), &s.injection)?;
+    }
+    for f in &d.secret_fields {
+        validate_injection(&format!("secret field {}", f.pointer), &f.injection)?;
+    }
     let name_ok = |n: &str| {
         !n.is_empty()
             && n.len() <= 64
@@ -527,13 +891,17 @@ mod tests {
             required_secrets: vec![RequiredSecret {
                 name: "TOKEN".into(),
                 hosts: required.iter().map(|h| h.to_string()).collect(),
+                injection: Default::default(),
             }],
             secret_fields: vec![SecretField {
                 pointer: "/auth/secret".into(),
                 hosts: field_hosts.iter().map(|h| h.to_string()).collect(),
+                injection: Default::default(),
             }],
             allowed_hosts: vec!["a.example".into(), "b.example".into()],
             host_fields: vec![],
+            wit: "0.1.0".into(),
+            reveals_secrets: false,
         }
     }
 

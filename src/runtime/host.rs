@@ -1,50 +1,148 @@
 //! Host implementations of the `narakim:extension` interfaces, one per
 //! interface, on the invocation's state.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::Resource;
+use zeroize::Zeroizing;
 
 use super::Invocation;
-use super::bindings::narakim::extension::{log, secrets, types};
+use super::bindings::{v1, v2};
+use super::inject::{Credentials, Injection};
 use crate::vault::{ResolveError, SecretResolver};
 
-/// `secrets.get`: declared names only, read from the execution's guard
-/// (decrypted once per execution, or kept from the bot's last one), which
-/// holds the only host copy of each value.
+/// Why a secret was not handed over, before it is lowered into the
+/// version of the interface the guest was built against.
+enum Refused {
+    NotDeclared(String),
+    NotConfigured(String),
+    Unavailable(String),
+}
+
+impl From<Refused> for v1::narakim::extension0_1_0::secrets::SecretError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::NotDeclared(n) => Self::NotDeclared(n),
+            Refused::NotConfigured(n) => Self::NotConfigured(n),
+            Refused::Unavailable(n) => Self::Unavailable(n),
+        }
+    }
+}
+
+impl From<Refused> for v2::narakim::extension0_2_0::types::SecretError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::NotDeclared(n) => Self::NotDeclared(n),
+            Refused::NotConfigured(n) => Self::NotConfigured(n),
+            Refused::Unavailable(n) => Self::Unavailable(n),
+        }
+    }
+}
+
+/// What a node may do with credentials: where each declared secret's
+/// placeholder may be substituted, and the hosts its value may go to.
+#[derive(Default)]
+pub(crate) struct CredentialRules {
+    pub(crate) injection: HashMap<String, Injection>,
+    pub(crate) bound: HashMap<String, HashSet<String>>,
+    /// Placeholders issued, shared with the invocation's egress, which
+    /// substitutes them.
+    pub(crate) issued: Arc<Mutex<Credentials>>,
+}
+
+/// `secrets.get` and `credentials.get`: declared names only, read from the
+/// execution's guard (decrypted once per execution, or kept from the bot's
+/// last one), which holds the only host copy of each value.
 pub(crate) struct SecretsHost {
     resolver: Arc<dyn SecretResolver>,
     declared: HashSet<String>,
-    /// Names of the secrets read so far.
+    rules: CredentialRules,
+    /// Names of the secrets read so far, in either form.
     read: BTreeSet<String>,
 }
 
+/// A credential the guest holds: a name and a placeholder, never a value.
+pub struct Credential {
+    name: String,
+    placeholder: String,
+    hosts: Vec<String>,
+}
+
 impl SecretsHost {
-    pub(crate) fn new(resolver: Arc<dyn SecretResolver>, declared: HashSet<String>) -> Self {
+    pub(crate) fn new(
+        resolver: Arc<dyn SecretResolver>,
+        declared: HashSet<String>,
+        rules: CredentialRules,
+    ) -> Self {
         SecretsHost {
             resolver,
             declared,
+            rules,
             read: BTreeSet::new(),
+        }
+    }
+
+    /// The value of a declared secret, for the host's own use.
+    fn open(&mut self, name: &str) -> Result<crate::vault::SecretValue, Refused> {
+        if !self.declared.contains(name) {
+            return Err(Refused::NotDeclared(name.to_owned()));
+        }
+        match self.resolver.resolve(name) {
+            Ok(value) => {
+                self.read.insert(name.to_owned());
+                Ok(value)
+            }
+            Err(ResolveError::NotConfigured { .. }) => Err(Refused::NotConfigured(name.to_owned())),
+            Err(ResolveError::Undecryptable { .. }) => Err(Refused::Unavailable(name.to_owned())),
         }
     }
 
     /// The plaintext for the guest. The copy lowered into guest memory is
     /// the guest's to keep; the resolver's copy is wiped when dropped here.
-    fn get(&mut self, name: &str) -> Result<String, secrets::SecretError> {
-        if !self.declared.contains(name) {
-            return Err(secrets::SecretError::NotDeclared(name.to_owned()));
-        }
-        match self.resolver.resolve(name) {
-            Ok(value) => {
-                self.read.insert(name.to_owned());
-                Ok(value.expose().to_owned())
-            }
-            Err(ResolveError::NotConfigured { .. }) => {
-                Err(secrets::SecretError::NotConfigured(name.to_owned()))
-            }
-            Err(ResolveError::Undecryptable { .. }) => {
-                Err(secrets::SecretError::Unavailable(name.to_owned()))
-            }
-        }
+    fn reveal(&mut self, name: &str) -> Result<String, Refused> {
+        self.open(name).map(|value| value.expose().to_owned())
+    }
+
+    /// A fresh placeholder for a declared secret, registered with the
+    /// invocation's egress.
+    fn credential(&mut self, name: &str) -> Result<Credential, Refused> {
+        let value = self.open(name)?;
+        let mut hosts: Vec<String> = self
+            .rules
+            .bound
+            .get(name)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default();
+        hosts.sort();
+        let injection = self.rules.injection.get(name).cloned().unwrap_or_default();
+        let placeholder = self
+            .rules
+            .issued
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .issue(
+                name,
+                Zeroizing::new(value.expose().to_owned()),
+                hosts.clone(),
+                injection,
+            );
+        Ok(Credential {
+            name: name.to_owned(),
+            placeholder,
+            hosts,
+        })
+    }
+
+    /// HMAC-SHA256 of `message` keyed by the secret's value.
+    fn hmac(&mut self, name: &str, message: &[u8]) -> Result<Vec<u8>, Refused> {
+        use hmac::{Hmac, Mac};
+        let value = self.open(name)?;
+        let mut mac =
+            <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(value.expose().as_bytes())
+                .expect("HMAC takes a key of any length");
+        mac.update(message);
+        Ok(mac.finalize().into_bytes().to_vec())
     }
 
     /// Names of the secrets read, sorted.
@@ -53,9 +151,63 @@ impl SecretsHost {
     }
 }
 
-impl secrets::Host for Invocation {
-    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, secrets::SecretError>> {
-        Ok(self.secrets.get(&name))
+impl v1::narakim::extension0_1_0::secrets::Host for Invocation {
+    fn get(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<String, v1::narakim::extension0_1_0::secrets::SecretError>> {
+        Ok(self.secrets.reveal(&name).map_err(Into::into))
+    }
+}
+
+impl v2::narakim::extension0_2_0::secrets::Host for Invocation {
+    fn get(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<String, v2::narakim::extension0_2_0::types::SecretError>> {
+        Ok(self.secrets.reveal(&name).map_err(Into::into))
+    }
+}
+
+impl v2::narakim::extension0_2_0::credentials::Host for Invocation {
+    fn get(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<
+        Result<Resource<Credential>, v2::narakim::extension0_2_0::types::SecretError>,
+    > {
+        match self.secrets.credential(&name) {
+            Ok(credential) => Ok(Ok(self.table.push(credential)?)),
+            Err(refused) => Ok(Err(refused.into())),
+        }
+    }
+}
+
+impl v2::narakim::extension0_2_0::credentials::HostCredential for Invocation {
+    fn placeholder(&mut self, this: Resource<Credential>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&this)?.placeholder.clone())
+    }
+
+    fn hosts(&mut self, this: Resource<Credential>) -> wasmtime::Result<Vec<String>> {
+        Ok(self.table.get(&this)?.hosts.clone())
+    }
+
+    fn hmac_sha256(
+        &mut self,
+        this: Resource<Credential>,
+        message: Vec<u8>,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let name = self.table.get(&this)?.name.clone();
+        // Declared and configured when it was issued; a failure now (the
+        // record cannot be opened) traps rather than answering wrongly.
+        self.secrets
+            .hmac(&name, &message)
+            .map_err(|_| wasmtime::format_err!("secret {name} cannot be opened"))
+    }
+
+    fn drop(&mut self, this: Resource<Credential>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
     }
 }
 
@@ -104,28 +256,44 @@ impl LogSink {
     }
 }
 
-impl log::Host for Invocation {
-    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let sink = &mut self.logs;
+impl LogSink {
+    fn log(&mut self, level: &'static str, message: String) {
         let cost = message.len() + LOG_ENTRY_COST;
-        if sink.entries.len() >= sink.max_entries || sink.bytes + cost > sink.limit {
-            sink.dropped += 1;
-            return Ok(());
+        if self.entries.len() >= self.max_entries || self.bytes + cost > self.limit {
+            self.dropped += 1;
+            return;
         }
-        sink.bytes += cost;
-        let level = match level {
-            log::Level::Trace => "trace",
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
-        };
-        sink.entries.push((level, message));
-        Ok(())
+        self.bytes += cost;
+        self.entries.push((level, message));
     }
 }
 
-impl types::Host for Invocation {}
+/// One `log` implementation for both versions of the interface, whose
+/// `level` enums are distinct types with the same cases.
+macro_rules! log_host {
+    ($($log:ident)::+) => {
+        impl $($log)::+::Host for Invocation {
+            fn log(&mut self, level: $($log)::+::Level, message: String) -> wasmtime::Result<()> {
+                use $($log)::+::Level;
+                let level = match level {
+                    Level::Trace => "trace",
+                    Level::Debug => "debug",
+                    Level::Info => "info",
+                    Level::Warn => "warn",
+                    Level::Error => "error",
+                };
+                self.logs.log(level, message);
+                Ok(())
+            }
+        }
+    };
+}
+
+log_host!(v1::narakim::extension0_1_0::log);
+log_host!(v2::narakim::extension0_2_0::log);
+
+impl v1::narakim::extension0_1_0::types::Host for Invocation {}
+impl v2::narakim::extension0_2_0::types::Host for Invocation {}
 
 /// Outbound HTTP for `describe`, which has no business making requests.
 pub(crate) struct DenyEgress;

@@ -1,8 +1,8 @@
-//! Host-side injection (issue 14, first part): the guest holds a
+//! Host-side injection: the guest holds a
 //! placeholder, the host puts the value in, in declared places only.
 //!
-//! Not wired into `wasi:http` yet: this module is the substitution core
-//! the outgoing handler will call for each request, tested on its own.
+//! [`super::egress`] calls it for every outgoing request of an invocation
+//! and for every response it hands back.
 //!
 //! A [`Credentials`] belongs to one invocation. [`Credentials::issue`]
 //! gives a placeholder for a secret: `nrkph_` and 128 random bits in hex,
@@ -41,9 +41,13 @@ pub struct Injection {
     /// Header name (any case) and the value's format, with one `{}` where
     /// the secret goes: `("authorization", "Bot {}")`.
     pub headers: Vec<(String, String)>,
+    /// The placeholder may stand in the path (put in as a percent-encoded
+    /// path segment).
+    pub path: bool,
     /// The placeholder may stand in the query string (percent-encoded in).
     pub query: bool,
-    /// The placeholder may stand in the body (put in as it is).
+    /// The placeholder may stand in the body (escaped for its content type:
+    /// inside a JSON string, percent-encoded in a form, as it is otherwise).
     pub body: bool,
 }
 
@@ -75,9 +79,9 @@ pub enum Refusal {
     )]
     Undeclared { name: String, part: String },
     #[error(
-        "a placeholder stands escaped in the {part}; placeholders are substituted only as they were issued"
+        "a placeholder of {name} stands escaped in the {part}; placeholders are substituted only as they were issued"
     )]
-    Escaped { part: String },
+    Escaped { name: String, part: String },
     #[error(
         "the {part} holds a placeholder this invocation did not issue (one from another invocation, or forged)"
     )]
@@ -93,6 +97,60 @@ pub enum Refusal {
 pub struct Use {
     pub name: String,
     pub host: String,
+}
+
+/// What a path segment may hold as it is (RFC 3986 unreserved).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// How a body's receiver will decode it, from its `Content-Type`.
+#[derive(Clone, Copy)]
+enum BodyKind {
+    Json,
+    Form,
+    Other,
+}
+
+impl BodyKind {
+    fn of(headers: &[(String, Vec<u8>)]) -> Self {
+        let Some((_, value)) = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        else {
+            return BodyKind::Other;
+        };
+        let essence = String::from_utf8_lossy(value)
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if essence == "application/json" || essence.ends_with("+json") {
+            BodyKind::Json
+        } else if essence == "application/x-www-form-urlencoded" {
+            BodyKind::Form
+        } else {
+            BodyKind::Other
+        }
+    }
+
+    /// `value` as it must stand for the receiver to decode it unchanged.
+    fn encode(self, value: &str) -> String {
+        match self {
+            BodyKind::Json => {
+                let quoted = serde_json::to_string(value).unwrap_or_default();
+                quoted[1..quoted.len() - 1].to_owned()
+            }
+            BodyKind::Form => {
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            }
+            BodyKind::Other => value.to_owned(),
+        }
+    }
 }
 
 /// The placeholders of one invocation.
@@ -164,8 +222,21 @@ impl Credentials {
         for kind in Escapes::ALL {
             if kind.in_text(text) {
                 let decoded = decode(text, kind);
-                if tokens(&decoded.bytes).len() > raw.len() {
-                    return Err(Refusal::Escaped { part: part.into() });
+                let found = tokens(&decoded.bytes);
+                if found.len() > raw.len() {
+                    // The one that stood escaped: ours (named), or not.
+                    let escaped = found
+                        .iter()
+                        .find(|(_, hex)| raw.iter().all(|(_, r)| r != hex))
+                        .or(found.first())
+                        .and_then(|(_, hex)| self.by_token.get(hex));
+                    return Err(match escaped {
+                        Some(entry) => Refusal::Escaped {
+                            name: entry.name.clone(),
+                            part: part.into(),
+                        },
+                        None => Refusal::Foreign { part: part.into() },
+                    });
                 }
             }
         }
@@ -201,13 +272,28 @@ impl Credentials {
         for (part, text) in [
             ("method", request.method.as_bytes()),
             ("host", request.host.as_bytes()),
-            ("path", request.path.as_bytes()),
         ] {
             if let Some(e) = self.scan(part, text)?.first() {
                 return Err(undeclared(e, part));
             }
         }
         let mut uses = Vec::new();
+        let in_path = self.scan("path", request.path.as_bytes())?;
+        for entry in &in_path {
+            if !entry.injection.path {
+                return Err(undeclared(entry, "path"));
+            }
+            self.allowed(entry, request)?;
+        }
+        let path = if in_path.is_empty() {
+            None
+        } else {
+            Some(
+                self.replace_all(request.path.as_bytes(), &mut uses, &request.host, |v| {
+                    percent_encoding::utf8_percent_encode(v, PATH_SEGMENT).to_string()
+                }),
+            )
+        };
         let mut headers = request.headers.clone();
         for (name, value) in &mut headers {
             if let Some(e) = self.scan("header names", name.as_bytes())?.first() {
@@ -225,12 +311,18 @@ impl Credentials {
                 .headers
                 .iter()
                 .find(|(h, f)| {
-                    h.eq_ignore_ascii_case(name) && f.replacen("{}", &token, 1).as_bytes() == *value
+                    // Receivers strip a header value's surrounding spaces.
+                    h.eq_ignore_ascii_case(name)
+                        && f.replacen("{}", &token, 1).trim().as_bytes() == value.trim_ascii()
                 })
                 .map(|(_, f)| f)
                 .ok_or_else(|| undeclared(entry, &part))?;
             self.allowed(entry, request)?;
-            *value = format.replacen("{}", &entry.value, 1).into_bytes();
+            *value = format
+                .replacen("{}", &entry.value, 1)
+                .trim()
+                .as_bytes()
+                .to_vec();
             uses.push(Use {
                 name: entry.name.clone(),
                 host: request.host.clone(),
@@ -259,8 +351,12 @@ impl Credentials {
         let body = if found.is_empty() {
             None
         } else {
-            Some(self.replace_all(&request.body, &mut uses, &request.host, str::to_owned))
+            let kind = BodyKind::of(&request.headers);
+            Some(self.replace_all(&request.body, &mut uses, &request.host, |v| kind.encode(v)))
         };
+        if let Some(path) = path {
+            request.path = path;
+        }
         request.headers = headers;
         request.query = query;
         if let Some(body) = body {
@@ -293,27 +389,157 @@ impl Credentials {
         out
     }
 
+    /// Whether any placeholder was issued.
+    pub fn is_empty(&self) -> bool {
+        self.by_token.is_empty()
+    }
+
+    /// Names of the secrets whose placeholders stand raw in `text`.
+    pub fn names_in(&self, text: &[u8]) -> Vec<String> {
+        let mut names: Vec<String> = tokens(text)
+            .into_iter()
+            .filter_map(|(_, hex)| self.by_token.get(&hex).map(|e| e.name.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// `text` with each placeholder of this invocation shown as `‹NAME›`,
+    /// for records: an operator sees where a secret went, never the value
+    /// or a placeholder that could be replayed.
+    pub fn shown(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, hex) in tokens(text.as_bytes()) {
+            if let Some(entry) = self.by_token.get(&hex)
+                && text.is_char_boundary(start)
+            {
+                out.push_str(&text[at..start]);
+                out.push('‹');
+                out.push_str(&entry.name);
+                out.push('›');
+                at = start + PREFIX.len() + TOKEN_HEX;
+            }
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+
     /// A response (headers or body) with every value of this invocation
     /// put back as its placeholder.
     pub fn reflect(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = bytes.to_vec();
+        let mut reflector = self.reflector();
+        let mut out = reflector.push(bytes);
+        out.extend(reflector.finish());
+        out
+    }
+
+    /// A streaming [`reflect`](Self::reflect), for response bodies.
+    pub fn reflector(&self) -> Reflector {
+        let mut patterns = Vec::new();
         for (hex, entry) in &self.by_token {
-            let value = entry.value.as_bytes();
+            let value: &str = &entry.value;
             if value.is_empty() {
                 continue;
             }
-            let placeholder = format!("{PREFIX}{hex}");
-            let mut next = Vec::with_capacity(out.len());
-            let mut from = 0;
-            while let Some(at) = memchr::memmem::find(&out[from..], value) {
-                next.extend_from_slice(&out[from..from + at]);
-                next.extend_from_slice(placeholder.as_bytes());
-                from += at + value.len();
+            let placeholder = format!("{PREFIX}{hex}").into_bytes();
+            // As an echo would send it back: raw, in a JSON string, or
+            // percent-encoded (either case of hex digit).
+            let json = serde_json::to_string(value).unwrap_or_default();
+            let json = json[1..json.len().saturating_sub(1).max(1)].to_owned();
+            let percent =
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            let mut forms = vec![
+                value.to_owned(),
+                json,
+                percent.clone(),
+                percent.to_ascii_lowercase(),
+            ];
+            forms.sort();
+            forms.dedup();
+            for form in forms.into_iter().filter(|f| !f.is_empty()) {
+                patterns.push((Zeroizing::new(form.into_bytes()), placeholder.clone()));
             }
-            next.extend_from_slice(&out[from..]);
-            out = next;
         }
+        // Longest first, so a form that contains another wins.
+        patterns.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        let longest = patterns.first().map_or(0, |(p, _)| p.len());
+        Reflector {
+            patterns,
+            longest,
+            pending: Zeroizing::new(Vec::new()),
+        }
+    }
+}
+
+/// Replaces the values of an invocation's credentials with their
+/// placeholders in a byte stream, holding back only as many bytes as the
+/// longest value could still need.
+pub struct Reflector {
+    patterns: Vec<(Zeroizing<Vec<u8>>, Vec<u8>)>,
+    longest: usize,
+    pending: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Reflector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reflector")
+            .field("forms", &self.patterns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reflector {
+    /// Whether there is nothing to replace.
+    pub fn is_idle(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The leftmost (then longest) match in `pending[from..]`.
+    fn next_match(&self, from: usize) -> Option<(usize, usize, usize)> {
+        let mut best: Option<(usize, usize, usize)> = None;
+        for (i, (pattern, _)) in self.patterns.iter().enumerate() {
+            if let Some(at) = memchr::memmem::find(&self.pending[from..], pattern) {
+                let at = from + at;
+                if best.is_none_or(|(b, _, _)| at < b) {
+                    best = Some((at, pattern.len(), i));
+                }
+            }
+        }
+        best
+    }
+
+    /// Takes the next chunk; returns what can be passed on now.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.is_idle() {
+            return chunk.to_vec();
+        }
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::with_capacity(self.pending.len());
+        let mut from = 0;
+        while let Some((at, len, i)) = self.next_match(from) {
+            out.extend_from_slice(&self.pending[from..at]);
+            out.extend_from_slice(&self.patterns[i].1);
+            from = at + len;
+        }
+        // A value may begin in the last `longest - 1` bytes and end in the
+        // next chunk: those wait.
+        let keep_from = self
+            .pending
+            .len()
+            .saturating_sub(self.longest - 1)
+            .max(from);
+        out.extend_from_slice(&self.pending[from..keep_from]);
+        let rest = Zeroizing::new(self.pending[keep_from..].to_vec());
+        self.pending = rest;
         out
+    }
+
+    /// What is left at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut *self.pending)
     }
 }
 
@@ -451,6 +677,68 @@ mod tests {
         assert_eq!(r.query.as_deref(), Some("key=key%20with%2Fspace&x=1"));
         assert_eq!(r.body, b"{\"key\":\"key with/space\"}");
         assert_eq!(uses.len(), 2);
+        // In a JSON body, the value is escaped as a JSON string holds it.
+        let mut c = Credentials::default();
+        let p = c.issue(
+            "API_KEY",
+            Zeroizing::new("a\"b".into()),
+            vec!["api.example".into()],
+            Injection {
+                body: true,
+                path: true,
+                ..Injection::default()
+            },
+        );
+        let mut r = Request {
+            host: "api.example".into(),
+            path: format!("/v1/{p}/x"),
+            body: format!("{{\"key\":\"{p}\"}}").into_bytes(),
+            ..request(vec![("content-type", "application/json".into())])
+        };
+        c.substitute(&mut r).unwrap();
+        assert_eq!(r.path, "/v1/a%22b/x");
+        assert_eq!(r.body, b"{\"key\":\"a\\\"b\"}");
+    }
+
+    #[test]
+    fn a_streamed_echo_is_reflected_across_chunk_boundaries() {
+        let mut c = Credentials::default();
+        let value = "s3cr\"t/value-0123456789";
+        let p = c.issue(
+            "KEY",
+            Zeroizing::new(value.into()),
+            vec!["api.example".into()],
+            Injection::default(),
+        );
+        let json = serde_json::to_string(value).unwrap();
+        let percent =
+            percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        let echo = format!(
+            "raw={value} json={json} pct={percent} low={}",
+            percent.to_lowercase()
+        );
+        for size in [1, 2, 3, 7, 64, 4096] {
+            let mut r = c.reflector();
+            let mut out = Vec::new();
+            for chunk in echo.as_bytes().chunks(size) {
+                out.extend(r.push(chunk));
+            }
+            out.extend(r.finish());
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains("s3cr"), "chunks of {size}: {out}");
+            assert_eq!(out.matches(&p).count(), 4, "chunks of {size}: {out}");
+        }
+    }
+
+    #[test]
+    fn records_show_the_name_not_the_placeholder() {
+        let (c, p) = creds();
+        assert_eq!(c.shown(&format!("Bot {p}")), "Bot ‹DISCORD_BOT_TOKEN›");
+        assert_eq!(
+            c.names_in(format!("x{p}").as_bytes()),
+            ["DISCORD_BOT_TOKEN"]
+        );
     }
 
     #[test]

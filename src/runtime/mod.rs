@@ -28,7 +28,10 @@ mod limits;
 
 pub use egress::{EgressEvent, Upstream, clip};
 pub use error::{InvocationError, LoadError};
-pub use extension::{Extension, ExtensionDescription, RequiredSecret, SecretField, host_problem};
+pub use extension::{
+    Extension, ExtensionDescription, HeaderFormat, InjectionRule, RequiredSecret, SecretField,
+    host_problem,
+};
 pub use guard::ExecutionGuard;
 pub use limits::Limits;
 
@@ -204,10 +207,14 @@ impl Runtime {
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             // Our own interfaces; WASI and wasi:http come from the lines above.
             .and_then(|()| {
-                use bindings::narakim::extension::{log, secrets};
+                use bindings::v1::narakim::extension0_1_0 as v1;
+                use bindings::v2::narakim::extension0_2_0 as v2;
                 use wasmtime::component::HasSelf;
-                secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-                log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                v1::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                v1::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                v2::credentials::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                v2::secrets::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                v2::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             })
             .map_err(|e| LoadError::Engine(e.to_string()))?;
         let opened = Arc::new(guard::OpenedCache::new(limits.decrypted_idle));
@@ -370,22 +377,34 @@ impl Runtime {
         // Declared before the store, so dropped after it: the slot is free
         // only once the instance is gone.
         let _slot = self.slot().await;
+        let bound = guard.bound_for(&plan.declared, &plan.bound);
+        let issued = Arc::new(std::sync::Mutex::new(inject::Credentials::default()));
         let egress = Arc::new(egress::InvocationEgress::new(
             plan.allowed_hosts,
-            guard.bound_for(&plan.declared, &plan.bound),
+            bound.clone(),
             guard.scrubber().clone(),
             egress::EgressLimits {
                 requests: self.limits.concurrent_requests,
                 body_bytes: self.limits.request_body_bytes,
             },
             guard.owner().to_owned(),
+            issued.clone(),
         ));
+        let placeholders = issued.clone();
         let (stdout, stderr) = (
             capture::Capture::new(self.limits.capture_bytes),
             capture::Capture::new(self.limits.capture_bytes),
         );
         let mut store = self.sandbox(
-            host::SecretsHost::new(guard.resolver(), plan.declared),
+            host::SecretsHost::new(
+                guard.resolver(),
+                plan.declared,
+                host::CredentialRules {
+                    injection: plan.injection,
+                    bound,
+                    issued,
+                },
+            ),
             Box::new(egress::EgressHooks {
                 policy: self.egress.clone(),
                 invocation: egress.clone(),
@@ -394,10 +413,7 @@ impl Runtime {
             self.limits.timeout,
         );
 
-        let call = async {
-            let instance = extension.pre().instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, config, input).await
-        };
+        let call = extension.pre().run(&mut store, config, input);
         // The tokio timeout catches a guest blocked inside a host call, where
         // epochs are not checked; a request that carried a secret where it
         // may not go stops the invocation at once.
@@ -407,11 +423,22 @@ impl Runtime {
         };
 
         // Everything below is scrubbed of every value of the execution.
+        // What operators read shows `‹NAME›` for each placeholder: it says
+        // which secret went there, and leaves nothing to replay. The output
+        // is data for the next node and stays as it is.
         let scrubber = guard.scrubber();
+        let placeholders = placeholders.lock().unwrap_or_else(|e| e.into_inner());
+        let shown = |text: String| {
+            if placeholders.is_empty() {
+                text
+            } else {
+                placeholders.shown(&text)
+            }
+        };
         let state = store.into_data();
         let secrets_read = state.secrets.finish();
         let scrub = |bytes: &[u8], dropped: u64| {
-            let mut text = scrubber.scrub_str(&String::from_utf8_lossy(bytes));
+            let mut text = shown(scrubber.scrub_str(&String::from_utf8_lossy(bytes)));
             if dropped > 0 {
                 text.push_str(&format!(
                     "\n[narakim: {dropped} more bytes dropped past the capture limit]\n"
@@ -430,7 +457,7 @@ impl Runtime {
                 .logs
                 .take()
                 .into_iter()
-                .map(|(level, message)| (level, scrubber.scrub_str(&message)))
+                .map(|(level, message)| (level, shown(scrubber.scrub_str(&message))))
                 .collect(),
             secrets_read,
             egress: egress_events,
@@ -508,7 +535,7 @@ impl Runtime {
                 }
             }
             Some(Ok(Ok(Err(message)))) => {
-                let message = scrubber.scrub_str(&message);
+                let message = shown(scrubber.scrub_str(&message));
                 Err(egress::clip(&message, self.limits.output_bytes))
             }
         };

@@ -1410,6 +1410,9 @@ fn extension_json(e: &crate::engine::store::InstalledExtension) -> Value {
         "version": e.version,
         "sha256": e.sha256,
         "installed_at": format_time(e.installed_at),
+        // Whether it imports `secrets.get` and so can hold plaintext; the
+        // same mark is inside `description`, kept on top for clients.
+        "reveals_secrets": e.description.reveals_secrets,
         "description": e.description,
     })
 }

@@ -290,11 +290,13 @@ fn schemas() -> Value {
         "Extension": object(&[
             ("name", &string), ("version", &string), ("sha256", &string),
             ("installed_at", &time), ("description", &json!({"type": "object"})),
+            ("reveals_secrets", &json!({"type": "boolean"})),
         ], &[("versions", &json!({"type": "array", "items": string}))]),
         "ExtensionList": list("extensions", "Extension"),
         "Installed": object(&[
             ("name", &string), ("version", &string), ("sha256", &string),
             ("installed_at", &time), ("description", &json!({"type": "object"})),
+            ("reveals_secrets", &json!({"type": "boolean"})),
             ("outcome", &json!({"enum": ["installed", "already_installed", "new_version"]})),
             ("changes", &json!({"type": "array", "items": string})),
         ], &[]),

@@ -63,6 +63,20 @@ impl Vault {
         self.change(|tx, actor| record(tx, actor, action, scope, name, detail))
     }
 
+    /// Records several actions (`(action, scope, name, detail)`) in one
+    /// transaction: all of them or none. Each `detail` must hold no value.
+    pub fn audit_actions(
+        &mut self,
+        entries: &[(&str, Option<&Scope>, Option<&str>, &str)],
+    ) -> Result<(), VaultError> {
+        self.change(|tx, actor| {
+            for (action, scope, name, detail) in entries {
+                record(tx, actor, action, *scope, *name, detail)?;
+            }
+            Ok(())
+        })
+    }
+
     /// The audit trail, oldest first; `limit` keeps only the newest entries.
     pub fn audit(&self, limit: Option<usize>) -> Result<Vec<AuditEntry>, VaultError> {
         let limit = limit.map_or(-1, |l| l as i64);

@@ -1,8 +1,12 @@
 //! What the Discord sample extensions share: the API base URL, the headers
 //! Discord asks for, the two secrets and how their failures read.
+//!
+//! Both secrets are credentials: the extensions hold placeholders, and the
+//! host puts the token into `Authorization: Bot …` and the application id
+//! into the path, outside the sandbox.
 
 use narakim_extension::http::{self, ApiError, Method, Request, Response, StatusErrors};
-use narakim_extension::{Description, Error, Secret, secret, template};
+use narakim_extension::{Credential, Description, Error, Injection, credential, template};
 use serde_json::{Map, Value, json};
 
 /// Discord's REST API, version 10.
@@ -17,11 +21,16 @@ pub const BOT_TOKEN: &str = "DISCORD_BOT_TOKEN";
 pub const APPLICATION_ID: &str = "DISCORD_APPLICATION_ID";
 
 /// A description with both Discord secrets (bound to discord.com) and
-/// discord.com allowed.
+/// discord.com allowed: the token in `Authorization: Bot {}`, the
+/// application id in the path.
 pub fn description(name: &str, version: &str, summary: &str) -> Description {
     Description::new(name, version, summary)
-        .required_secret(BOT_TOKEN, &[HOST])
-        .required_secret(APPLICATION_ID, &[HOST])
+        .credential(
+            BOT_TOKEN,
+            &[HOST],
+            Injection::header("Authorization", "Bot {}"),
+        )
+        .credential(APPLICATION_ID, &[HOST], Injection::default().in_path())
         .allowed_host(HOST)
 }
 
@@ -94,59 +103,46 @@ pub fn is_snowflake(s: &str) -> bool {
     (17..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Reads the secret [`APPLICATION_ID`], which must be a snowflake.
-pub fn application_id() -> Result<Secret, Error> {
-    let application_id = secret(APPLICATION_ID)?;
-    if !is_snowflake(application_id.expose().trim()) {
-        return Err(Error::new(format!(
-            "secret {APPLICATION_ID} is not a Discord application id (17 to 20 digits, from the \
-             Developer Portal's General Information page); set it with \
-             `narakim secret set {APPLICATION_ID} --bot BOT`"
-        )));
-    }
-    Ok(application_id)
+/// The credential of [`APPLICATION_ID`]. Its value never enters the
+/// extension, so it is not checked here: a wrong id is Discord's 404 or
+/// 403, which [`errors`] explains.
+pub fn application_id() -> Result<Credential, Error> {
+    credential(APPLICATION_ID)
 }
 
-/// A client holding the bot token and the application id.
+/// A client holding the credentials of the bot token and the application id.
 pub struct Discord {
-    token: Secret,
-    application_id: Secret,
+    token: Credential,
+    application_id: Credential,
     verbose: bool,
 }
 
 impl Discord {
-    /// Reads both secrets; the application id must be a snowflake.
+    /// The credentials of both secrets.
     pub fn from_secrets() -> Result<Self, Error> {
-        let token = secret(BOT_TOKEN)?;
-        let application_id = application_id()?;
-        if token.expose().trim().is_empty() || token.expose().contains(['\r', '\n']) {
-            return Err(Error::new(format!(
-                "secret {BOT_TOKEN} is not a bot token (empty or several lines); set it with \
-                 `narakim secret set {BOT_TOKEN} --bot BOT`"
-            )));
-        }
         Ok(Self {
-            token,
-            application_id,
+            token: credential(BOT_TOKEN)?,
+            application_id: application_id()?,
             verbose: false,
         })
     }
 
     /// Logs each request and its headers at `debug` level (see
-    /// [`Request::verbose`]); the host scrubs the token out of the log.
+    /// [`Request::verbose`]); they hold placeholders, never the token.
     pub fn verbose(mut self, verbose: bool) -> Self {
         self.verbose = verbose;
         self
     }
 
-    /// The application id (not secret in Discord's eyes, but kept as one).
-    pub fn application_id(&self) -> &str {
-        self.application_id.expose().trim()
+    /// The application id's placeholder, for a path: the host puts the id
+    /// in its place.
+    pub fn application_id(&self) -> String {
+        self.application_id.placeholder()
     }
 
     fn request(&self, method: Method, path: &str, body: &Value) -> Request {
         Request::new(method, format!("{API_BASE}{path}"))
-            .auth("Authorization", "Bot", &self.token)
+            .credential("Authorization", "Bot {}", &self.token)
             .header("User-Agent", USER_AGENT)
             .json(body)
             .verbose(self.verbose)

@@ -17,7 +17,9 @@
 
 use discord_common::{API_BASE, APPLICATION_ID, HOST, MessageBody, USER_AGENT, message_body};
 use narakim_extension::http::{self, Method, Request, StatusErrors};
-use narakim_extension::{Description, Error, Extension, export_extension, info, secret};
+use narakim_extension::{
+    Description, Error, Extension, Injection, credential, export_extension, info,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -32,8 +34,8 @@ struct Config {
     embeds: Option<Value>,
     #[serde(default)]
     allowed_mentions: Option<Value>,
-    /// Log the request as sent, headers and URL included (the host scrubs
-    /// the token and the application id out of the log).
+    /// Log the request as sent, headers and URL included (they hold
+    /// placeholders, never the token or the application id).
     #[serde(default)]
     debug: bool,
 }
@@ -64,8 +66,8 @@ impl Extension for FollowUp {
             env!("CARGO_PKG_VERSION"),
             "Answers a deferred Discord slash command by editing its original response",
         )
-        .required_secret(APPLICATION_ID, &[HOST])
-        .required_secret(INTERACTION_TOKEN, &[HOST])
+        .credential(APPLICATION_ID, &[HOST], Injection::default().in_path())
+        .credential(INTERACTION_TOKEN, &[HOST], Injection::default().in_path())
         .allowed_host(HOST)
     }
 
@@ -85,18 +87,9 @@ impl Extension for FollowUp {
         )?;
         let length = content.chars().count();
 
-        let token = secret(INTERACTION_TOKEN)?;
-        if token.expose().is_empty()
-            || !token
-                .expose()
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return Err(Error::new(format!(
-                "secret {INTERACTION_TOKEN} is not an interaction token; it comes from the \
-                 discord-interactions trigger that started this run"
-            )));
-        }
+        // Placeholders: the host puts both values into the path (each
+        // percent-encoded as a segment), so neither enters the extension.
+        let token = credential(INTERACTION_TOKEN)?;
         info!("answering the interaction with {length} characters");
         let response = http::send_with_retry(
             || {
@@ -104,8 +97,8 @@ impl Extension for FollowUp {
                     Method::Patch,
                     format!(
                         "{API_BASE}/webhooks/{}/{}/messages/@original",
-                        application_id.expose().trim(),
-                        token.expose()
+                        application_id.placeholder(),
+                        token.placeholder()
                     ),
                 )
                 .header("User-Agent", USER_AGENT)

@@ -125,7 +125,7 @@ impl Extension for RegisterCommand {
         }
 
         let discord = Discord::from_secrets()?.verbose(config.debug);
-        let application_id = discord.application_id().to_owned();
+        let application_id = discord.application_id();
         info!(
             "registering command {:?} (type {})",
             config.name, config.kind

@@ -5,13 +5,17 @@
 //! "value"}, "body": "text" or any JSON, "auth": {"secret": "NAME", "header":
 //! "Authorization", "scheme": "Bearer"}}`; only `url` is required. The URL's
 //! host is allowed for the invocation (host field `/url`); the secret named
-//! by `/auth/secret` is declared for it (secret field, any allowed host).
+//! by `/auth/secret` is declared for it (secret field, any allowed host) as
+//! a credential: the host puts its value into the header `auth.header`
+//! (default `Authorization`) after `auth.scheme` (default `Bearer`).
 //! Output: `{"status", "headers", "body"}`, the body parsed when it is JSON.
 
 use std::collections::BTreeMap;
 
 use narakim_extension::http::{self, Method, Request, Url};
-use narakim_extension::{Description, Error, Extension, export_extension, info, secret};
+use narakim_extension::{
+    Description, Error, Extension, Injection, credential, export_extension, info,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -120,7 +124,13 @@ impl Extension for HttpRequest {
             env!("CARGO_PKG_VERSION"),
             "Sends one HTTP request to the URL in its config, optionally with a secret as credentials",
         )
-        .secret_field("/auth/secret", &[])
+        // The user names the header and the scheme; the host reads them
+        // from the same config, so it substitutes only where they say.
+        .credential_field(
+            "/auth/secret",
+            &[],
+            Injection::header("{/auth/header|Authorization}", "{/auth/scheme|Bearer} {}"),
+        )
         .host_field("/url")
     }
 
@@ -164,7 +174,10 @@ impl Extension for HttpRequest {
                         "config: auth.scheme contains a line break or NUL",
                     ));
                 }
-                Some((secret(&auth.secret)?, header, scheme))
+                if scheme.contains(['{', '}']) {
+                    return Err(Error::new("config: auth.scheme may not contain braces"));
+                }
+                Some((credential(&auth.secret)?, header, scheme))
             }
         };
 
@@ -187,8 +200,8 @@ impl Extension for HttpRequest {
             if json_body && !has_header("content-type") {
                 request = request.header("Content-Type", "application/json");
             }
-            if let Some((secret, header, scheme)) = &auth {
-                request = request.auth(header, scheme, secret);
+            if let Some((credential, header, scheme)) = &auth {
+                request = request.credential(header, &format!("{scheme} {{}}"), credential);
             }
             request.body(body.clone())
         };

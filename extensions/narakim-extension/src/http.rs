@@ -30,7 +30,7 @@ use crate::bindings::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest, Scheme,
 };
 use crate::bindings::wasi::io::streams::StreamError;
-use crate::{Error, Secret};
+use crate::{Credential, Error, Secret};
 
 /// Responses larger than this are refused (16 MiB).
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
@@ -370,6 +370,15 @@ impl Request {
             format!("{scheme} {}", secret.expose())
         };
         self.header(header, value)
+    }
+
+    /// Adds header `name` holding `credential`'s placeholder as `format`
+    /// (`{}` where it goes: `"Bot {}"`). The host substitutes the value
+    /// when the description declared this header with this format for the
+    /// secret, and refuses the request otherwise.
+    pub fn credential(self, name: &str, format: &str, credential: &Credential) -> Self {
+        let value = format.replacen("{}", &credential.placeholder(), 1);
+        self.header(name, value.trim())
     }
 
     /// Adds `Authorization: Bearer SECRET`.

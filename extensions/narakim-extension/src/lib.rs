@@ -9,7 +9,12 @@
 //!   typed config and input to a typed output;
 //! - export it with [`export_extension!`].
 //!
-//! Inside `run`, use [`secret`] for declared secrets, the logging macros
+//! Inside `run`, use [`credential`] for declared secrets: it gives a
+//! placeholder that the host replaces with the value on the way out, in
+//! the places the description declares ([`Injection`]), so the extension
+//! never holds the value. [`secret`] hands over the plaintext instead, for
+//! protocols that need it inside the extension; an extension that calls it
+//! is marked as one that reveals secrets. Then use the logging macros
 //! ([`info!`], [`warn!`], …), [`http`] for outbound requests (with
 //! [`http::send_with_retry`] for rate limits and
 //! [`http::Response::error_for_status`] for clear API errors, with
@@ -18,7 +23,7 @@
 //!
 //! ```no_run
 //! use narakim_extension::http::{Method, Request};
-//! use narakim_extension::{Description, Error, Extension, export_extension, info, secret};
+//! use narakim_extension::{Description, Error, Extension, Injection, credential, export_extension, info};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Deserialize)]
@@ -40,17 +45,21 @@
 //!
 //!     fn describe() -> Description {
 //!         Description::new("weather", "0.1.0", "Fetches a forecast")
-//!             .required_secret("WEATHER_API_KEY", &["api.weather.example"])
+//!             .credential(
+//!                 "WEATHER_API_KEY",
+//!                 &["api.weather.example"],
+//!                 Injection::header("Authorization", "Bearer {}"),
+//!             )
 //!             .allowed_host("api.weather.example")
 //!     }
 //!
 //!     fn run(config: Config, _input: serde_json::Value) -> Result<Output, Error> {
-//!         let key = secret("WEATHER_API_KEY")?;
+//!         let key = credential("WEATHER_API_KEY")?;
 //!         info!("fetching the forecast for {}", config.city);
 //!         let response = narakim_extension::http::send_with_retry(
 //!             || {
 //!                 Request::new(Method::Get, format!("https://api.weather.example/v1/{}", config.city))
-//!                     .auth("Authorization", "Bearer", &key)
+//!                     .credential("Authorization", "Bearer {}", &key)
 //!             },
 //!             narakim_extension::http::DEFAULT_MAX_WAIT,
 //!         )?;
@@ -72,7 +81,7 @@ pub mod log;
 mod secret;
 pub mod template;
 
-pub use secret::{Secret, secret};
+pub use secret::{Credential, Secret, credential, secret};
 // Authors derive with these; re-exported so versions always match.
 pub use serde;
 pub use serde_json;
@@ -83,7 +92,7 @@ pub use serde_json;
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "narakim:extension/extension",
+        world: "narakim:extension/extension@0.2.0",
         generate_all,
         pub_export_macro: true,
         export_macro_name: "__export_narakim_world",
@@ -147,6 +156,63 @@ pub struct RequiredSecret {
     pub name: String,
     /// Hosts the secret may be sent to; empty: any allowed host.
     pub hosts: Vec<String>,
+    /// Where the host may put its value into a request.
+    pub injection: Injection,
+}
+
+/// Where the host may put a secret's value into an outgoing request, in
+/// place of its credential's placeholder. Anywhere else, a placeholder
+/// makes the host refuse the request.
+///
+/// ```
+/// # use narakim_extension::Injection;
+/// let discord = Injection::header("Authorization", "Bot {}");
+/// let webhook_token = Injection::default().in_path();
+/// assert!(webhook_token.path && discord.headers.len() == 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Injection {
+    /// Header names and formats: `("Authorization", "Bot {}")`. `{}` is
+    /// where the value goes; `{/pointer}` stands for a config field's text
+    /// and `{/pointer|default}` for `default` when it is absent.
+    pub headers: Vec<(String, String)>,
+    /// Anywhere in the path (as a percent-encoded segment).
+    pub path: bool,
+    /// Anywhere in the query (percent-encoded).
+    pub query: bool,
+    /// Anywhere in the body (escaped for a JSON or form body).
+    pub body: bool,
+}
+
+impl Injection {
+    /// In header `name`, as `format` (`{}` once, where the value goes).
+    pub fn header(name: &str, format: &str) -> Self {
+        Self::default().and_header(name, format)
+    }
+
+    /// In one more header.
+    pub fn and_header(mut self, name: &str, format: &str) -> Self {
+        self.headers.push((name.to_owned(), format.to_owned()));
+        self
+    }
+
+    /// Also in the path.
+    pub fn in_path(mut self) -> Self {
+        self.path = true;
+        self
+    }
+
+    /// Also in the query string.
+    pub fn in_query(mut self) -> Self {
+        self.query = true;
+        self
+    }
+
+    /// Also in the body.
+    pub fn in_body(mut self) -> Self {
+        self.body = true;
+        self
+    }
 }
 
 /// A config field whose value is the name of a secret the user chose.
@@ -156,6 +222,8 @@ pub struct SecretField {
     pub pointer: String,
     /// Hosts the named secret may be sent to; empty: any allowed host.
     pub hosts: Vec<String>,
+    /// Where the host may put its value into a request.
+    pub injection: Injection,
 }
 
 /// The static self-description of an extension, built with chained calls:
@@ -202,24 +270,42 @@ impl Description {
         }
     }
 
-    /// Declares a secret the extension always reads, sent only to `hosts`
-    /// (empty: any allowed host).
-    pub fn required_secret(mut self, name: &str, hosts: &[&str]) -> Self {
+    /// Declares a secret the extension always uses, sent only to `hosts`
+    /// (empty: any allowed host), and put into requests by the host where
+    /// `injection` says: read it with [`credential`](crate::credential).
+    pub fn credential(mut self, name: &str, hosts: &[&str], injection: Injection) -> Self {
         self.required_secrets.push(RequiredSecret {
             name: name.to_owned(),
             hosts: owned(hosts),
+            injection,
         });
         self
     }
 
-    /// Declares a config field (JSON pointer) whose value names a secret;
-    /// that secret may be sent only to `hosts` (empty: any allowed host).
-    pub fn secret_field(mut self, pointer: &str, hosts: &[&str]) -> Self {
+    /// Declares a secret the extension always reads as plaintext (with
+    /// [`secret`](crate::secret)), sent only to `hosts` (empty: any allowed
+    /// host). Prefer [`credential`](Self::credential).
+    pub fn required_secret(self, name: &str, hosts: &[&str]) -> Self {
+        self.credential(name, hosts, Injection::default())
+    }
+
+    /// Declares a config field (JSON pointer) whose value names a secret,
+    /// sent only to `hosts` (empty: any allowed host) and put into requests
+    /// where `injection` says.
+    pub fn credential_field(mut self, pointer: &str, hosts: &[&str], injection: Injection) -> Self {
         self.secret_fields.push(SecretField {
             pointer: pointer.to_owned(),
             hosts: owned(hosts),
+            injection,
         });
         self
+    }
+
+    /// Declares a config field (JSON pointer) whose value names a secret
+    /// read as plaintext; that secret may be sent only to `hosts` (empty:
+    /// any allowed host). Prefer [`credential_field`](Self::credential_field).
+    pub fn secret_field(self, pointer: &str, hosts: &[&str]) -> Self {
+        self.credential_field(pointer, hosts, Injection::default())
     }
 
     /// Allows outbound requests to `host`.
@@ -238,7 +324,17 @@ impl Description {
 
 impl From<Description> for bindings::Description {
     fn from(d: Description) -> Self {
-        use bindings::narakim::extension::types;
+        use bindings::narakim::extension0_2_0::types;
+        let rule = |i: Injection| types::Injection {
+            headers: i
+                .headers
+                .into_iter()
+                .map(|(name, format)| types::HeaderFormat { name, format })
+                .collect(),
+            path: i.path,
+            query: i.query,
+            body: i.body,
+        };
         Self {
             name: d.name,
             version: d.version,
@@ -249,6 +345,7 @@ impl From<Description> for bindings::Description {
                 .map(|s| types::RequiredSecret {
                     name: s.name,
                     hosts: s.hosts,
+                    injection: rule(s.injection),
                 })
                 .collect(),
             secret_fields: d
@@ -257,6 +354,7 @@ impl From<Description> for bindings::Description {
                 .map(|s| types::SecretField {
                     pointer: s.pointer,
                     hosts: s.hosts,
+                    injection: rule(s.injection),
                 })
                 .collect(),
             allowed_hosts: d.allowed_hosts,

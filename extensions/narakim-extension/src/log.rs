@@ -3,11 +3,11 @@
 //! [`debug!`](crate::debug), [`info!`](crate::info), [`warn!`](crate::warn),
 //! [`error!`](crate::error).
 
-pub use crate::bindings::narakim::extension::log::Level;
+pub use crate::bindings::narakim::extension0_2_0::log::Level;
 
 /// Logs one message at `level`.
 pub fn log(level: Level, message: &str) {
-    crate::bindings::narakim::extension::log::log(level, message);
+    crate::bindings::narakim::extension0_2_0::log::log(level, message);
 }
 
 /// Logs at `trace` level, `format!`-style.

@@ -13,7 +13,7 @@
 
 use narakim_extension::http::{self, ApiError, Request, StatusErrors};
 use narakim_extension::{
-    Description, Error, Extension, export_extension, info, secret, template, warn,
+    Description, Error, Extension, Injection, credential, export_extension, info, template, warn,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -267,7 +267,11 @@ impl Extension for OpenRouterChat {
             env!("CARGO_PKG_VERSION"),
             "Asks a model on OpenRouter for one chat completion",
         )
-        .required_secret(API_KEY, &[HOST])
+        .credential(
+            API_KEY,
+            &[HOST],
+            Injection::header("Authorization", "Bearer {}"),
+        )
         .allowed_host(HOST)
     }
 
@@ -300,7 +304,7 @@ impl Extension for OpenRouterChat {
         }
         let body = Value::Object(body);
 
-        let key = secret(API_KEY)?;
+        let key = credential(API_KEY)?;
         info!(
             "asking {} ({} prompt characters)",
             config.model,
@@ -309,7 +313,7 @@ impl Extension for OpenRouterChat {
         let response = http::send_with_retry(
             || {
                 Request::post(URL)
-                    .bearer(&key)
+                    .credential("Authorization", "Bearer {}", &key)
                     .header("X-Title", "narakim")
                     .json(&body)
                     .verbose(config.debug)

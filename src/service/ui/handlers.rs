@@ -71,6 +71,22 @@ fn shown_line(text: &str) -> String {
     crate::redact::printable(text).into_owned()
 }
 
+/// A recorded request as a curl command an operator can copy: values are
+/// never in a record, so `‹NAME›` stands where a credential went (put the
+/// value in by hand to replay it). `None` for records without a URL.
+fn curl(event: &crate::runtime::EgressEvent) -> Option<String> {
+    if event.url.is_empty() {
+        return None;
+    }
+    let quote = |text: &str| format!("'{}'", shown_line(text).replace('\'', "'\\''"));
+    let mut command = format!("curl -X {} {}", quote(&event.method), quote(&event.url));
+    for (name, value) in &event.headers {
+        command.push_str(" \\\n  -H ");
+        command.push_str(&quote(&format!("{name}: {value}")));
+    }
+    Some(command)
+}
+
 // ----- sign-in -----
 
 pub async fn sign_in_page(State(state): Shared, headers: HeaderMap) -> Response {
@@ -980,10 +996,12 @@ pub async fn execution(
                 .into_iter()
                 .map(|e| {
                     let (method, host) = (shown_line(&e.method), shown_line(&e.host));
-                    match e.refused {
+                    let curl = curl(&e);
+                    let line = match e.refused {
                         None => format!("{method} {host} (sent)"),
                         Some(why) => format!("{method} {host} (refused: {})", shown_line(&why)),
-                    }
+                    };
+                    pages::EgressView { line, curl }
                 })
                 .collect(),
         })
@@ -1055,6 +1073,7 @@ pub async fn extensions(State(state): Shared, signed: Signed) -> Page {
             name: e.name,
             version: e.version,
             description: shown_line(&e.description.description),
+            reveals_secrets: e.description.reveals_secrets,
             secrets: e
                 .description
                 .required_secrets

@@ -511,8 +511,16 @@ pub struct NodeView {
     pub stderr: String,
     pub output: Option<String>,
     pub error: Option<String>,
-    /// `METHOD host` and, when refused, why.
-    pub egress: Vec<String>,
+    /// Each outbound request.
+    pub egress: Vec<EgressView>,
+}
+
+/// One outbound request: `METHOD host` and, when refused, why; and the
+/// request as a curl command, with `‹NAME›` where a credential went.
+#[derive(Debug, Clone)]
+pub struct EgressView {
+    pub line: String,
+    pub curl: Option<String>,
 }
 
 #[derive(Debug)]
@@ -555,7 +563,7 @@ pub fn execution(chrome: &Chrome, v: &ExecutionDetail) -> Markup {
                     @if !n.stderr.is_empty() { h4 { "Standard error" } pre { (n.stderr) } }
                     @if let Some(o) = &n.output { h4 { "Output" } pre { (o) } }
                     h4 { "Outbound requests" }
-                    @if n.egress.is_empty() { p { "None." } } @else { ul { @for e in &n.egress { li { code { (e) } } } } }
+                    @if n.egress.is_empty() { p { "None." } } @else { ul { @for e in &n.egress { li { code { (e.line) } @if let Some(curl) = &e.curl { details { summary { "As curl" } pre.curl { (curl) } } } } } } }
                 }
             }
         },
@@ -606,6 +614,8 @@ pub struct ExtensionRow {
     pub description: String,
     /// Each required secret with the hosts it may be sent to.
     pub secrets: Vec<(String, Vec<String>)>,
+    /// Whether it imports `secrets.get`, and so holds plaintext.
+    pub reveals_secrets: bool,
 }
 
 pub fn extensions(chrome: &Chrome, rows: &[ExtensionRow]) -> Markup {
@@ -618,6 +628,11 @@ pub fn extensions(chrome: &Chrome, rows: &[ExtensionRow]) -> Markup {
                 section.extension {
                     h2 { (e.name) " " (e.version) }
                     p { (e.description) }
+                    @if e.reveals_secrets {
+                        p.reveals { strong { "⚠ Reveals secrets:" } " it reads secret values as plaintext (" code { "secrets.get" } "), so it holds them inside its sandbox." }
+                    } @else {
+                        p.credentials { "Holds placeholders only: narakim puts the values into its requests." }
+                    }
                     @if e.secrets.is_empty() { p { "Requires no secrets." } } @else {
                         table {
                             caption { "Required secrets of " (e.name) " " (e.version) }

@@ -7,16 +7,16 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "narakim:extension/extension",
+    world: "narakim:extension/extension@0.1.0",
     generate_all,
 });
 
 mod http;
 
 use http::{Request, header, kind, send, start, start_streaming, wait};
-use narakim::extension::log::{Level, log};
-use narakim::extension::secrets;
-use narakim::extension::types::{RequiredSecret, SecretField};
+use narakim::extension0_1_0::log::{Level, log};
+use narakim::extension0_1_0::secrets;
+use narakim::extension0_1_0::types::{RequiredSecret, SecretField};
 use serde_json::{Map, Value, json};
 use std::fmt::Write;
 use wasi::http::types::{Fields, Method};

@@ -2,11 +2,11 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "narakim:extension/extension",
+    world: "narakim:extension/extension@0.1.0",
     generate_all,
 });
 
-use narakim::extension::types::RequiredSecret;
+use narakim::extension0_1_0::types::RequiredSecret;
 
 struct Extension;
 

@@ -2,7 +2,7 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "narakim:extension/extension",
+    world: "narakim:extension/extension@0.1.0",
     generate_all,
 });
 

@@ -18,8 +18,8 @@ wit_bindgen::generate!({
     generate_all,
 });
 
-use narakim::extension::secrets;
-use narakim::extension::types::RequiredSecret;
+use narakim::extension0_1_0::secrets;
+use narakim::extension0_1_0::types::RequiredSecret;
 use wasi::http::types::{Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme};
 use wasi::io::streams::StreamError;
 

@@ -3,13 +3,13 @@
 
 wit_bindgen::generate!({
     path: "../../../wit",
-    world: "narakim:extension/extension",
+    world: "narakim:extension/extension@0.1.0",
     generate_all,
 });
 
-use narakim::extension::log::{Level, log};
-use narakim::extension::secrets;
-use narakim::extension::types::{RequiredSecret, SecretField};
+use narakim::extension0_1_0::log::{Level, log};
+use narakim::extension0_1_0::secrets;
+use narakim::extension0_1_0::types::{RequiredSecret, SecretField};
 
 struct WellBehaved;
 
