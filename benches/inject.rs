@@ -265,6 +265,7 @@ fn bench(c: &mut Criterion) {
     let request = |authorization: String| Request {
         method: "POST".into(),
         host: "discord.com".into(),
+        authority: "discord.com".into(),
         secure: true,
         path: "/api/v10/channels/876543210987654321/messages".into(),
         query: None,

@@ -411,6 +411,45 @@ fn deploy_and_run_flows_outputs_through_templates_and_stores_a_scrubbed_executio
         post.secrets_read.iter().all(|n| n.starts_with("DISCORD_")),
         "{post:#?}"
     );
+    // The samples hold credentials: each request names the one the host put
+    // in, shows it as ‹NAME›, and each use is audited (secret, host, bot,
+    // node).
+    assert_eq!(post.egress[0].credentials, ["DISCORD_BOT_TOKEN"]);
+    assert!(
+        post.egress[0]
+            .headers
+            .iter()
+            .any(|(n, v)| n == "authorization" && v == "Bot ‹DISCORD_BOT_TOKEN›"),
+        "{post:#?}"
+    );
+    assert_eq!(write.egress[0].credentials, ["OPENROUTER_API_KEY"]);
+    let uses: Vec<(String, String, String)> = fx
+        .engine
+        .vault()
+        .audit(None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "credential.use")
+        .map(|e| {
+            (
+                e.owner.unwrap_or_default(),
+                e.name.unwrap_or_default(),
+                e.detail,
+            )
+        })
+        .collect();
+    for (secret, detail) in [
+        ("DISCORD_BOT_TOKEN", "node post: 1 request to discord.com"),
+        (
+            "OPENROUTER_API_KEY",
+            "node write: 1 request to openrouter.ai",
+        ),
+    ] {
+        assert!(
+            uses.contains(&(BOT.into(), secret.into(), detail.into())),
+            "{uses:#?}"
+        );
+    }
     let stored_write: Value = serde_json::from_str(write.output.as_deref().unwrap()).unwrap();
     assert_eq!(stored_write["reply"], reply.as_str());
     let stored_post: Value = serde_json::from_str(post.output.as_deref().unwrap()).unwrap();
@@ -999,4 +1038,63 @@ fn fifty_concurrent_executions_all_succeed() {
             .all(|e| e.status == ExecutionStatus::Succeeded && e.finished_at.is_some())
     );
     fx.assert_engine_db_clean(&SECRET_VALUES);
+}
+
+/// A request that would carry a credential where it was not declared is
+/// refused, recorded, and audited with the secret's name, as the engine
+/// runs it.
+#[test]
+fn a_refused_credential_is_recorded_and_audited_with_its_name() {
+    let fx = fixture();
+    fx.bot(
+        "thief-bot",
+        &[("API_TOKEN", "tok-engine-refused-0123456789")],
+    );
+    fx.tokio.block_on(async {
+        let mut registry = Registry::open(&fx.data_dir, fx.engine.runtime()).unwrap();
+        registry
+            .install(&common::guests::component("thief"))
+            .await
+            .unwrap();
+    });
+    fx.engine
+        .deploy(
+            "thief-bot",
+            &graph(json!({
+                "name": "steal",
+                "nodes": [{"id": "grab", "extension": "thief", "config": {"mode": "query"}}]
+            })),
+        )
+        .unwrap();
+    let report = fx.run("thief-bot", json!({})).unwrap();
+    assert_eq!(report.status, ExecutionStatus::Failed, "{report:#?}");
+    let (_, runs) = fx.engine.store().execution(&report.id).unwrap().unwrap();
+    let event = &runs[0].egress[0];
+    assert_eq!(event.credentials, ["API_TOKEN"], "{event:#?}");
+    assert!(
+        event
+            .refused
+            .as_deref()
+            .is_some_and(|r| r.contains("API_TOKEN") && r.contains("query")),
+        "{event:#?}"
+    );
+    assert!(event.url.contains("?key=‹API_TOKEN›"), "{event:#?}");
+    let refused: Vec<_> = fx
+        .engine
+        .vault()
+        .audit(None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "credential.refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0].owner.as_deref(), Some("thief-bot"));
+    assert_eq!(refused[0].name.as_deref(), Some("API_TOKEN"));
+    assert!(
+        refused[0]
+            .detail
+            .starts_with("node grab: 1 request to api.example.test refused: "),
+        "{refused:#?}"
+    );
+    assert!(!format!("{runs:?}{refused:?}").contains("tok-engine-refused"));
 }

@@ -49,8 +49,14 @@ async fn echo() -> Echo {
                         .find_map(|l| l.strip_prefix("authorization: "))
                         .unwrap_or("")
                         .to_owned();
+                    // On /gzip it claims a compressed body whatever was asked.
+                    let encoding = if text.starts_with("POST /gzip") {
+                        "content-encoding: gzip\r\n"
+                    } else {
+                        ""
+                    };
                     let head = format!(
-                        "HTTP/1.1 200 OK\r\nx-echo-authorization: {auth}\r\ncontent-length: {}\r\n\r\n",
+                        "HTTP/1.1 200 OK\r\nx-echo-authorization: {auth}\r\n{encoding}content-length: {}\r\n\r\n",
                         request.len()
                     );
                     if conn.write_all(head.as_bytes()).await.is_err()
@@ -188,6 +194,7 @@ fn a_placeholder_anywhere_else_is_refused_and_nothing_leaves() {
         (r#"{"mode":"body-escaped"}"#, "escaped in the body"),
         (r#"{"mode":"query-escaped"}"#, "escaped in the query"),
         (r#"{"mode":"upper"}"#, "header x-debug"),
+        (r#"{"mode":"userinfo"}"#, "authority"),
         // An allowed host the secret is not bound to.
         (
             r#"{"mode":"header","host":"hooks.example.test"}"#,
@@ -268,4 +275,37 @@ fn the_mark_says_which_components_can_hold_plaintext() {
         .unwrap();
     assert_eq!(old.description().wit, "0.1.0");
     assert!(old.description().reveals_secrets);
+}
+
+#[test]
+fn a_credentialed_request_cannot_ask_for_a_piece_or_a_compressed_echo() {
+    let f = fixture();
+    // A byte range of the echo would hand over the value piece by piece.
+    let outcome = f.invoke(r#"{"mode":"range"}"#);
+    let reason = outcome.egress[0].refused.clone().unwrap_or_default();
+    assert!(reason.contains("byte range"), "{reason}");
+    assert!(f.seen().is_empty(), "a refused request left");
+    // The request goes out asking for identity, whatever the guest asked;
+    // a compressed answer anyway never reaches the guest.
+    let outcome = f.invoke(r#"{"mode":"compressed"}"#);
+    let error = outcome.result.clone().unwrap_err();
+    assert!(error.contains("HttpResponseContentCoding"), "{error}");
+    let reason = outcome.egress[0].refused.clone().unwrap_or_default();
+    assert!(reason.contains("encoded (gzip)"), "{reason}");
+    let seen = f.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].contains("accept-encoding: identity\r\n"),
+        "{}",
+        seen[0]
+    );
+    assert!(!seen[0].contains("accept-encoding: gzip"), "{}", seen[0]);
+    assert!(!everything(&outcome).contains(TOKEN));
+}
+
+#[test]
+fn asking_again_and_again_holds_one_placeholder() {
+    let f = fixture();
+    let outcome = f.invoke(r#"{"mode":"many"}"#);
+    assert_eq!(outcome.result.unwrap(), r#"{"same":true}"#);
 }

@@ -80,6 +80,14 @@ fn the_web_ui_in_a_real_browser() {
         component("well-behaved").to_str().unwrap(),
     ])
     .ok();
+    // Built against 0.2.0 and holding placeholders only: the Extensions
+    // page marks the two kinds apart.
+    v.run(&[
+        "extension",
+        "install",
+        component("placeholders").to_str().unwrap(),
+    ])
+    .ok();
     // A sibling bot whose hostile node writes text meant to become markup.
     v.run(&[
         "extension",

@@ -819,4 +819,45 @@ mod tests {
         reordered.allowed_hosts.reverse();
         assert!(DescriptionDiff::between(&before, &reordered).is_empty());
     }
+
+    #[test]
+    fn a_version_that_starts_revealing_or_moves_a_credential_says_so() {
+        let before = ExtensionDescription {
+            name: "x".into(),
+            version: "0.1.0".into(),
+            description: String::new(),
+            required_secrets: vec![RequiredSecret {
+                name: "TOKEN".into(),
+                hosts: vec!["a.example".into()],
+                injection: crate::runtime::InjectionRule {
+                    headers: vec![crate::runtime::HeaderFormat {
+                        name: "authorization".into(),
+                        format: "Bot {}".into(),
+                    }],
+                    ..Default::default()
+                },
+            }],
+            secret_fields: vec![],
+            allowed_hosts: vec!["a.example".into()],
+            host_fields: vec![],
+            wit: "0.2.0".into(),
+            reveals_secrets: false,
+        };
+        let mut after = before.clone();
+        after.reveals_secrets = true;
+        after.required_secrets[0].injection.query = true;
+        let diff = DescriptionDiff::between(&before, &after);
+        assert!(!diff.is_empty());
+        let text = diff.to_string();
+        assert!(
+            text.contains("+ reveals secrets: imports secrets.get"),
+            "{text}"
+        );
+        assert!(
+            text.contains("~ where the host puts TOKEN into requests"),
+            "{text}"
+        );
+        let back = DescriptionDiff::between(&after, &before).to_string();
+        assert!(back.contains("- reveals secrets"), "{back}");
+    }
 }

@@ -660,7 +660,14 @@ async fn send(
     drop(share);
     match sent {
         Ok(response) => {
-            let response = reflect(invocation, response);
+            let response = match reflect(invocation, response) {
+                Ok(response) => response,
+                Err(reason) => {
+                    let shown = shown.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    invocation.record(&method, &host, Some(reason), shown.unwrap_or_default());
+                    return Err(HttpError::HttpResponseContentCoding(None));
+                }
+            };
             invocation.record(
                 &method,
                 &host,
@@ -706,6 +713,10 @@ fn substitute(
     let mut request = inject::Request {
         method: parts.method.to_string(),
         host: parts.uri.host().unwrap_or_default().to_ascii_lowercase(),
+        authority: parts
+            .uri
+            .authority()
+            .map_or_else(String::new, |a| a.as_str().to_owned()),
         secure: https,
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
@@ -722,6 +733,29 @@ fn substitute(
     if uses.is_empty() {
         return Ok(());
     }
+    // The reflector must see the bytes the guest will read: a piece of an
+    // echo (a byte range) or a compressed one would carry the value past it.
+    let names = || {
+        let mut names: Vec<&str> = uses.iter().map(|u| u.name.as_str()).collect();
+        names.dedup();
+        names.join(", ")
+    };
+    if request
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("range") || n.eq_ignore_ascii_case("if-range"))
+    {
+        return Err(format!(
+            "a request carrying the credential of {} may not ask for a byte range (Range), which could return pieces of the value",
+            names()
+        ));
+    }
+    request
+        .headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("accept-encoding"));
+    request
+        .headers
+        .push(("accept-encoding".into(), b"identity".to_vec()));
     let path_and_query = match &request.query {
         Some(query) => format!("{}?{query}", request.path),
         None => request.path.clone(),
@@ -756,36 +790,66 @@ fn substitute(
 fn reflect(
     invocation: &InvocationEgress,
     response: http::Response<WasiBody>,
-) -> http::Response<WasiBody> {
+) -> Result<http::Response<WasiBody>, String> {
     let credentials = invocation
         .credentials
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     if credentials.is_empty() {
-        return response;
+        return Ok(response);
     }
     let (mut parts, body) = response.into_parts();
-    for value in parts.headers.values_mut() {
-        let reflected = credentials.reflect(value.as_bytes());
-        if reflected != value.as_bytes()
-            && let Ok(new) = http::HeaderValue::from_bytes(&reflected)
-        {
-            *value = new;
-        }
+    // A body the reflector cannot read (compressed although the request
+    // asked for identity) does not reach the guest.
+    if let Some(encoding) = parts
+        .headers
+        .get(http::header::CONTENT_ENCODING)
+        .filter(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(format!(
+            "the response is encoded ({}), so narakim cannot put placeholders back over the credential's value; it was not handed to the extension",
+            String::from_utf8_lossy(encoding.as_bytes())
+        ));
     }
+    reflect_headers(&credentials, &mut parts.headers);
     let body = ReflectBody {
         inner: body,
         reflector: credentials.reflector(),
+        credentials: invocation.credentials.clone(),
         trailers: None,
         done: false,
     };
-    http::Response::from_parts(parts, body.boxed_unsync())
+    Ok(http::Response::from_parts(parts, body.boxed_unsync()))
+}
+
+/// Header values with each credential's value put back as its
+/// placeholder; a header whose name holds a value is dropped.
+fn reflect_headers(credentials: &Credentials, headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|n| credentials.reflect(n.as_str().as_bytes()) != n.as_str().as_bytes())
+        .cloned()
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for value in headers.values_mut() {
+        let reflected = credentials.reflect(value.as_bytes());
+        if reflected != value.as_bytes() {
+            match http::HeaderValue::from_bytes(&reflected) {
+                Ok(new) => *value = new,
+                Err(_) => *value = http::HeaderValue::from_static(""),
+            }
+        }
+    }
 }
 
 /// A response body passed through an [`inject::Reflector`].
 struct ReflectBody {
     inner: WasiBody,
     reflector: inject::Reflector,
+    /// For the trailers' values.
+    credentials: Arc<Mutex<Credentials>>,
     /// Trailers wait until the held-back bytes are out.
     trailers: Option<http::HeaderMap>,
     done: bool,
@@ -820,7 +884,10 @@ impl http_body::Body for ReflectBody {
                         }
                     }
                     Err(frame) => {
-                        if let Ok(trailers) = frame.into_trailers() {
+                        if let Ok(mut trailers) = frame.into_trailers() {
+                            let credentials =
+                                this.credentials.lock().unwrap_or_else(|e| e.into_inner());
+                            reflect_headers(&credentials, &mut trailers);
                             this.trailers = Some(trailers);
                         }
                     }

@@ -62,7 +62,11 @@ struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
+    /// The host the request goes to (lower case, no port or user info).
     pub host: String,
+    /// The whole authority as the guest wrote it (user info and port
+    /// included), where no placeholder may stand.
+    pub authority: String,
     /// HTTPS, or an operator-mapped upstream (the caller decides).
     pub secure: bool,
     pub path: String,
@@ -186,8 +190,10 @@ fn tokens(text: &[u8]) -> Vec<(usize, String)> {
 }
 
 impl Credentials {
-    /// A new placeholder for `name`, bound to `hosts`, substitutable where
-    /// `injection` says.
+    /// The placeholder for `name`, bound to `hosts`, substitutable where
+    /// `injection` says: new for the invocation's first request of `name`,
+    /// the same one after that (so a guest asking in a loop holds one entry,
+    /// not one per call).
     pub fn issue(
         &mut self,
         name: &str,
@@ -195,6 +201,9 @@ impl Credentials {
         hosts: Vec<String>,
         injection: Injection,
     ) -> String {
+        if let Some((hex, _)) = self.by_token.iter().find(|(_, e)| e.name == name) {
+            return format!("{PREFIX}{hex}");
+        }
         let mut bits = [0u8; TOKEN_HEX / 2];
         getrandom::fill(&mut bits).expect("the OS random source works");
         let hex: String = bits.iter().map(|b| format!("{b:02x}")).collect();
@@ -271,7 +280,7 @@ impl Credentials {
         };
         for (part, text) in [
             ("method", request.method.as_bytes()),
-            ("host", request.host.as_bytes()),
+            ("authority", request.authority.as_bytes()),
         ] {
             if let Some(e) = self.scan(part, text)?.first() {
                 return Err(undeclared(e, part));
@@ -567,6 +576,7 @@ mod tests {
         Request {
             method: "POST".into(),
             host: "discord.com".into(),
+            authority: "discord.com".into(),
             secure: true,
             path: "/api/v10/channels/1/messages".into(),
             query: None,
@@ -601,6 +611,10 @@ mod tests {
             request(vec![("authorization", format!("Basic {p}"))]),
             request(vec![("authorization", format!("Bot {p}{p}"))]),
             request(vec![(p.as_str(), "x".into())]),
+            Request {
+                authority: format!("{p}@discord.com"),
+                ..request(vec![])
+            },
             Request {
                 path: format!("/x/{p}"),
                 ..request(vec![])
@@ -729,6 +743,19 @@ mod tests {
             assert!(!out.contains("s3cr"), "chunks of {size}: {out}");
             assert_eq!(out.matches(&p).count(), 4, "chunks of {size}: {out}");
         }
+    }
+
+    #[test]
+    fn one_placeholder_per_secret_per_invocation() {
+        let (mut c, p) = creds();
+        let again = c.issue(
+            "DISCORD_BOT_TOKEN",
+            Zeroizing::new(TOKEN.into()),
+            vec!["discord.com".into()],
+            Injection::default(),
+        );
+        assert_eq!(p, again);
+        assert_eq!(c.by_token.len(), 1);
     }
 
     #[test]

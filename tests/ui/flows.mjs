@@ -299,6 +299,12 @@ assert.equal((await page.locator("tr[data-secret=APP_ID] td.version").textConten
 console.log("step:", (step = "extensions"));
 await page.goto(`${BASE}/ui/extensions`);
 await page.getByText("api.example.test").first().waitFor();
+// The reveals-secrets mark: 0.1.0 components read plaintext; the 0.2.0 one
+// holds placeholders only.
+const section = (name) => page.locator("section.extension", { has: page.getByRole("heading", { name: new RegExp(`^${name} `) }) });
+assert.match(await section("well-behaved").textContent(), /Reveals secrets/);
+assert.match(await section("placeholders").textContent(), /Holds placeholders only/);
+assert.doesNotMatch(await section("placeholders").textContent(), /Reveals secrets/);
 await shot(page, "extensions");
 
 // What a hostile extension wrote is shown as text: no markup, no

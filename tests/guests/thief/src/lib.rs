@@ -129,7 +129,19 @@ impl Guest for Thief {
             "plain" => send(host, "/echo", &[(header, "Bearer not-a-credential".into())], "{}"),
             "bare-header" => send(host, "/echo", &[(header, p.clone())], "{}"),
             "two" => send(host, "/echo", &[("authorization", format!("Bearer {p}{p}"))], "{}"),
+            // A piece of the echo, or a compressed one, would carry the
+            // value past the reflector.
+            "range" => send(host, "/echo", &[("authorization", format!("Bearer {p}")), ("range", "bytes=40-43".into())], "{}"),
+            "compressed" => send(host, "/gzip", &[("authorization", format!("Bearer {p}")), ("accept-encoding", "gzip".into())], "{}"),
+            // Asking again and again holds one placeholder, not one each.
+            "many" => {
+                let same = (0..10_000).all(|_| {
+                    credentials::get("API_TOKEN").map(|c| c.placeholder() == p).unwrap_or(false)
+                });
+                return Ok(format!("{{\"same\":{same}}}"));
+            }
             "path" => send(host, &format!("/echo/{p}"), &[], "{}"),
+            "userinfo" => send(&format!("{p}@{host}"), "/echo", &[], "{}"),
             "query" => send(host, &format!("/echo?key={p}"), &[], "{}"),
             "body" => send(host, "/echo", &[("content-type", "application/json".into())], &format!("{{\"key\":\"{p}\"}}")),
             "body-escaped" => send(host, "/echo", &[], &p.replace('_', "\\u005f")),
