@@ -18,13 +18,15 @@ use common::{TestVault, assert_absent};
 
 /// What the browser types: the team secret, the bot's token, the team
 /// secret's second version, a stale tab's value (never stored) and the
-/// webhook trigger's key.
-const CANARIES: [&str; 5] = [
+/// webhook trigger's key; and the courier bot's credential, which its
+/// extension never holds and no page may show.
+const CANARIES: [&str; 6] = [
     "canary-team-APPID-q8Lw2Xz4Pk7Hm3Vn",
     "canary-bot-TOKEN-R3vN8mQ1sY6TjB0c",
     "canary-team-APPID2-d5Fg7Hj9Kl1Zx3",
     "canary-stale-TAB-w2Er4Ty6Ui8Op0As",
     "canary-hook-KEY-z7Xc5Vb3Nm1Qa9Sd",
+    "canary-courier-CRED-h4Jk6Lm8Nb0Vc2",
 ];
 
 const CAPS: [&str; 6] = [
@@ -117,6 +119,40 @@ fn the_web_ui_in_a_real_browser() {
     ])
     .ok();
     v.run(&["run", "sibling"]).fails_with("failed");
+
+    // A bot whose 0.2.0 node sends its credential to a loopback stand-in:
+    // the request record shows ‹API_TOKEN› and copies as curl.
+    let stand_in = common::recorder::Recorder::start(false);
+    v.run(&["bot", "create", "courier", "--team", "ops"]).ok();
+    v.run(&["extension", "install", component("thief").to_str().unwrap()])
+        .ok();
+    v.set("API_TOKEN", "--bot", "courier", CANARIES[5]);
+    let courier = v.root.path().join("courier.json");
+    std::fs::write(
+        &courier,
+        r#"{"nodes": [{"id": "send", "extension": "thief", "config": {"mode": "header"}}]}"#,
+    )
+    .unwrap();
+    v.run(&[
+        "bot",
+        "deploy",
+        "courier",
+        "--graph",
+        courier.to_str().unwrap(),
+    ])
+    .ok();
+    v.run(&[
+        "run",
+        "courier",
+        "--upstream",
+        &format!("api.example.test=http://127.0.0.1:{}", stand_in.port),
+    ])
+    .ok();
+    let sent = String::from_utf8_lossy(&stand_in.requests().concat()).into_owned();
+    assert!(
+        sent.contains(&format!("authorization: Bearer {}", CANARIES[5])),
+        "the host did not put the credential in: {sent}"
+    );
 
     let mut team_args = vec!["--team", "ops", "--can"];
     team_args.extend(CAPS);

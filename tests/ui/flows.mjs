@@ -322,6 +322,19 @@ assert.ok(shownLogs.includes("\\u{202e}desrever\\x1b[31m"), "bidi or escape char
 { const t = await page.locator("main").textContent(); const i = t.indexOf("\u202e"); assert.ok(i < 0, "a bidi override reached the page: " + JSON.stringify(t.slice(Math.max(0, i - 200), i + 20))); }
 await shot(page, "dossier-execution-hostile");
 
+// A credential's request: the record says which secret went where, and
+// copies as curl, with no value and no placeholder in it.
+console.log("step:", (step = "outbound request as curl"));
+await page.goto(`${BASE}/ui/teams/ops/bots/courier/executions`);
+await Promise.all([page.waitForNavigation(), page.locator("#executions tbody a").first().click()]);
+assert.equal((await page.locator("dd.status").textContent()).trim(), "succeeded");
+await page.getByText("As curl").click();
+const curl = await page.locator("pre.curl").textContent();
+assert.ok(curl.startsWith("curl -X 'POST' 'https://api.example.test/echo'"), curl);
+assert.ok(curl.includes("'authorization: Bearer ‹API_TOKEN›'"), curl);
+assert.ok(!curl.includes("nrkph_"), curl);
+await shot(page, "dossier-execution-curl");
+
 console.log("step:", (step = "sign out"));
 await Promise.all([page.waitForNavigation(), page.getByRole("button", { name: "Sign out" }).click()]);
 assert.equal(new URL(page.url()).pathname, "/ui/sign-in");

@@ -612,8 +612,9 @@ pub struct ExtensionRow {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// Each required secret with the hosts it may be sent to.
-    pub secrets: Vec<(String, Vec<String>)>,
+    /// Each required secret with the hosts it may be sent to and where the
+    /// host puts it into requests (empty: read as plaintext).
+    pub secrets: Vec<(String, Vec<String>, String)>,
     /// Whether it imports `secrets.get`, and so holds plaintext.
     pub reveals_secrets: bool,
 }
@@ -636,9 +637,13 @@ pub fn extensions(chrome: &Chrome, rows: &[ExtensionRow]) -> Markup {
                     @if e.secrets.is_empty() { p { "Requires no secrets." } } @else {
                         table {
                             caption { "Required secrets of " (e.name) " " (e.version) }
-                            thead { tr { th scope="col" { "Secret" } th scope="col" { "May be sent to" } } }
-                            tbody { @for (name, hosts) in &e.secrets {
-                                tr { th scope="row" { code { (name) } } td { @if hosts.is_empty() { "no host (used inside the extension only)" } @else { (hosts.join(", ")) } } }
+                            thead { tr { th scope="col" { "Secret" } th scope="col" { "May be sent to" } th scope="col" { "Put into requests by narakim" } } }
+                            tbody { @for (name, hosts, places) in &e.secrets {
+                                tr {
+                                    th scope="row" { code { (name) } }
+                                    td { @if hosts.is_empty() { "no host (used inside the extension only)" } @else { (hosts.join(", ")) } }
+                                    td { @if places.is_empty() { "nowhere (read as plaintext)" } @else { code { (places) } } }
+                                }
                             } }
                         }
                     }
