@@ -433,8 +433,69 @@ fn the_samples_describe_themselves_as_documented() {
     )
     .unwrap();
     assert_eq!(shown["secret_fields"][0]["pointer"], "/auth/secret");
+    assert_eq!(
+        shown["secret_fields"][0]["injection"],
+        serde_json::json!({"headers": [{
+            "name": "{/auth/header|Authorization}",
+            "format": "{/auth/scheme|Bearer} {}"
+        }]})
+    );
     assert_eq!(shown["host_fields"], serde_json::json!(["/url"]));
     assert_eq!(shown["required_secrets"], serde_json::json!([]));
+}
+
+/// No sample ever holds a plaintext: each is built against 0.2.0, takes
+/// every secret as a credential with a declared place, and does not import
+/// `secrets.get`.
+#[test]
+fn no_sample_reveals_a_secret() {
+    let v = TestVault::new();
+    for (name, places) in [
+        (
+            "discord-send-message",
+            vec![
+                serde_json::json!({"headers": [{"name": "Authorization", "format": "Bot {}"}]}),
+                serde_json::json!({"path": true}),
+            ],
+        ),
+        (
+            "discord-register-command",
+            vec![
+                serde_json::json!({"headers": [{"name": "Authorization", "format": "Bot {}"}]}),
+                serde_json::json!({"path": true}),
+            ],
+        ),
+        (
+            "discord-followup",
+            vec![
+                serde_json::json!({"path": true}),
+                serde_json::json!({"path": true}),
+            ],
+        ),
+        (
+            "openrouter-chat",
+            vec![
+                serde_json::json!({"headers": [{"name": "Authorization", "format": "Bearer {}"}]}),
+            ],
+        ),
+        ("http-request", vec![]),
+    ] {
+        let path = extension(name);
+        let shown: serde_json::Value = serde_json::from_str(
+            v.run(&["extension", "inspect", path.to_str().unwrap()])
+                .ok(),
+        )
+        .unwrap();
+        assert_eq!(shown["wit"], "0.2.0", "{name}");
+        assert_eq!(shown["reveals_secrets"], false, "{name}");
+        let found: Vec<&serde_json::Value> = shown["required_secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| &s["injection"])
+            .collect();
+        assert_eq!(found, places.iter().collect::<Vec<_>>(), "{name}");
+    }
 }
 
 const CHAT: &str = "openrouter-chat";

@@ -906,6 +906,54 @@ mod tests {
     }
 
     #[test]
+    fn injection_formats_take_the_users_header_and_scheme_from_the_config() {
+        let mut d = described(&[], &[]);
+        d.secret_fields[0].injection = InjectionRule {
+            headers: vec![HeaderFormat {
+                name: "{/auth/header|Authorization}".into(),
+                format: "{/auth/scheme|Bearer} {}".into(),
+            }],
+            ..InjectionRule::default()
+        };
+        validate_injection("field", &d.secret_fields[0].injection).unwrap();
+        let plan = |config: &str| d.plan(config).map(|p| p.injection.get("KEY").cloned());
+        let defaults = plan(r#"{"auth":{"secret":"KEY"}}"#).unwrap().unwrap();
+        assert_eq!(
+            defaults.headers,
+            [("authorization".into(), "Bearer {}".into())]
+        );
+        let chosen = plan(r#"{"auth":{"secret":"KEY","header":"X-Api-Key","scheme":""}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(chosen.headers, [("x-api-key".into(), " {}".into())]);
+        // The config cannot smuggle another slot or a line break in.
+        for bad in [
+            r#"{"auth":{"secret":"KEY","scheme":"{} x"}}"#,
+            r#"{"auth":{"secret":"KEY","header":"a\r\nb"}}"#,
+            r#"{"auth":{"secret":"KEY","scheme":7}}"#,
+        ] {
+            assert!(plan(bad).is_err(), "{bad}");
+        }
+        // Malformed declarations are refused at load.
+        for (name, format) in [
+            ("x", "Bot"),
+            ("x", "{} {}"),
+            ("{}", "{}"),
+            ("x", "{oops} {}"),
+            ("x", "{}}"),
+        ] {
+            let rule = InjectionRule {
+                headers: vec![HeaderFormat {
+                    name: name.into(),
+                    format: format.into(),
+                }],
+                ..InjectionRule::default()
+            };
+            assert!(validate_injection("r", &rule).is_err(), "{name} {format}");
+        }
+    }
+
+    #[test]
     fn a_secret_field_only_narrows_a_required_secrets_binding() {
         let hosts = |d: &ExtensionDescription, config: &str| {
             let mut v: Vec<String> = d.plan(config).unwrap().bound["TOKEN"]
