@@ -22,14 +22,16 @@
 #[path = "support/wasm.rs"]
 mod wasm;
 
+#[path = "support/bare.rs"]
+mod bare_host;
+
+use bare_host::BareState;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use narakim::runtime::inject::{Credentials, Injection, Request};
 use narakim::runtime::{Limits, Runtime, Upstream};
-use narakim::vault::{KeySource, Scope, SecretName, SecretValue, Vault, VaultConfig};
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use zeroize::Zeroizing;
 
 pub struct BareCredential;
@@ -51,31 +53,6 @@ mod bare {
 }
 
 use bare::narakim::extension0_2_0 as v2;
-
-struct BareState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for BareState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for BareState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
-        }
-    }
-}
 
 impl v2::credentials::Host for BareState {
     fn get(
@@ -172,28 +149,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
 
-    let data = tempfile::tempdir().unwrap();
-    let config = VaultConfig::new(
-        data.path().join("data"),
-        KeySource::File(data.path().join("config/master.key")),
-    );
-    Vault::init(&config).unwrap();
-    let mut vault = Vault::open(config).unwrap();
-    vault.create_team("ops").unwrap();
-    vault.create_bot("greeter", "ops").unwrap();
-    let bot = Scope::Bot("greeter".into());
-    for (name, value) in [
-        ("API_TOKEN", "tok-3f9a8b7c6d5e4f3a2b1c"),
-        ("APP_ID", "app-1234567890"),
-    ] {
-        vault
-            .set_secret(
-                &bot,
-                &SecretName::new(name).unwrap(),
-                &SecretValue::new(value.into()).unwrap(),
-            )
-            .unwrap();
-    }
+    let (_data, vault) = bare_host::vault_with_two_secrets();
     let port = echo();
     let runtime = Runtime::new(Limits::default(), None)
         .unwrap()
@@ -233,14 +189,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("bare_wasmtime", |b| {
         b.iter(|| {
             tokio.block_on(async {
-                let mut store = Store::new(
-                    &engine,
-                    BareState {
-                        wasi: WasiCtx::builder().build(),
-                        http: WasiHttpCtx::new(),
-                        table: ResourceTable::new(),
-                    },
-                );
+                let mut store = Store::new(&engine, BareState::new());
                 store.set_epoch_deadline(1_000_000);
                 let instance = pre.instantiate_async(&mut store).await.unwrap();
                 let out = instance.call_run(&mut store, "{}", "{}").await.unwrap();

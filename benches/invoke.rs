@@ -26,13 +26,15 @@
 #[path = "support/wasm.rs"]
 mod wasm;
 
+#[path = "support/bare.rs"]
+mod bare_host;
+
+use bare_host::BareState;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use narakim::runtime::{ExecutionGuard, Limits, Runtime};
-use narakim::vault::{KeySource, Scope, SecretName, SecretValue, Vault, VaultConfig};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 mod bare {
     wasmtime::component::bindgen!({
@@ -47,31 +49,6 @@ mod bare {
             "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         },
     });
-}
-
-struct BareState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    table: ResourceTable,
-}
-
-impl WasiView for BareState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for BareState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
-        }
-    }
 }
 
 impl bare::narakim::extension0_1_0::secrets::Host for BareState {
@@ -105,28 +82,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
 
     // narakim: a real vault with the two secrets.
-    let dir = tempfile::tempdir().unwrap();
-    let config = VaultConfig::new(
-        dir.path().join("data"),
-        KeySource::File(dir.path().join("config/master.key")),
-    );
-    Vault::init(&config).unwrap();
-    let mut vault = Vault::open(config).unwrap();
-    vault.create_team("ops").unwrap();
-    vault.create_bot("greeter", "ops").unwrap();
-    let bot = Scope::Bot("greeter".into());
-    for (name, value) in [
-        ("API_TOKEN", "tok-3f9a8b7c6d5e4f3a2b1c"),
-        ("APP_ID", "app-1234567890"),
-    ] {
-        vault
-            .set_secret(
-                &bot,
-                &SecretName::new(name).unwrap(),
-                &SecretValue::new(value.into()).unwrap(),
-            )
-            .unwrap();
-    }
+    let (_dir, vault) = bare_host::vault_with_two_secrets();
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let extension = tokio.block_on(runtime.load(&path)).unwrap();
 
@@ -203,14 +159,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 tokio.block_on(async {
-                    let mut store = Store::new(
-                        engine,
-                        BareState {
-                            wasi: WasiCtx::builder().build(),
-                            http: WasiHttpCtx::new(),
-                            table: ResourceTable::new(),
-                        },
-                    );
+                    let mut store = Store::new(engine, BareState::new());
                     store.set_epoch_deadline(1_000_000);
                     let instance = pre.instantiate_async(&mut store).await.unwrap();
                     let out = instance.call_run(&mut store, "{}", "{}").await.unwrap();
