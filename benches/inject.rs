@@ -105,6 +105,7 @@ fn echo() -> u16 {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
+            let _ = conn.set_nodelay(true);
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -127,12 +128,15 @@ fn echo() -> u16 {
                         }
                     };
                     let request: Vec<u8> = buf.drain(..end).collect();
-                    let head = format!(
+                    // One write: a head and a body written apart would wait
+                    // out Nagle and a delayed ACK (40 ms) on every request.
+                    let mut answer = format!(
                         "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
                         request.len()
-                    );
-                    if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&request).is_err()
-                    {
+                    )
+                    .into_bytes();
+                    answer.extend_from_slice(&request);
+                    if conn.write_all(&answer).is_err() {
                         return;
                     }
                 }
