@@ -226,7 +226,7 @@ fn bench(c: &mut Criterion) {
             ("authorization".into(), authorization.into_bytes()),
             (
                 "user-agent".into(),
-                b"DiscordBot (https://github.com/narakim/narakim, 0.1.0)".to_vec(),
+                b"DiscordBot (https://github.com/narakim/narakim, 0.2.0)".to_vec(),
             ),
             ("content-type".into(), b"application/json".to_vec()),
             ("content-length".into(), body.len().to_string().into_bytes()),

@@ -18,7 +18,7 @@ const GRAPH: &str = r#"{
   "nodes": [
     {"id": "write", "extension": "openrouter-chat",
      "config": {"model": "openai/gpt-4o-mini", "prompt": "Welcome {{trigger.user}}", "debug": true}},
-    {"id": "post", "extension": "discord-send-message@0.1.0", "depends_on": ["write"],
+    {"id": "post", "extension": "discord-send-message@0.2.0", "depends_on": ["write"],
      "config": {"channel_id": "876543210987654321", "content": "{{nodes.write.output.reply}}", "debug": true}}
   ]
 }"#;
@@ -114,7 +114,7 @@ fn install_check_deploy_run_and_read_executions() {
             .vault
             .run(&["extension", "install", path.to_str().unwrap()]);
         assert!(
-            out.ok().contains(&format!("installed {name} 0.1.0")),
+            out.ok().contains(&format!("installed {name} 0.2.0")),
             "{out:?}"
         );
         // Installing again changes nothing.

@@ -1546,7 +1546,7 @@ fn extensions_are_uploaded_installed_listed_and_shown_over_the_api() {
     assert_eq!(list["extensions"][0]["name"], "http-request");
     let shown = s.call("GET", "/api/v1/extensions/http-request", Some(&ops), None);
     assert_eq!(shown.status, 200, "{shown:?}");
-    assert_eq!(shown.json()["versions"], json!(["0.1.0"]));
+    assert_eq!(shown.json()["versions"], json!(["0.2.0"]));
     assert_problem(
         &s.call("GET", "/api/v1/extensions/nope", Some(&ops), None),
         404,

@@ -14,7 +14,7 @@ pub const API_BASE: &str = "https://discord.com/api/v10";
 /// The only host the Discord extensions talk to.
 pub const HOST: &str = "discord.com";
 /// Discord requires this form: `DiscordBot ($url, $versionNumber)`.
-pub const USER_AGENT: &str = "DiscordBot (https://github.com/narakim/narakim, 0.1.0)";
+pub const USER_AGENT: &str = "DiscordBot (https://github.com/narakim/narakim, 0.2.0)";
 /// The bot token (`Authorization: Bot …`).
 pub const BOT_TOKEN: &str = "DISCORD_BOT_TOKEN";
 /// The application (client) id, a snowflake.
