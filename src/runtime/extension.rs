@@ -61,6 +61,10 @@ impl InjectionRule {
             .headers
             .iter()
             .map(|h| {
+                // Most rules name no config field: nothing to resolve.
+                if !h.name.contains('{') && !h.format.contains("{/") {
+                    return Ok((h.name.to_ascii_lowercase(), h.format.clone()));
+                }
                 Ok((
                     expand(&h.name, config, false)?.to_ascii_lowercase(),
                     expand(&h.format, config, true)?,
