@@ -301,6 +301,12 @@ fn a_credentialed_request_cannot_ask_for_a_piece_or_a_compressed_echo() {
     );
     assert!(!seen[0].contains("accept-encoding: gzip"), "{}", seen[0]);
     assert!(!everything(&outcome).contains(TOKEN));
+    // A host that never received the value may answer compressed: the
+    // request goes as the guest built it, and the answer reaches it.
+    let outcome = f.invoke(r#"{"mode":"plain-compressed","host":"hooks.example.test"}"#);
+    assert!(outcome.result.is_ok(), "{outcome:?}");
+    let seen = f.hooks.seen.lock().unwrap().clone();
+    assert!(seen[0].contains("accept-encoding: gzip\r\n"), "{}", seen[0]);
 }
 
 #[test]

@@ -192,6 +192,8 @@ pub(crate) struct InvocationEgress {
     owner: String,
     /// The placeholders the invocation was issued (`credentials.get`).
     credentials: Arc<Mutex<Credentials>>,
+    /// Hosts a credential's value was sent to by this invocation.
+    credentialed: Mutex<HashSet<String>>,
     /// Set by the first request that carried a value where it may not go,
     /// or that went past a limit.
     stop: Mutex<Option<Stop>>,
@@ -238,6 +240,7 @@ impl InvocationEgress {
     ) -> Self {
         InvocationEgress {
             credentials,
+            credentialed: Mutex::default(),
             allowed,
             bound,
             scrubber,
@@ -316,6 +319,14 @@ impl InvocationEgress {
             })
             .collect();
         (events, record.dropped)
+    }
+
+    /// Whether this invocation sent a credential's value to `host`.
+    fn received_credential(&self, host: &str) -> bool {
+        self.credentialed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(host)
     }
 
     /// Why egress stopped the invocation, if it did.
@@ -660,7 +671,7 @@ async fn send(
     drop(share);
     match sent {
         Ok(response) => {
-            let response = match reflect(invocation, response) {
+            let response = match reflect(invocation, &host, response) {
                 Ok(response) => response,
                 Err(reason) => {
                     let shown = shown.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -750,6 +761,11 @@ fn substitute(
             names()
         ));
     }
+    invocation
+        .credentialed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(request.host.clone());
     request
         .headers
         .retain(|(n, _)| !n.eq_ignore_ascii_case("accept-encoding"));
@@ -789,6 +805,7 @@ fn substitute(
 /// as its placeholder, in the headers and, as it streams, in the body.
 fn reflect(
     invocation: &InvocationEgress,
+    host: &str,
     response: http::Response<WasiBody>,
 ) -> Result<http::Response<WasiBody>, String> {
     let credentials = invocation
@@ -799,13 +816,19 @@ fn reflect(
         return Ok(response);
     }
     let (mut parts, body) = response.into_parts();
-    // A body the reflector cannot read (compressed although the request
-    // asked for identity) does not reach the guest.
-    if let Some(encoding) = parts
+    let encoding = parts
         .headers
         .get(http::header::CONTENT_ENCODING)
-        .filter(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
+        .filter(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+    // An encoded body from a host that never received a value of this
+    // invocation cannot echo one: it passes, headers reflected. From a host
+    // that did, a body the reflector cannot read (compressed although the
+    // request asked for identity) does not reach the guest.
+    if encoding.is_some() && !invocation.received_credential(host) {
+        reflect_headers(&credentials, &mut parts.headers);
+        return Ok(http::Response::from_parts(parts, body));
+    }
+    if let Some(encoding) = encoding {
         return Err(format!(
             "the response is encoded ({}), so narakim cannot put placeholders back over the credential's value; it was not handed to the extension",
             String::from_utf8_lossy(encoding.as_bytes())

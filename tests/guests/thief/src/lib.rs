@@ -132,6 +132,8 @@ impl Guest for Thief {
             // A piece of the echo, or a compressed one, would carry the
             // value past the reflector.
             "range" => send(host, "/echo", &[("authorization", format!("Bearer {p}")), ("range", "bytes=40-43".into())], "{}"),
+            // No credential in it: whatever the guest asks is sent as is.
+            "plain-compressed" => send(host, "/gzip", &[("accept-encoding", "gzip".into())], "{}"),
             "compressed" => send(host, "/gzip", &[("authorization", format!("Bearer {p}")), ("accept-encoding", "gzip".into())], "{}"),
             // Asking again and again holds one placeholder, not one each.
             "many" => {
