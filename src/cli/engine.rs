@@ -147,21 +147,8 @@ pub fn show(config: &VaultConfig, reference: &str) -> Result<()> {
 /// Where the host puts a credential's value, or `None` when nowhere was
 /// declared (a secret read as plaintext).
 fn injection_text(rule: &narakim::runtime::InjectionRule) -> Option<String> {
-    let mut places: Vec<String> = rule
-        .headers
-        .iter()
-        .map(|h| format!("header {}: {}", printable(&h.name), printable(&h.format)))
-        .collect();
-    for (on, place) in [
-        (rule.path, "the path"),
-        (rule.query, "the query"),
-        (rule.body, "the body"),
-    ] {
-        if on {
-            places.push(place.to_owned());
-        }
-    }
-    (!places.is_empty()).then(|| places.join("; "))
+    let places = rule.places();
+    (!places.is_empty()).then(|| printable(&places.join("; ")).into_owned())
 }
 
 fn hosts_text(hosts: &[String]) -> String {

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::runtime::{Extension, ExtensionDescription, LoadError, Runtime};
+use crate::runtime::{Extension, ExtensionDescription, InjectionRule, LoadError, Runtime};
 
 use super::ExtensionCatalog;
 use super::store::{EngineStore, InstalledExtension, StoreError};
@@ -257,26 +257,22 @@ impl DescriptionDiff {
             compare_sets(&before.allowed_hosts, &after.allowed_hosts);
         let (host_fields_added, host_fields_removed) =
             compare_sets(&before.host_fields, &after.host_fields);
-        let rules = |d: &ExtensionDescription| -> BTreeMap<String, String> {
-            let required = d.required_secrets.iter().map(|s| {
-                (
-                    s.name.clone(),
-                    serde_json::to_string(&s.injection).unwrap_or_default(),
-                )
-            });
-            let fields = d.secret_fields.iter().map(|f| {
-                (
-                    f.pointer.clone(),
-                    serde_json::to_string(&f.injection).unwrap_or_default(),
-                )
-            });
+        fn rules(d: &ExtensionDescription) -> BTreeMap<&str, &InjectionRule> {
+            let required = d
+                .required_secrets
+                .iter()
+                .map(|s| (s.name.as_str(), &s.injection));
+            let fields = d
+                .secret_fields
+                .iter()
+                .map(|f| (f.pointer.as_str(), &f.injection));
             required.chain(fields).collect()
-        };
+        }
         let (rules_before, rules_after) = (rules(before), rules(after));
         let injection_changed = rules_after
             .iter()
             .filter(|(k, v)| rules_before.get(*k).is_some_and(|b| b != *v))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| (*k).to_owned())
             .collect();
         DescriptionDiff {
             reveals_secrets: (before.reveals_secrets != after.reveals_secrets)

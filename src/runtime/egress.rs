@@ -182,7 +182,7 @@ pub(crate) struct InvocationEgress {
     pub(crate) allowed: HashSet<String>,
     /// Secret → hosts this invocation may send its value to (absent or
     /// empty: nowhere).
-    pub(crate) bound: HashMap<String, HashSet<String>>,
+    pub(crate) bound: Arc<HashMap<String, HashSet<String>>>,
     /// Matches every value of the execution's snapshot.
     pub(crate) scrubber: Arc<Scrubber>,
     pub(crate) limits: EgressLimits,
@@ -232,7 +232,7 @@ struct Record {
 impl InvocationEgress {
     pub(crate) fn new(
         allowed: HashSet<String>,
-        bound: HashMap<String, HashSet<String>>,
+        bound: Arc<HashMap<String, HashSet<String>>>,
         scrubber: Arc<Scrubber>,
         limits: EgressLimits,
         owner: String,
@@ -536,14 +536,18 @@ async fn send(
     let (mut parts, body) = request.into_parts();
     let host = parts.uri.host().unwrap_or_default().to_ascii_lowercase();
     let method = parts.method.to_string();
-    // Recorded as the guest built it, with `‹NAME›` for placeholders.
+    // Recorded as the guest built it, with `‹NAME›` for placeholders; taken
+    // by the one record the request ends with.
     let shown = Mutex::new(Some(invocation.shown(&parts.uri, &parts.headers)));
-    let refuse = |reason: String| {
-        let shown = shown
+    let take_shown = || {
+        shown
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    let refuse = |reason: String| {
+        let shown = take_shown();
         let reason = match &shown.credentials[..] {
             [] => reason,
             names => format!(
@@ -674,36 +678,17 @@ async fn send(
             let response = match reflect(invocation, &host, response) {
                 Ok(response) => response,
                 Err(reason) => {
-                    let shown = shown.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    invocation.record(&method, &host, Some(reason), shown.unwrap_or_default());
+                    invocation.record(&method, &host, Some(reason), take_shown());
                     return Err(HttpError::HttpResponseContentCoding(None));
                 }
             };
-            invocation.record(
-                &method,
-                &host,
-                None,
-                shown
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .unwrap_or_default(),
-            );
+            invocation.record(&method, &host, None, take_shown());
             // The pool drives the connection; nothing is left to await.
             let io = async { Ok::<(), HttpError>(()) };
             Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         }
         Err(failure) => {
-            invocation.record(
-                &method,
-                &host,
-                Some(failure.reason),
-                shown
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                    .unwrap_or_default(),
-            );
+            invocation.record(&method, &host, Some(failure.reason), take_shown());
             Err(failure.error)
         }
     }
@@ -736,11 +721,13 @@ fn substitute(
             .iter()
             .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
             .collect(),
-        body: body.to_vec(),
+        // Moved, not copied: the buffer is zeroizing, a copy would not be.
+        body: std::mem::take(&mut **body),
     };
-    let uses = credentials
-        .substitute(&mut request)
-        .map_err(|refusal| refusal.to_string())?;
+    // Substituted, or as it was when nothing was or the request is refused.
+    let substituted = credentials.substitute(&mut request);
+    **body = std::mem::take(&mut request.body);
+    let uses = substituted.map_err(|refusal| refusal.to_string())?;
     if uses.is_empty() {
         return Ok(());
     }
@@ -797,7 +784,6 @@ fn substitute(
     }
     parts.uri = uri;
     parts.headers = headers;
-    **body = std::mem::take(&mut request.body);
     Ok(())
 }
 
@@ -824,8 +810,9 @@ fn reflect(
     // invocation cannot echo one: it passes, headers reflected. From a host
     // that did, a body the reflector cannot read (compressed although the
     // request asked for identity) does not reach the guest.
+    let reflector = credentials.reflector();
     if encoding.is_some() && !invocation.received_credential(host) {
-        reflect_headers(&credentials, &mut parts.headers);
+        reflect_headers(&reflector, &mut parts.headers);
         return Ok(http::Response::from_parts(parts, body));
     }
     if let Some(encoding) = encoding {
@@ -834,11 +821,10 @@ fn reflect(
             String::from_utf8_lossy(encoding.as_bytes())
         ));
     }
-    reflect_headers(&credentials, &mut parts.headers);
+    reflect_headers(&reflector, &mut parts.headers);
     let body = ReflectBody {
         inner: body,
-        reflector: credentials.reflector(),
-        credentials: invocation.credentials.clone(),
+        reflector,
         trailers: None,
         done: false,
     };
@@ -847,17 +833,17 @@ fn reflect(
 
 /// Header values with each credential's value put back as its
 /// placeholder; a header whose name holds a value is dropped.
-fn reflect_headers(credentials: &Credentials, headers: &mut http::HeaderMap) {
+fn reflect_headers(reflector: &inject::Reflector, headers: &mut http::HeaderMap) {
     let named: Vec<http::HeaderName> = headers
         .keys()
-        .filter(|n| credentials.reflect(n.as_str().as_bytes()) != n.as_str().as_bytes())
+        .filter(|n| reflector.replace(n.as_str().as_bytes()) != n.as_str().as_bytes())
         .cloned()
         .collect();
     for name in named {
         headers.remove(name);
     }
     for value in headers.values_mut() {
-        let reflected = credentials.reflect(value.as_bytes());
+        let reflected = reflector.replace(value.as_bytes());
         if reflected != value.as_bytes() {
             match http::HeaderValue::from_bytes(&reflected) {
                 Ok(new) => *value = new,
@@ -871,8 +857,6 @@ fn reflect_headers(credentials: &Credentials, headers: &mut http::HeaderMap) {
 struct ReflectBody {
     inner: WasiBody,
     reflector: inject::Reflector,
-    /// For the trailers' values.
-    credentials: Arc<Mutex<Credentials>>,
     /// Trailers wait until the held-back bytes are out.
     trailers: Option<http::HeaderMap>,
     done: bool,
@@ -908,9 +892,7 @@ impl http_body::Body for ReflectBody {
                     }
                     Err(frame) => {
                         if let Ok(mut trailers) = frame.into_trailers() {
-                            let credentials =
-                                this.credentials.lock().unwrap_or_else(|e| e.into_inner());
-                            reflect_headers(&credentials, &mut trailers);
+                            reflect_headers(&this.reflector, &mut trailers);
                             this.trailers = Some(trailers);
                         }
                     }

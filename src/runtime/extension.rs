@@ -62,7 +62,7 @@ impl InjectionRule {
             .iter()
             .map(|h| {
                 // Most rules name no config field: nothing to resolve.
-                if !h.name.contains('{') && !h.format.contains("{/") {
+                if !h.refers_to_config() {
                     return Ok((h.name.to_ascii_lowercase(), h.format.clone()));
                 }
                 Ok((
@@ -86,6 +86,36 @@ impl InjectionRule {
 pub struct HeaderFormat {
     pub name: String,
     pub format: String,
+}
+
+impl HeaderFormat {
+    /// Whether the name or the format takes text from the node's config.
+    fn refers_to_config(&self) -> bool {
+        self.name.contains("{/") || self.format.contains("{/")
+    }
+}
+
+impl InjectionRule {
+    /// Where the host puts the secret, one phrase a place, for operators:
+    /// `header authorization: Bot {}`, `the path`. Empty: nowhere (the
+    /// secret is read as plaintext).
+    pub fn places(&self) -> Vec<String> {
+        let mut places: Vec<String> = self
+            .headers
+            .iter()
+            .map(|h| format!("header {}: {}", h.name, h.format))
+            .collect();
+        for (on, place) in [
+            (self.path, "the path"),
+            (self.query, "the query"),
+            (self.body, "the body"),
+        ] {
+            if on {
+                places.push(place.to_owned());
+            }
+        }
+        places
+    }
 }
 
 /// One piece of a header name or format.
@@ -323,7 +353,7 @@ impl ExtensionDescription {
                 .map(|s| &s.injection)
                 .chain(d.secret_fields.iter().map(|f| &f.injection));
             all.flat_map(|i| &i.headers)
-                .any(|h| h.name.contains("{/") || h.format.contains("{/"))
+                .any(HeaderFormat::refers_to_config)
         };
         let mut parsed = None;
         if !d.secret_fields.is_empty() || !d.host_fields.is_empty() || refers_to_config() {

@@ -45,7 +45,8 @@ impl From<Refused> for v2::narakim::extension0_2_0::types::SecretError {
 #[derive(Default)]
 pub(crate) struct CredentialRules {
     pub(crate) injection: HashMap<String, Injection>,
-    pub(crate) bound: HashMap<String, HashSet<String>>,
+    /// The invocation's bindings, shared with its egress.
+    pub(crate) bound: Arc<HashMap<String, HashSet<String>>>,
     /// Placeholders issued, shared with the invocation's egress, which
     /// substitutes them.
     pub(crate) issued: Arc<Mutex<Credentials>>,
@@ -254,9 +255,7 @@ impl LogSink {
         }
         entries
     }
-}
 
-impl LogSink {
     fn log(&mut self, level: &'static str, message: String) {
         let cost = message.len() + LOG_ENTRY_COST;
         if self.entries.len() >= self.max_entries || self.bytes + cost > self.limit {

@@ -317,7 +317,7 @@ impl Credentials {
             None
         } else {
             Some(
-                self.replace_all(request.path.as_bytes(), &mut uses, &request.host, |v| {
+                self.replace_all_text(&request.path, &mut uses, &request.host, |v| {
                     percent_encoding::utf8_percent_encode(v, PATH_SEGMENT).to_string()
                 }),
             )
@@ -364,7 +364,7 @@ impl Credentials {
                 }
                 self.allowed(entry, request)?;
             }
-            *q = self.replace_all(q.as_bytes(), &mut uses, &request.host, |v| {
+            *q = self.replace_all_text(q, &mut uses, &request.host, |v| {
                 percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
                     .to_string()
             });
@@ -388,33 +388,48 @@ impl Credentials {
         request.headers = headers;
         request.query = query;
         if let Some(body) = body {
-            request.body = body.into_bytes();
+            request.body = body;
         }
         Ok(uses)
     }
 
-    /// `text` with each raw token replaced by its value through `encode`.
+    /// `text` with each raw token replaced by its value through `encode`;
+    /// every other byte as it was (a body need not be UTF-8).
     fn replace_all(
         &self,
         text: &[u8],
         uses: &mut Vec<Use>,
         host: &str,
         encode: impl Fn(&str) -> String,
-    ) -> String {
-        let mut out = String::with_capacity(text.len());
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len());
         let mut at = 0;
         for (start, hex) in tokens(text) {
             let entry = &self.by_token[&hex];
-            out.push_str(&String::from_utf8_lossy(&text[at..start]));
-            out.push_str(&encode(&entry.value));
+            out.extend_from_slice(&text[at..start]);
+            out.extend_from_slice(encode(&entry.value).as_bytes());
             at = start + PREFIX.len() + TOKEN_HEX;
             uses.push(Use {
                 name: entry.name.clone(),
                 host: host.to_owned(),
             });
         }
-        out.push_str(&String::from_utf8_lossy(&text[at..]));
+        out.extend_from_slice(&text[at..]);
         out
+    }
+
+    /// [`replace_all`](Self::replace_all) for a part that is text (the path
+    /// and query): the tokens and their encodings are ASCII, so it stays
+    /// text.
+    fn replace_all_text(
+        &self,
+        text: &str,
+        uses: &mut Vec<Use>,
+        host: &str,
+        encode: impl Fn(&str) -> String,
+    ) -> String {
+        String::from_utf8(self.replace_all(text.as_bytes(), uses, host, encode))
+            .expect("placeholders and percent-encodings are ASCII")
     }
 
     /// Whether any placeholder was issued.
@@ -457,10 +472,7 @@ impl Credentials {
     /// A response (headers or body) with every value of this invocation
     /// put back as its placeholder.
     pub fn reflect(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut reflector = self.reflector();
-        let mut out = reflector.push(bytes);
-        out.extend(reflector.finish());
-        out
+        self.reflector().replace(bytes)
     }
 
     /// A streaming [`reflect`](Self::reflect), for response bodies.
@@ -525,11 +537,11 @@ impl Reflector {
         self.patterns.is_empty()
     }
 
-    /// The leftmost (then longest) match in `pending[from..]`.
-    fn next_match(&self, from: usize) -> Option<(usize, usize, usize)> {
+    /// The leftmost (then longest) match in `text[from..]`.
+    fn next_match(&self, text: &[u8], from: usize) -> Option<(usize, usize, usize)> {
         let mut best: Option<(usize, usize, usize)> = None;
         for (i, (pattern, _)) in self.patterns.iter().enumerate() {
-            if let Some(at) = memchr::memmem::find(&self.pending[from..], pattern) {
+            if let Some(at) = memchr::memmem::find(&text[from..], pattern) {
                 let at = from + at;
                 if best.is_none_or(|(b, _, _)| at < b) {
                     best = Some((at, pattern.len(), i));
@@ -539,6 +551,27 @@ impl Reflector {
         best
     }
 
+    /// Writes `text` up to the end of its last match into `out`, each
+    /// match replaced; returns where the rest of `text` starts.
+    fn replace_matches(&self, text: &[u8], out: &mut Vec<u8>) -> usize {
+        let mut from = 0;
+        while let Some((at, len, i)) = self.next_match(text, from) {
+            out.extend_from_slice(&text[from..at]);
+            out.extend_from_slice(&self.patterns[i].1);
+            from = at + len;
+        }
+        from
+    }
+
+    /// A whole text (a header value, a trailer) with every value replaced;
+    /// the stream's held-back bytes are left alone.
+    pub fn replace(&self, text: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len());
+        let from = self.replace_matches(text, &mut out);
+        out.extend_from_slice(&text[from..]);
+        out
+    }
+
     /// Takes the next chunk; returns what can be passed on now.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         if self.is_idle() {
@@ -546,12 +579,7 @@ impl Reflector {
         }
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.pending.len());
-        let mut from = 0;
-        while let Some((at, len, i)) = self.next_match(from) {
-            out.extend_from_slice(&self.pending[from..at]);
-            out.extend_from_slice(&self.patterns[i].1);
-            from = at + len;
-        }
+        let from = self.replace_matches(&self.pending, &mut out);
         // A value may begin in the last `longest - 1` bytes and end in the
         // next chunk: those wait.
         let keep_from = self
@@ -762,6 +790,30 @@ mod tests {
             assert!(!out.contains("s3cr"), "chunks of {size}: {out}");
             assert_eq!(out.matches(&p).count(), 4, "chunks of {size}: {out}");
         }
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_keeps_its_bytes() {
+        let mut c = Credentials::default();
+        let p = c.issue(
+            "API_KEY",
+            Zeroizing::new("k".into()),
+            vec!["api.example".into()],
+            Injection {
+                body: true,
+                ..Injection::default()
+            },
+        );
+        let mut body = vec![0xff, 0x00, 0xc3];
+        body.extend_from_slice(p.as_bytes());
+        body.extend_from_slice(&[0xfe, 0x80]);
+        let mut r = Request {
+            host: "api.example".into(),
+            body,
+            ..request(vec![])
+        };
+        c.substitute(&mut r).unwrap();
+        assert_eq!(r.body, [0xff, 0x00, 0xc3, b'k', 0xfe, 0x80]);
     }
 
     #[test]

@@ -377,7 +377,7 @@ impl Runtime {
         // Declared before the store, so dropped after it: the slot is free
         // only once the instance is gone.
         let _slot = self.slot().await;
-        let bound = guard.bound_for(&plan.declared, &plan.bound);
+        let bound = Arc::new(guard.bound_for(&plan.declared, &plan.bound));
         let issued = Arc::new(std::sync::Mutex::new(inject::Credentials::default()));
         let egress = Arc::new(egress::InvocationEgress::new(
             plan.allowed_hosts,

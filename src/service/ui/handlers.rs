@@ -71,25 +71,6 @@ fn shown_line(text: &str) -> String {
     crate::redact::printable(text).into_owned()
 }
 
-/// Where the host puts a credential, as one line (empty: nowhere).
-fn injection_places(rule: &crate::runtime::InjectionRule) -> String {
-    let mut places: Vec<String> = rule
-        .headers
-        .iter()
-        .map(|h| shown_line(&format!("{}: {}", h.name, h.format)))
-        .collect();
-    for (on, place) in [
-        (rule.path, "path"),
-        (rule.query, "query"),
-        (rule.body, "body"),
-    ] {
-        if on {
-            places.push(place.to_owned());
-        }
-    }
-    places.join("; ")
-}
-
 /// A recorded request as a curl command an operator can copy: values are
 /// never in a record, so `‹NAME›` stands where a credential went (put the
 /// value in by hand to replay it). `None` for records without a URL.
@@ -1098,7 +1079,7 @@ pub async fn extensions(State(state): Shared, signed: Signed) -> Page {
                 .required_secrets
                 .into_iter()
                 .map(|r| {
-                    let places = injection_places(&r.injection);
+                    let places = shown_line(&r.injection.places().join("; "));
                     (r.name, r.hosts, places)
                 })
                 .collect(),
