@@ -2,9 +2,13 @@
 //!
 //! - `inject_invoke/narakim_placeholders`: one node invocation of
 //!   tests/guests/placeholders (0.2.0: two `credentials.get`, no plaintext)
-//!   as the engine runs it: snapshot, guard (kept from the bot's previous
-//!   execution), plan, store, instantiate, `run`, two placeholders issued,
-//!   scrub and `‹NAME›` the captures, check the output.
+//!   as the engine runs each node of an execution: plan, store,
+//!   instantiate, `run`, two placeholders issued, scrub and `‹NAME›` the
+//!   captures, check the output. The execution's snapshot and guard are
+//!   made once per execution, not per node, so outside the loop.
+//! - `inject_invoke/narakim_one_node_execution`: the same with the
+//!   per-execution work too (snapshot, guard kept from the bot's previous
+//!   execution): what a one-node graph costs.
 //! - `inject_invoke/bare_wasmtime`: the same component on the runtime's own
 //!   engine with a bare host answering `credentials.get` with a constant.
 //!   Goal: narakim ≤ 1.3× this.
@@ -178,30 +182,45 @@ fn bench(c: &mut Criterion) {
     let pre = bare::ExtensionPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
 
     let mut group = c.benchmark_group("inject_invoke");
-    group.bench_function("narakim_placeholders", |b| {
+    let snapshot = vault.snapshot_for_bot("greeter").unwrap();
+    let guard = runtime
+        .guard(&snapshot, [(placeholders.description(), "{}")])
+        .unwrap();
+    let invoke = |guard: &narakim::runtime::ExecutionGuard| {
+        let out = tokio
+            .block_on(runtime.invoke(&placeholders, "node", guard, "{}", "{}"))
+            .unwrap();
+        assert!(out.result.is_ok());
+    };
+    let bare = || {
+        tokio.block_on(async {
+            let mut store = Store::new(&engine, BareState::new());
+            store.set_epoch_deadline(1_000_000);
+            let instance = pre.instantiate_async(&mut store).await.unwrap();
+            let out = instance.call_run(&mut store, "{}", "{}").await.unwrap();
+            assert!(out.is_ok());
+        })
+    };
+    group.bench_function("narakim_placeholders", |b| b.iter(|| invoke(&guard)));
+    group.bench_function("narakim_one_node_execution", |b| {
         b.iter(|| {
             let snapshot = vault.snapshot_for_bot("greeter").unwrap();
-            let guard = runtime
-                .guard(&snapshot, [(placeholders.description(), "{}")])
-                .unwrap();
-            let out = tokio
-                .block_on(runtime.invoke(&placeholders, "node", &guard, "{}", "{}"))
-                .unwrap();
-            assert!(out.result.is_ok());
+            invoke(
+                &runtime
+                    .guard(&snapshot, [(placeholders.description(), "{}")])
+                    .unwrap(),
+            )
         })
     });
-    group.bench_function("bare_wasmtime", |b| {
-        b.iter(|| {
-            tokio.block_on(async {
-                let mut store = Store::new(&engine, BareState::new());
-                store.set_epoch_deadline(1_000_000);
-                let instance = pre.instantiate_async(&mut store).await.unwrap();
-                let out = instance.call_run(&mut store, "{}", "{}").await.unwrap();
-                assert!(out.is_ok());
-            })
-        })
-    });
+    group.bench_function("bare_wasmtime", |b| b.iter(bare));
     group.finish();
+    if interleaving_wanted() {
+        interleaved(
+            "inject_invoke narakim_placeholders / bare_wasmtime",
+            || invoke(&guard),
+            bare,
+        );
+    }
 
     // The substitution core on its own.
     let mut credentials = Credentials::default();
@@ -278,6 +297,72 @@ fn bench(c: &mut Criterion) {
         b.iter(|| invoke(r#"{"mode":"plain"}"#))
     });
     group.finish();
+}
+
+/// Whether this run measures (`--bench`, not `--profile-time` or test
+/// mode) and its filter, if any, names the invocation group.
+fn interleaving_wanted() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--profile-time") {
+        return false;
+    }
+    let with_value = ["--warm-up-time", "--measurement-time", "--sample-size"];
+    let mut filters = Vec::new();
+    let mut skip = false;
+    for arg in &args {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if with_value.contains(&arg.as_str()) {
+            skip = true;
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
+    filters.is_empty() || filters.iter().any(|f| f.contains("inject_invoke"))
+}
+
+/// `a` against `b` in alternating rounds of the same length, so a slow
+/// spell of this shared machine falls on both alike: each round's ratio
+/// of per-iteration times, and their median and quartiles.
+fn interleaved(name: &str, mut a: impl FnMut(), mut b: impl FnMut()) {
+    const ROUNDS: usize = 41;
+    const PER_ROUND: u32 = 1000;
+    let time = |f: &mut dyn FnMut()| {
+        let start = std::time::Instant::now();
+        for _ in 0..PER_ROUND {
+            f();
+        }
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND)
+    };
+    for _ in 0..PER_ROUND {
+        a();
+        b();
+    }
+    let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // Alternate which goes first, so neither always follows the other.
+        let (x, y) = if round % 2 == 0 {
+            let x = time(&mut a);
+            (x, time(&mut b))
+        } else {
+            let y = time(&mut b);
+            (time(&mut a), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        ratios.push(x / y);
+    }
+    let quartiles = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 4], v[v.len() / 2], v[v.len() * 3 / 4])
+    };
+    let (r1, r2, r3) = quartiles(&mut ratios);
+    let (_, ma, _) = quartiles(&mut ta);
+    let (_, mb, _) = quartiles(&mut tb);
+    println!(
+        "{name}: median {ma:.2} µs / {mb:.2} µs; ratio median {r2:.3}× (quartiles {r1:.3}× – {r3:.3}×) over {ROUNDS} interleaved rounds of {PER_ROUND}"
+    );
 }
 
 criterion_group!(benches, bench);

@@ -195,6 +195,9 @@ impl Scrubber {
 
     /// Scrubs a complete text (an error message, a returned output).
     pub fn scrub(self: &Arc<Self>, text: &[u8]) -> Vec<u8> {
+        if text.is_empty() {
+            return Vec::new();
+        }
         let mut out = Vec::with_capacity(text.len());
         let mut stream = self.stream();
         stream.write(text, &mut out);

@@ -46,6 +46,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
 use self::client::Pool;
 
+use super::guard::Bound;
 use super::inject::{self, Credentials};
 use crate::redact::Scrubber;
 
@@ -179,17 +180,16 @@ impl Default for EgressPolicy {
 /// The per-invocation part: which hosts, which value may go where, the
 /// invocation's share of the pool, and the record.
 pub(crate) struct InvocationEgress {
-    pub(crate) allowed: HashSet<String>,
-    /// Secret → hosts this invocation may send its value to (absent or
-    /// empty: nowhere).
-    pub(crate) bound: Arc<HashMap<String, HashSet<String>>>,
+    /// The hosts this invocation may reach (its plan's), and each
+    /// secret's hosts it may send that value to.
+    pub(crate) bound: Bound,
     /// Matches every value of the execution's snapshot.
     pub(crate) scrubber: Arc<Scrubber>,
     pub(crate) limits: EgressLimits,
     in_flight: Mutex<InFlight>,
     record: Mutex<Record>,
     /// Who the invocation runs for (the bot), for its share of the pool.
-    owner: String,
+    owner: Arc<str>,
     /// The placeholders the invocation was issued (`credentials.get`).
     credentials: Arc<Mutex<Credentials>>,
     /// Hosts a credential's value was sent to by this invocation.
@@ -231,17 +231,15 @@ struct Record {
 
 impl InvocationEgress {
     pub(crate) fn new(
-        allowed: HashSet<String>,
-        bound: Arc<HashMap<String, HashSet<String>>>,
+        bound: Bound,
         scrubber: Arc<Scrubber>,
         limits: EgressLimits,
-        owner: String,
+        owner: Arc<str>,
         credentials: Arc<Mutex<Credentials>>,
     ) -> Self {
         InvocationEgress {
             credentials,
             credentialed: Mutex::default(),
-            allowed,
             bound,
             scrubber,
             limits,
@@ -354,9 +352,7 @@ impl InvocationEgress {
     }
 
     fn may_carry(&self, secret: &str, host: &str) -> bool {
-        self.bound
-            .get(secret)
-            .is_some_and(|hosts| hosts.contains(host))
+        self.bound.allows(secret, host)
     }
 
     /// The first value `part` carries that may not go to `host`.
@@ -563,7 +559,7 @@ async fn send(
     if invocation.stopped_by().is_some() {
         return refuse("the invocation was stopped by an earlier request".into());
     }
-    if !invocation.allowed.contains(&host) {
+    if !invocation.bound.plan().allowed_hosts.contains(&host) {
         return refuse(format!(
             "{host} is not one of the extension's allowed hosts"
         ));

@@ -272,6 +272,9 @@ pub struct Extension {
     description: ExtensionDescription,
     pre: Pre,
     sha256: String,
+    /// The plan of every invocation, made once at load, when no config
+    /// can change it (no secret, host or header field reads the config).
+    fixed_plan: Option<Arc<Plan>>,
 }
 
 impl std::fmt::Debug for Extension {
@@ -308,12 +311,31 @@ impl Extension {
     }
 
     /// What one invocation with `config` may read and where it may send it.
-    pub(crate) fn plan(&self, config: &str) -> Result<Plan, String> {
-        self.description.plan(config)
+    pub(crate) fn plan(&self, config: &str) -> Result<Arc<Plan>, String> {
+        match &self.fixed_plan {
+            Some(plan) => Ok(plan.clone()),
+            None => self.description.plan(config).map(Arc::new),
+        }
     }
 }
 
 impl ExtensionDescription {
+    /// Whether every invocation has the same plan, whatever its config:
+    /// no secret or host field, and no header rule taking text from the
+    /// config. The config is then not even parsed.
+    fn plan_is_fixed(&self) -> bool {
+        let rules = self
+            .required_secrets
+            .iter()
+            .map(|s| &s.injection)
+            .chain(self.secret_fields.iter().map(|f| &f.injection));
+        self.secret_fields.is_empty()
+            && self.host_fields.is_empty()
+            && !rules
+                .flat_map(|i| &i.headers)
+                .any(HeaderFormat::refers_to_config)
+    }
+
     /// Checks `config` against what the extension declared about it: each
     /// secret field, when present, is a string naming a secret, and each
     /// host field a URL with a host. The error says which field and why.
@@ -338,6 +360,7 @@ impl ExtensionDescription {
             declared: d.required_secrets.iter().map(|s| s.name.clone()).collect(),
             allowed_hosts: d.allowed_hosts.iter().cloned().collect(),
             bound: HashMap::new(),
+            listed: HashMap::new(),
             injection: HashMap::new(),
         };
         let mut fields: Vec<(String, &[String])> = Vec::new();
@@ -346,17 +369,8 @@ impl ExtensionDescription {
             .iter()
             .map(|s| (s.name.clone(), &s.injection))
             .collect();
-        let refers_to_config = || {
-            let all = d
-                .required_secrets
-                .iter()
-                .map(|s| &s.injection)
-                .chain(d.secret_fields.iter().map(|f| &f.injection));
-            all.flat_map(|i| &i.headers)
-                .any(HeaderFormat::refers_to_config)
-        };
         let mut parsed = None;
-        if !d.secret_fields.is_empty() || !d.host_fields.is_empty() || refers_to_config() {
+        if !d.plan_is_fixed() {
             let config: serde_json::Value = serde_json::from_str(config)
                 .map_err(|e| format!("config is not valid JSON: {e}"))?;
             for field in &d.secret_fields {
@@ -397,6 +411,7 @@ impl ExtensionDescription {
         }
         // A secret named by several rules may be substituted where any of
         // them allows: each rule is the extension's own declaration.
+        let mut merged_injections: HashMap<String, Injection> = HashMap::new();
         for (name, rule) in injections {
             if rule.is_empty() {
                 continue;
@@ -404,12 +419,16 @@ impl ExtensionDescription {
             let resolved = rule
                 .resolve(parsed.as_ref())
                 .map_err(|e| format!("the injection of {name}: {e}"))?;
-            let merged = plan.injection.entry(name).or_default();
+            let merged = merged_injections.entry(name).or_default();
             merged.headers.extend(resolved.headers);
             merged.path |= resolved.path;
             merged.query |= resolved.query;
             merged.body |= resolved.body;
         }
+        plan.injection = merged_injections
+            .into_iter()
+            .map(|(name, injection)| (name, Arc::new(injection)))
+            .collect();
         let hosts_of = |listed: &[String]| -> HashSet<String> {
             if listed.is_empty() {
                 plan.allowed_hosts.clone()
@@ -436,20 +455,30 @@ impl ExtensionDescription {
                 }
             }
         }
+        plan.listed = bound
+            .iter()
+            .map(|(name, hosts)| {
+                let mut hosts: Vec<String> = hosts.iter().cloned().collect();
+                hosts.sort();
+                (name.clone(), hosts.into())
+            })
+            .collect();
         plan.bound = bound;
         Ok(plan)
     }
 }
 
 /// What one invocation may read, and where it may send what.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub(crate) declared: HashSet<String>,
     pub(crate) allowed_hosts: HashSet<String>,
     /// Secret → the hosts it may be sent to (empty: nowhere).
     pub(crate) bound: HashMap<String, HashSet<String>>,
+    /// The same, each list sorted (what `credential.hosts` answers).
+    pub(crate) listed: HashMap<String, Arc<[String]>>,
     /// Secret → where its placeholder may be substituted.
-    pub(crate) injection: HashMap<String, Injection>,
+    pub(crate) injection: HashMap<String, Arc<Injection>>,
 }
 
 /// Why `host` may not be an extension's host, if it may not: only public
@@ -574,10 +603,16 @@ impl Runtime {
         };
         let mut description = self.describe(&pre, origin).await?;
         description.reveals_secrets = imports.reveals;
+        let fixed_plan = if description.plan_is_fixed() {
+            description.plan("{}").ok().map(Arc::new)
+        } else {
+            None
+        };
         Ok(Extension {
             description,
             pre,
             sha256,
+            fixed_plan,
         })
     }
 
@@ -639,8 +674,8 @@ impl Runtime {
         let mut store = self.sandbox(
             host::SecretsHost::new(
                 Arc::new(NoSecrets),
-                HashSet::new(),
-                host::CredentialRules::default(),
+                super::guard::Bound::nowhere(),
+                Arc::default(),
             ),
             Box::new(host::DenyEgress),
             None,

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::extension::ExtensionDescription;
+use super::extension::{ExtensionDescription, Plan};
 use crate::redact::Scrubber;
 use crate::vault::{Generation, ResolveError, Scope, SecretResolver, SecretSnapshot, SecretValue};
 
@@ -22,12 +22,73 @@ use crate::vault::{Generation, ResolveError, Scope, SecretResolver, SecretSnapsh
 pub struct ExecutionGuard {
     /// Whose execution it is (the snapshot's bot, or team), for its share
     /// of the connection pool.
-    owner: String,
+    owner: Arc<str>,
     opened: Arc<Opened>,
     /// Secret → hosts: the intersection of the bindings of every node of
     /// the execution that declares it. A secret no node declares is absent:
     /// its value may go nowhere.
-    bindings: HashMap<String, HashSet<String>>,
+    bindings: Arc<HashMap<String, HashSet<String>>>,
+}
+
+/// Where one invocation may send each value: within the execution's
+/// binding, and within the node's own binding for what it declares.
+/// Answered from both on each question rather than merged up front, so
+/// an invocation that sends nothing pays nothing for it.
+#[derive(Clone)]
+pub(crate) struct Bound {
+    execution: Arc<HashMap<String, HashSet<String>>>,
+    plan: Arc<Plan>,
+}
+
+impl Bound {
+    /// Whether `secret`'s value may be sent to `host`.
+    pub(crate) fn allows(&self, secret: &str, host: &str) -> bool {
+        self.execution
+            .get(secret)
+            .is_some_and(|hosts| hosts.contains(host))
+            && (!self.plan.declared.contains(secret)
+                || self
+                    .plan
+                    .bound
+                    .get(secret)
+                    .is_some_and(|mine| mine.contains(host)))
+    }
+
+    /// Nowhere, for nothing: `describe`'s.
+    pub(crate) fn nowhere() -> Self {
+        Bound {
+            execution: Arc::default(),
+            plan: Arc::default(),
+        }
+    }
+
+    /// The invocation's plan: what it declared and where each placeholder
+    /// may be substituted.
+    pub(crate) fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The hosts `secret`'s value may be sent to, sorted: the node's own
+    /// list as it is when the execution allows all of it (as it does when
+    /// no other node narrows it).
+    pub(crate) fn hosts(&self, secret: &str) -> Arc<[String]> {
+        let execution = self.execution.get(secret);
+        let within = |host: &String| execution.is_some_and(|hosts| hosts.contains(host));
+        // Listed: declared, with a binding of its own.
+        if let Some(mine) = self.plan.listed.get(secret) {
+            return if mine.iter().all(within) {
+                mine.clone()
+            } else {
+                mine.iter().filter(|h| within(h)).cloned().collect()
+            };
+        }
+        if self.plan.declared.contains(secret) {
+            return Arc::default();
+        }
+        let mut hosts: Vec<String> = execution.into_iter().flatten().cloned().collect();
+        hosts.sort();
+        hosts.into()
+    }
 }
 
 /// Every value of one snapshot, decrypted once: what `secrets.get` hands
@@ -130,9 +191,9 @@ impl ExecutionGuard {
             Scope::Team(team) => format!("team {team}"),
         };
         ExecutionGuard {
-            owner,
+            owner: owner.into(),
             opened,
-            bindings,
+            bindings: Arc::new(bindings),
         }
     }
 
@@ -146,6 +207,11 @@ impl ExecutionGuard {
         &self.owner
     }
 
+    /// The same, shared with each invocation's egress.
+    pub(crate) fn owner_shared(&self) -> Arc<str> {
+        self.owner.clone()
+    }
+
     /// The scrubber over every value of the execution's snapshot.
     pub fn scrubber(&self) -> &Arc<Scrubber> {
         &self.opened.scrubber
@@ -156,24 +222,12 @@ impl ExecutionGuard {
         self.bindings.get(secret)
     }
 
-    /// Where one invocation may send each value: within the execution's
-    /// binding, and within the node's own binding for what it declares.
-    pub(crate) fn bound_for(
-        &self,
-        declared: &HashSet<String>,
-        own: &HashMap<String, HashSet<String>>,
-    ) -> HashMap<String, HashSet<String>> {
-        self.bindings
-            .iter()
-            .map(|(name, hosts)| {
-                let hosts = match (declared.contains(name), own.get(name)) {
-                    (true, Some(mine)) => hosts.intersection(mine).cloned().collect(),
-                    (true, None) => HashSet::new(),
-                    (false, _) => hosts.clone(),
-                };
-                (name.clone(), hosts)
-            })
-            .collect()
+    /// Where one invocation with `plan` may send each value.
+    pub(crate) fn bound_for(&self, plan: Arc<Plan>) -> Bound {
+        Bound {
+            execution: self.bindings.clone(),
+            plan,
+        }
     }
 }
 

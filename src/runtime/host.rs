@@ -1,15 +1,15 @@
 //! Host implementations of the `narakim:extension` interfaces, one per
 //! interface, on the invocation's state.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
-use zeroize::Zeroizing;
 
 use super::Invocation;
 use super::bindings::{v1, v2};
-use super::inject::{Credentials, Injection};
+use super::guard::Bound;
+use super::inject::Credentials;
 use crate::vault::{ResolveError, SecretResolver};
 
 /// Why a secret was not handed over, before it is lowered into the
@@ -40,25 +40,17 @@ impl From<Refused> for v2::narakim::extension0_2_0::types::SecretError {
     }
 }
 
-/// What a node may do with credentials: where each declared secret's
-/// placeholder may be substituted, and the hosts its value may go to.
-#[derive(Default)]
-pub(crate) struct CredentialRules {
-    pub(crate) injection: HashMap<String, Injection>,
-    /// The invocation's bindings, shared with its egress.
-    pub(crate) bound: Arc<HashMap<String, HashSet<String>>>,
-    /// Placeholders issued, shared with the invocation's egress, which
-    /// substitutes them.
-    pub(crate) issued: Arc<Mutex<Credentials>>,
-}
-
 /// `secrets.get` and `credentials.get`: declared names only, read from the
 /// execution's guard (decrypted once per execution, or kept from the bot's
 /// last one), which holds the only host copy of each value.
 pub(crate) struct SecretsHost {
     resolver: Arc<dyn SecretResolver>,
-    declared: HashSet<String>,
-    rules: CredentialRules,
+    /// What the node declared (its plan), where each placeholder may be
+    /// substituted, and the hosts each value may go to.
+    bound: Bound,
+    /// Placeholders issued, shared with the invocation's egress, which
+    /// substitutes them.
+    issued: Arc<Mutex<Credentials>>,
     /// Names of the secrets read so far, in either form.
     read: BTreeSet<String>,
 }
@@ -67,31 +59,32 @@ pub(crate) struct SecretsHost {
 pub struct Credential {
     name: String,
     placeholder: String,
-    hosts: Vec<String>,
 }
 
 impl SecretsHost {
     pub(crate) fn new(
         resolver: Arc<dyn SecretResolver>,
-        declared: HashSet<String>,
-        rules: CredentialRules,
+        bound: Bound,
+        issued: Arc<Mutex<Credentials>>,
     ) -> Self {
         SecretsHost {
             resolver,
-            declared,
-            rules,
+            bound,
+            issued,
             read: BTreeSet::new(),
         }
     }
 
     /// The value of a declared secret, for the host's own use.
     fn open(&mut self, name: &str) -> Result<crate::vault::SecretValue, Refused> {
-        if !self.declared.contains(name) {
+        if !self.bound.plan().declared.contains(name) {
             return Err(Refused::NotDeclared(name.to_owned()));
         }
         match self.resolver.resolve(name) {
             Ok(value) => {
-                self.read.insert(name.to_owned());
+                if !self.read.contains(name) {
+                    self.read.insert(name.to_owned());
+                }
                 Ok(value)
             }
             Err(ResolveError::NotConfigured { .. }) => Err(Refused::NotConfigured(name.to_owned())),
@@ -109,29 +102,22 @@ impl SecretsHost {
     /// invocation's egress.
     fn credential(&mut self, name: &str) -> Result<Credential, Refused> {
         let value = self.open(name)?;
-        let mut hosts: Vec<String> = self
-            .rules
+        let injection = self
             .bound
+            .plan()
+            .injection
             .get(name)
-            .map(|h| h.iter().cloned().collect())
+            .cloned()
             .unwrap_or_default();
-        hosts.sort();
-        let injection = self.rules.injection.get(name).cloned().unwrap_or_default();
-        let placeholder = self
-            .rules
-            .issued
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .issue(
-                name,
-                Zeroizing::new(value.expose().to_owned()),
-                hosts.clone(),
-                injection,
-            );
+        let placeholder = self.issued.lock().unwrap_or_else(|e| e.into_inner()).issue(
+            name,
+            value.into_zeroizing(),
+            self.bound.hosts(name),
+            injection,
+        );
         Ok(Credential {
             name: name.to_owned(),
             placeholder,
-            hosts,
         })
     }
 
@@ -190,7 +176,8 @@ impl v2::narakim::extension0_2_0::credentials::HostCredential for Invocation {
     }
 
     fn hosts(&mut self, this: Resource<Credential>) -> wasmtime::Result<Vec<String>> {
-        Ok(self.table.get(&this)?.hosts.clone())
+        let name = &self.table.get(&this)?.name;
+        Ok(self.secrets.bound.hosts(name).to_vec())
     }
 
     fn hmac_sha256(

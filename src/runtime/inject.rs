@@ -25,6 +25,7 @@
 //! host that echoes requests hands nothing back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
@@ -54,8 +55,8 @@ pub struct Injection {
 struct Entry {
     name: String,
     value: Zeroizing<String>,
-    hosts: Vec<String>,
-    injection: Injection,
+    hosts: Arc<[String]>,
+    injection: Arc<Injection>,
 }
 
 /// One outgoing request, as the guest built it.
@@ -161,10 +162,17 @@ impl BodyKind {
 #[derive(Default)]
 pub struct Credentials {
     by_token: HashMap<String, Entry>,
-    /// Random bytes from the OS not used yet: one read serves several
-    /// placeholders (a system call each was a measurable part of an
-    /// invocation).
-    random: Vec<u8>,
+}
+
+/// Random bytes from the OS not used yet, per thread: one read serves
+/// many placeholders (a system call per invocation was a measurable part
+/// of one). A placeholder is worth nothing outside the invocation it was
+/// issued to, so bytes waiting here for a later one give nobody anything.
+const RANDOM_POOL: usize = 1024;
+
+thread_local! {
+    static RANDOM: std::cell::RefCell<(usize, [u8; RANDOM_POOL])> =
+        const { std::cell::RefCell::new((RANDOM_POOL, [0; RANDOM_POOL])) };
 }
 
 impl std::fmt::Debug for Credentials {
@@ -202,39 +210,51 @@ impl Credentials {
         &mut self,
         name: &str,
         value: Zeroizing<String>,
-        hosts: Vec<String>,
-        injection: Injection,
+        hosts: impl Into<Arc<[String]>>,
+        injection: impl Into<Arc<Injection>>,
     ) -> String {
+        let placeholder = |hex: &str| {
+            let mut placeholder = String::with_capacity(PREFIX.len() + TOKEN_HEX);
+            placeholder.push_str(PREFIX);
+            placeholder.push_str(hex);
+            placeholder
+        };
         if let Some((hex, _)) = self.by_token.iter().find(|(_, e)| e.name == name) {
-            return format!("{PREFIX}{hex}");
+            return placeholder(hex);
         }
         let hex = self.fresh_hex();
+        let issued = placeholder(&hex);
         self.by_token.insert(
-            hex.clone(),
+            hex,
             Entry {
                 name: name.to_owned(),
                 value,
-                hosts,
-                injection,
+                hosts: hosts.into(),
+                injection: injection.into(),
             },
         );
-        format!("{PREFIX}{hex}")
+        issued
     }
 
     /// 128 fresh random bits in lower-case hex.
     fn fresh_hex(&mut self) -> String {
         const BYTES: usize = TOKEN_HEX / 2;
-        if self.random.len() < BYTES {
-            let mut more = [0u8; BYTES * 4];
-            getrandom::fill(&mut more).expect("the OS random source works");
-            self.random.extend_from_slice(&more);
-        }
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut hex = String::with_capacity(TOKEN_HEX);
-        for b in self.random.drain(..BYTES) {
-            hex.push(DIGITS[usize::from(b >> 4)] as char);
-            hex.push(DIGITS[usize::from(b & 15)] as char);
-        }
+        RANDOM.with_borrow_mut(|(used, pool)| {
+            if *used + BYTES > RANDOM_POOL {
+                getrandom::fill(pool).expect("the OS random source works");
+                *used = 0;
+            }
+            let fresh = &mut pool[*used..*used + BYTES];
+            for b in fresh.iter() {
+                hex.push(DIGITS[usize::from(b >> 4)] as char);
+                hex.push(DIGITS[usize::from(b & 15)] as char);
+            }
+            // Taken bytes are not left for anyone to read again.
+            fresh.fill(0);
+            *used += BYTES;
+        });
         hex
     }
 

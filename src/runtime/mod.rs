@@ -25,6 +25,7 @@ mod guard;
 mod host;
 pub mod inject;
 mod limits;
+mod output;
 
 pub use egress::{EgressEvent, Upstream, clip};
 pub use error::{InvocationError, LoadError};
@@ -377,17 +378,16 @@ impl Runtime {
         // Declared before the store, so dropped after it: the slot is free
         // only once the instance is gone.
         let _slot = self.slot().await;
-        let bound = Arc::new(guard.bound_for(&plan.declared, &plan.bound));
+        let bound = guard.bound_for(plan);
         let issued = Arc::new(std::sync::Mutex::new(inject::Credentials::default()));
         let egress = Arc::new(egress::InvocationEgress::new(
-            plan.allowed_hosts,
             bound.clone(),
             guard.scrubber().clone(),
             egress::EgressLimits {
                 requests: self.limits.concurrent_requests,
                 body_bytes: self.limits.request_body_bytes,
             },
-            guard.owner().to_owned(),
+            guard.owner_shared(),
             issued.clone(),
         ));
         let placeholders = issued.clone();
@@ -396,15 +396,7 @@ impl Runtime {
             capture::Capture::new(self.limits.capture_bytes),
         );
         let mut store = self.sandbox(
-            host::SecretsHost::new(
-                guard.resolver(),
-                plan.declared,
-                host::CredentialRules {
-                    injection: plan.injection,
-                    bound,
-                    issued,
-                },
-            ),
+            host::SecretsHost::new(guard.resolver(), bound, issued),
             Box::new(egress::EgressHooks {
                 policy: self.egress.clone(),
                 invocation: egress.clone(),
@@ -465,20 +457,22 @@ impl Runtime {
             duration: started.elapsed(),
         });
 
-        let (extension_name, node_name) = (extension.name().to_owned(), node.to_owned());
+        // Named only when it failed: a success needs no copies.
+        let extension_name = || extension.name().to_owned();
+        let node_name = || node.to_owned();
         match egress.stopped_by() {
             Some(egress::Stop::Violation(reason)) => {
                 return Err(InvocationError::EgressViolation {
-                    extension: extension_name,
-                    node: node_name,
+                    extension: extension_name(),
+                    node: node_name(),
                     reason: scrubber.scrub_str(&reason),
                     captured,
                 });
             }
             Some(egress::Stop::Limit(reason)) => {
                 return Err(InvocationError::EgressLimit {
-                    extension: extension_name,
-                    node: node_name,
+                    extension: extension_name(),
+                    node: node_name(),
                     reason: scrubber.scrub_str(&reason),
                     captured,
                 });
@@ -488,8 +482,8 @@ impl Runtime {
         let result = match called {
             None | Some(Err(_)) => {
                 return Err(InvocationError::Timeout {
-                    extension: extension_name,
-                    node: node_name,
+                    extension: extension_name(),
+                    node: node_name(),
                     limit: self.limits.timeout,
                     captured,
                 });
@@ -497,8 +491,8 @@ impl Runtime {
             Some(Ok(Err(error))) => {
                 return Err(error::classify(
                     error,
-                    extension_name,
-                    node_name,
+                    extension_name(),
+                    node_name(),
                     &self.limits,
                     memory_hit,
                     scrubber,
@@ -506,28 +500,28 @@ impl Runtime {
                 ));
             }
             Some(Ok(Ok(Ok(output)))) => {
-                match canonical_output(&output, self.limits.output_bytes, scrubber) {
+                match output::canonical(&output, self.limits.output_bytes, scrubber) {
                     Ok(output) => Ok(output),
-                    Err(OutputProblem::TooLarge(size)) => {
+                    Err(output::OutputProblem::TooLarge(size)) => {
                         return Err(InvocationError::OutputTooLarge {
-                            extension: extension_name,
-                            node: node_name,
+                            extension: extension_name(),
+                            node: node_name(),
                             size,
                             limit: self.limits.output_bytes,
                             captured,
                         });
                     }
-                    Err(OutputProblem::NotJson) => {
+                    Err(output::OutputProblem::NotJson) => {
                         return Err(InvocationError::OutputNotJson {
-                            extension: extension_name,
-                            node: node_name,
+                            extension: extension_name(),
+                            node: node_name(),
                             captured,
                         });
                     }
-                    Err(OutputProblem::HoldsSecret(names)) => {
+                    Err(output::OutputProblem::HoldsSecret(names)) => {
                         return Err(InvocationError::OutputHoldsSecret {
-                            extension: extension_name,
-                            node: node_name,
+                            extension: extension_name(),
+                            node: node_name(),
                             names,
                             captured,
                         });
@@ -559,58 +553,4 @@ impl Runtime {
             duration,
         })
     }
-}
-
-/// Serialised JSON with every character that could steer a terminal (DEL,
-/// C1 controls, bidi controls, line separators; serde_json already escapes
-/// C0) written as a `\uXXXX` escape: the same value, safe to print.
-fn escape_unprintable(json: &str) -> String {
-    if !json.chars().any(crate::redact::is_unprintable) {
-        return json.to_owned();
-    }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if crate::redact::is_unprintable(c) {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Why an output cannot be passed on.
-enum OutputProblem {
-    TooLarge(usize),
-    NotJson,
-    /// Names of the secrets whose values it holds.
-    HoldsSecret(String),
-}
-
-/// The output as the next node and every record will see it: parsed and
-/// serialised again (so an escape such as `\u0041` is undone before it is
-/// checked), and holding no value of the execution in any form. A value is
-/// not redacted but refused: a redaction the next node can see would tell
-/// it whether a guess was right.
-fn canonical_output(
-    output: &str,
-    limit: usize,
-    scrubber: &crate::redact::Scrubber,
-) -> Result<String, OutputProblem> {
-    if output.len() > limit {
-        return Err(OutputProblem::TooLarge(output.len()));
-    }
-    let value: serde_json::Value =
-        serde_json::from_str(output).map_err(|_| OutputProblem::NotJson)?;
-    // The canonical text holds every string decoded (so `\u0041` is `A`
-    // there) and the structure, so a value spread across it shows too.
-    let canonical = escape_unprintable(&value.to_string());
-    let names = scrubber.names_in(canonical.as_bytes());
-    if !names.is_empty() {
-        return Err(OutputProblem::HoldsSecret(names.join(", ")));
-    }
-    Ok(canonical)
 }

@@ -133,6 +133,12 @@ impl SecretValue {
         self.0.as_bytes().ct_eq(candidate).into()
     }
 
+    /// The plaintext, moved into the zeroizing buffer that holds it (no
+    /// copy). Crate-internal on purpose: see the type docs.
+    pub(crate) fn into_zeroizing(self) -> Zeroizing<String> {
+        self.0
+    }
+
     /// The plaintext. Crate-internal on purpose: see the type docs.
     #[allow(dead_code)] // read by the runtime and the scrubber
     pub(crate) fn expose(&self) -> &str {
