@@ -360,8 +360,7 @@ impl ExtensionDescription {
             declared: d.required_secrets.iter().map(|s| s.name.clone()).collect(),
             allowed_hosts: d.allowed_hosts.iter().cloned().collect(),
             bound: HashMap::new(),
-            listed: HashMap::new(),
-            injection: HashMap::new(),
+            credentials: HashMap::default(),
         };
         let mut fields: Vec<(String, &[String])> = Vec::new();
         let mut injections: Vec<(String, &InjectionRule)> = d
@@ -425,10 +424,6 @@ impl ExtensionDescription {
             merged.query |= resolved.query;
             merged.body |= resolved.body;
         }
-        plan.injection = merged_injections
-            .into_iter()
-            .map(|(name, injection)| (name, Arc::new(injection)))
-            .collect();
         let hosts_of = |listed: &[String]| -> HashSet<String> {
             if listed.is_empty() {
                 plan.allowed_hosts.clone()
@@ -455,12 +450,17 @@ impl ExtensionDescription {
                 }
             }
         }
-        plan.listed = bound
+        // Every declared name has a binding, so a rule each.
+        plan.credentials = bound
             .iter()
             .map(|(name, hosts)| {
                 let mut hosts: Vec<String> = hosts.iter().cloned().collect();
                 hosts.sort();
-                (name.clone(), hosts.into())
+                let rule = CredentialRule {
+                    hosts: hosts.into(),
+                    injection: Arc::new(merged_injections.remove(name).unwrap_or_default()),
+                };
+                (name.clone(), rule)
             })
             .collect();
         plan.bound = bound;
@@ -475,10 +475,19 @@ pub(crate) struct Plan {
     pub(crate) allowed_hosts: HashSet<String>,
     /// Secret → the hosts it may be sent to (empty: nowhere).
     pub(crate) bound: HashMap<String, HashSet<String>>,
-    /// The same, each list sorted (what `credential.hosts` answers).
-    pub(crate) listed: HashMap<String, Arc<[String]>>,
-    /// Secret → where its placeholder may be substituted.
-    pub(crate) injection: HashMap<String, Arc<Injection>>,
+    /// Each declared secret's rule as a credential: what
+    /// `credentials.get` needs, in one lookup (a fast hasher: the keys
+    /// are the extension's own declared names, a few per node).
+    pub(crate) credentials: HashMap<String, CredentialRule, foldhash::fast::RandomState>,
+}
+
+/// Where one declared secret's placeholder may be substituted, and its
+/// node's hosts for it, sorted (what `credential.hosts` answers when no
+/// other node of the execution narrows them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CredentialRule {
+    pub(crate) hosts: Arc<[String]>,
+    pub(crate) injection: Arc<Injection>,
 }
 
 /// Why `host` may not be an extension's host, if it may not: only public
@@ -985,7 +994,10 @@ mod tests {
             ..InjectionRule::default()
         };
         validate_injection("field", &d.secret_fields[0].injection).unwrap();
-        let plan = |config: &str| d.plan(config).map(|p| p.injection.get("KEY").cloned());
+        let plan = |config: &str| {
+            d.plan(config)
+                .map(|p| p.credentials.get("KEY").map(|r| (*r.injection).clone()))
+        };
         let defaults = plan(r#"{"auth":{"secret":"KEY"}}"#).unwrap().unwrap();
         assert_eq!(
             defaults.headers,

@@ -27,8 +27,13 @@ pub struct ExecutionGuard {
     /// Secret → hosts: the intersection of the bindings of every node of
     /// the execution that declares it. A secret no node declares is absent:
     /// its value may go nowhere.
-    bindings: Arc<HashMap<String, HashSet<String>>>,
+    bindings: Arc<Bindings>,
 }
+
+/// Secret → the hosts its value may go to in one execution (asked on
+/// every request and credential: a fast hasher over names the
+/// execution's own extensions declared).
+type Bindings = HashMap<String, HashSet<String>, foldhash::fast::RandomState>;
 
 /// Where one invocation may send each value: within the execution's
 /// binding, and within the node's own binding for what it declares.
@@ -36,7 +41,7 @@ pub struct ExecutionGuard {
 /// an invocation that sends nothing pays nothing for it.
 #[derive(Clone)]
 pub(crate) struct Bound {
-    execution: Arc<HashMap<String, HashSet<String>>>,
+    execution: Arc<Bindings>,
     plan: Arc<Plan>,
 }
 
@@ -72,22 +77,25 @@ impl Bound {
     /// list as it is when the execution allows all of it (as it does when
     /// no other node narrows it).
     pub(crate) fn hosts(&self, secret: &str) -> Arc<[String]> {
+        if let Some(rule) = self.plan.credentials.get(secret) {
+            return self.narrowed(secret, &rule.hosts);
+        }
         let execution = self.execution.get(secret);
-        let within = |host: &String| execution.is_some_and(|hosts| hosts.contains(host));
-        // Listed: declared, with a binding of its own.
-        if let Some(mine) = self.plan.listed.get(secret) {
-            return if mine.iter().all(within) {
-                mine.clone()
-            } else {
-                mine.iter().filter(|h| within(h)).cloned().collect()
-            };
-        }
-        if self.plan.declared.contains(secret) {
-            return Arc::default();
-        }
         let mut hosts: Vec<String> = execution.into_iter().flatten().cloned().collect();
         hosts.sort();
         hosts.into()
+    }
+
+    /// A declared secret's own hosts (`mine`, sorted) within the
+    /// execution's binding for it: `mine` itself when that allows all.
+    pub(crate) fn narrowed(&self, secret: &str, mine: &Arc<[String]>) -> Arc<[String]> {
+        let execution = self.execution.get(secret);
+        let within = |host: &String| execution.is_some_and(|hosts| hosts.contains(host));
+        if mine.iter().all(within) {
+            mine.clone()
+        } else {
+            mine.iter().filter(|h| within(h)).cloned().collect()
+        }
     }
 }
 
@@ -95,7 +103,8 @@ impl Bound {
 /// out (the name's effective value) and the scrubber over all of them.
 /// Zeroized when the last execution holding it, and the cache, let go.
 pub(crate) struct Opened {
-    values: HashMap<String, SecretValue>,
+    /// Looked up on every read (a fast hasher: the names are the vault's).
+    values: HashMap<String, SecretValue, foldhash::fast::RandomState>,
     pub(crate) scrubber: Arc<Scrubber>,
 }
 
@@ -116,7 +125,10 @@ impl Opened {
         // First, so they are the name's effective value below.
         all.splice(0..0, extra);
         let scrubber = Scrubber::new(all.iter().map(|(name, value)| (name.as_str(), value)));
-        let mut values = HashMap::with_capacity(snapshot.len());
+        let mut values = HashMap::with_capacity_and_hasher(
+            snapshot.len(),
+            foldhash::fast::RandomState::default(),
+        );
         // `all_values` puts a name's effective record (the bot's) first.
         for (name, value) in all {
             values.entry(name).or_insert(value);
@@ -172,7 +184,7 @@ impl ExecutionGuard {
         opened: Arc<Opened>,
         nodes: impl IntoIterator<Item = (&'a ExtensionDescription, &'a str)>,
     ) -> Self {
-        let mut bindings: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut bindings = Bindings::default();
         for (description, config) in nodes {
             let Ok(plan) = description.plan(config) else {
                 continue;

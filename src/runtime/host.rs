@@ -1,7 +1,6 @@
 //! Host implementations of the `narakim:extension` interfaces, one per
 //! interface, on the invocation's state.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::Resource;
@@ -51,8 +50,8 @@ pub(crate) struct SecretsHost {
     /// Placeholders issued, shared with the invocation's egress, which
     /// substitutes them.
     issued: Arc<Mutex<Credentials>>,
-    /// Names of the secrets read so far, in either form.
-    read: BTreeSet<String>,
+    /// Names of the secrets read so far, in either form (a few: a list).
+    read: Vec<String>,
 }
 
 /// A credential the guest holds: a name and a placeholder, never a value.
@@ -71,7 +70,7 @@ impl SecretsHost {
             resolver,
             bound,
             issued,
-            read: BTreeSet::new(),
+            read: Vec::new(),
         }
     }
 
@@ -80,10 +79,16 @@ impl SecretsHost {
         if !self.bound.plan().declared.contains(name) {
             return Err(Refused::NotDeclared(name.to_owned()));
         }
+        self.read_value(name)
+    }
+
+    /// The value of `name`, recorded as read; whether it was declared is
+    /// the caller's to check.
+    fn read_value(&mut self, name: &str) -> Result<crate::vault::SecretValue, Refused> {
         match self.resolver.resolve(name) {
             Ok(value) => {
-                if !self.read.contains(name) {
-                    self.read.insert(name.to_owned());
+                if !self.read.iter().any(|r| r == name) {
+                    self.read.push(name.to_owned());
                 }
                 Ok(value)
             }
@@ -99,26 +104,22 @@ impl SecretsHost {
     }
 
     /// A fresh placeholder for a declared secret, registered with the
-    /// invocation's egress.
-    fn credential(&mut self, name: &str) -> Result<Credential, Refused> {
-        let value = self.open(name)?;
-        let injection = self
-            .bound
-            .plan()
-            .injection
-            .get(name)
-            .cloned()
-            .unwrap_or_default();
+    /// invocation's egress. One lookup of the node's rule for it: this is
+    /// on every invocation's path.
+    fn credential(&mut self, name: String) -> Result<Credential, Refused> {
+        let Some(rule) = self.bound.plan().credentials.get(name.as_str()) else {
+            return Err(Refused::NotDeclared(name));
+        };
+        let (mine, injection) = (rule.hosts.clone(), rule.injection.clone());
+        let value = self.read_value(&name)?;
+        let hosts = self.bound.narrowed(&name, &mine);
         let placeholder = self.issued.lock().unwrap_or_else(|e| e.into_inner()).issue(
-            name,
+            &name,
             value.into_zeroizing(),
-            self.bound.hosts(name),
+            hosts,
             injection,
         );
-        Ok(Credential {
-            name: name.to_owned(),
-            placeholder,
-        })
+        Ok(Credential { name, placeholder })
     }
 
     /// HMAC-SHA256 of `message` keyed by the secret's value.
@@ -133,8 +134,9 @@ impl SecretsHost {
     }
 
     /// Names of the secrets read, sorted.
-    pub(crate) fn finish(self) -> Vec<String> {
-        self.read.into_iter().collect()
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        self.read.sort();
+        self.read
     }
 }
 
@@ -163,7 +165,7 @@ impl v2::narakim::extension0_2_0::credentials::Host for Invocation {
     ) -> wasmtime::Result<
         Result<Resource<Credential>, v2::narakim::extension0_2_0::types::SecretError>,
     > {
-        match self.secrets.credential(&name) {
+        match self.secrets.credential(name) {
             Ok(credential) => Ok(Ok(self.table.push(credential)?)),
             Err(refused) => Ok(Err(refused.into())),
         }

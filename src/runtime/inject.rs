@@ -161,7 +161,8 @@ impl BodyKind {
 /// The placeholders of one invocation.
 #[derive(Default)]
 pub struct Credentials {
-    by_token: HashMap<String, Entry>,
+    /// Keyed by the placeholder's hex (random, so a fast hasher).
+    by_token: HashMap<String, Entry, foldhash::fast::RandomState>,
 }
 
 /// Random bytes from the OS not used yet, per thread: one read serves

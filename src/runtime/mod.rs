@@ -421,7 +421,7 @@ impl Runtime {
         let scrubber = guard.scrubber();
         let placeholders = placeholders.lock().unwrap_or_else(|e| e.into_inner());
         let shown = |text: String| {
-            if placeholders.is_empty() {
+            if placeholders.is_empty() || text.is_empty() {
                 text
             } else {
                 placeholders.shown(&text)
