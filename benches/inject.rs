@@ -157,7 +157,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
 
-    let (_data, vault) = bare_host::vault_with_two_secrets();
+    let (_data, mut vault) = bare_host::vault_with_two_secrets();
     let port = echo();
     let runtime = Runtime::new(Limits::default(), None)
         .unwrap()
@@ -279,7 +279,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     // One real request each, through wasi:http and the egress policy.
-    let invoke = |config: &str| {
+    let mut invoke = |config: &str| {
         let snapshot = vault.snapshot_for_bot("greeter").unwrap();
         let guard = runtime
             .guard(&snapshot, [(thief.description(), config)])

@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
 
     // narakim: a real vault with the two secrets.
-    let (_dir, vault) = bare_host::vault_with_two_secrets();
+    let (_dir, mut vault) = bare_host::vault_with_two_secrets();
     let runtime = Runtime::new(Limits::default(), None).unwrap();
     let extension = tokio.block_on(runtime.load(&path)).unwrap();
 

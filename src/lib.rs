@@ -20,6 +20,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 
+pub mod db;
 pub mod engine;
 pub mod redact;
 pub mod runtime;

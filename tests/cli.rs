@@ -149,7 +149,7 @@ fn secrets_are_write_only_and_resolve_bot_before_team() {
 fn overwrite_takes_effect_on_the_next_snapshot_only() {
     let v = vault_with_bot();
     v.set("OPENROUTER_API_KEY", "--bot", "greeter", "first-value-1234");
-    let vault = v.open();
+    let mut vault = v.open();
     let in_flight = vault.snapshot_for_bot("greeter").unwrap();
     let before: Vec<i64> = v
         .raw_db()

@@ -223,7 +223,7 @@ fn mixed_vault() -> (TestVault, Planted) {
 /// Every planted value, for every bot, through a fresh snapshot; and each
 /// bot sees exactly the names it should. `only` restricts the names
 /// resolved (the names checked are still all of them).
-fn check_values(vault: &Vault, planted: &Planted, only: Option<&BTreeSet<&str>>, when: &str) {
+fn check_values(vault: &mut Vault, planted: &Planted, only: Option<&BTreeSet<&str>>, when: &str) {
     let mut failures = Vec::new();
     let mut resolved = 0;
     for bot in BOTS {
@@ -553,8 +553,8 @@ fn crash_at(point: &str) {
     let named = verify_via_binary(&v, n, &when);
 
     // Every value, through the library.
-    let vault = v.open();
-    check_values(&vault, &planted, None, &when);
+    let mut vault = v.open();
+    check_values(&mut vault, &planted, None, &when);
     let current = assert_settled(&v, &vault, &when);
     assert_eq!(named, current, "{when}: `key verify` named another key");
     if committed {
@@ -590,8 +590,8 @@ fn crash_at(point: &str) {
     );
     assert!(run.stderr.trim().is_empty(), "{when}: {run:#?}");
     let named = verify_via_binary(&v, n, &when);
-    let vault = v.open();
-    check_values(&vault, &planted, None, &when);
+    let mut vault = v.open();
+    check_values(&mut vault, &planted, None, &when);
     let after = assert_settled(&v, &vault, &when);
     assert_eq!(named, after);
     assert_ne!(after, current, "{when}: the key did not change");
@@ -682,8 +682,8 @@ fn sigkill_during_recovery_after_a_committed_rotation() {
 
     let when = "after two killed recoveries";
     let named = verify_via_binary(&v, n, when);
-    let vault = v.open();
-    check_values(&vault, &planted, None, when);
+    let mut vault = v.open();
+    check_values(&mut vault, &planted, None, when);
     let current = assert_settled(&v, &vault, when);
     assert_eq!(current, new, "{when}");
     assert_eq!(named, new, "{when}");
@@ -759,10 +759,10 @@ fn sigkill_at_random_moments_during_rotation() {
 
         let when = format!("round {round}: SIGKILL after {delay:?} ({status})");
         let named = verify_via_binary(&v, n, &when);
-        let vault = v.open();
+        let mut vault = v.open();
         let now = assert_settled(&v, &vault, &when);
         assert_eq!(named, now, "{when}");
-        check_values(&vault, &planted, Some(&sample), &when);
+        check_values(&mut vault, &planted, Some(&sample), &when);
         if now != current {
             rotated += 1;
         }

@@ -6,7 +6,7 @@ mod common;
 use common::TestVault;
 use narakim::vault::{Scope, SecretName, SecretResolver, SecretValue, Vault};
 
-fn value_of(vault: &Vault, bot: &str, name: &str) -> Option<bool> {
+fn value_of(vault: &mut Vault, bot: &str, name: &str) -> Option<bool> {
     let snapshot = vault.snapshot_for_bot(bot).ok()?;
     snapshot
         .resolve(name)
@@ -32,20 +32,20 @@ fn changes_through_this_connection_reach_the_next_snapshot() {
     vault.create_bot("greeter", "ops").unwrap();
     let bot = Scope::Bot("greeter".into());
     set(&mut vault, &bot, "TOKEN", "first-value-1111");
-    assert_eq!(value_of(&vault, "greeter", "TOKEN"), Some(false));
+    assert_eq!(value_of(&mut vault, "greeter", "TOKEN"), Some(false));
     // Same state: the cached records resolve the same.
-    assert_eq!(value_of(&vault, "greeter", "TOKEN"), Some(false));
+    assert_eq!(value_of(&mut vault, "greeter", "TOKEN"), Some(false));
 
     set(&mut vault, &bot, "TOKEN", "second-value-2222");
-    assert_eq!(value_of(&vault, "greeter", "TOKEN"), Some(true));
+    assert_eq!(value_of(&mut vault, "greeter", "TOKEN"), Some(true));
 
     vault.rotate_key(|_, _| {}).unwrap();
-    assert_eq!(value_of(&vault, "greeter", "TOKEN"), Some(true));
+    assert_eq!(value_of(&mut vault, "greeter", "TOKEN"), Some(true));
 
     vault
         .delete_secret(&bot, &SecretName::new("TOKEN").unwrap())
         .unwrap();
-    assert_eq!(value_of(&vault, "greeter", "TOKEN"), None);
+    assert_eq!(value_of(&mut vault, "greeter", "TOKEN"), None);
     assert!(vault.snapshot_for_bot("greeter").unwrap().is_empty());
 }
 
@@ -58,10 +58,10 @@ fn changes_through_another_connection_reach_the_next_snapshot() {
     let bot = Scope::Bot("greeter".into());
     set(&mut writer, &bot, "TOKEN", "first-value-1111");
 
-    let reader = v.open();
-    assert_eq!(value_of(&reader, "greeter", "TOKEN"), Some(false));
+    let mut reader = v.open();
+    assert_eq!(value_of(&mut reader, "greeter", "TOKEN"), Some(false));
     set(&mut writer, &bot, "TOKEN", "second-value-2222");
-    assert_eq!(value_of(&reader, "greeter", "TOKEN"), Some(true));
+    assert_eq!(value_of(&mut reader, "greeter", "TOKEN"), Some(true));
 
     // Through the CLI, another process: a team secret appears.
     v.set("SHARED", "--team", "ops", "team-value-3333");

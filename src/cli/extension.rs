@@ -77,7 +77,7 @@ pub fn json_arg(what: &str, arg: Option<&str>) -> Result<String> {
 }
 
 pub fn run(
-    vault: &Vault,
+    vault: &mut Vault,
     path: &Path,
     bot: &str,
     config_json: &str,

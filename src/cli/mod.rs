@@ -19,6 +19,43 @@ use narakim::vault::{
     InitOutcome, Scope, SecretName, SetOutcome, Vault, VaultConfig, VaultError, format_time,
 };
 
+/// The vault's config from the global flags: where the data is, and where
+/// the master key comes from.
+fn vault_config(cli: &Cli) -> Result<VaultConfig> {
+    let mut config = VaultConfig::from_env(cli.data_dir.clone(), cli.key_file.clone())?;
+    if let Some(url) = &cli.database {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!(
+                "--database (NARAKIM_DATABASE_URL) must be a PostgreSQL URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE; leave it unset to use the SQLite files in the data directory"
+            );
+        }
+        config = config.with_postgres(url)?;
+    }
+    if let Some(key_id) = &cli.kms_key_id {
+        if cli.key_file.is_some() {
+            bail!(
+                "give either --kms-key-id (NARAKIM_KMS_KEY_ID) or --key-file (NARAKIM_KEY_FILE), not both: the master key comes from one place"
+            );
+        }
+        let region = cli
+            .kms_region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .filter(|r| !r.is_empty())
+            .context("--kms-key-id needs the KMS key's region: give --kms-region (NARAKIM_KMS_REGION) or set AWS_REGION")?;
+        let kms = narakim::vault::kms::KmsConfig::new(
+            region,
+            key_id.clone(),
+            cli.kms_endpoint.clone(),
+            narakim::vault::kms::AwsCredentials::from_env()?,
+        )
+        .and_then(narakim::vault::kms::KmsClient::new)?;
+        config.key = narakim::vault::KeySource::Kms(std::sync::Arc::new(kms));
+    }
+    Ok(config)
+}
+
 /// narakim: an encrypted secrets vault and sandboxed runtime for bot extensions.
 #[derive(Parser, Debug)]
 #[command(name = "narakim", version, about, long_about = None)]
@@ -30,6 +67,27 @@ struct Cli {
     /// Master key file [default: $XDG_CONFIG_HOME/narakim/master.key]; or set NARAKIM_MASTER_KEY (base64)
     #[arg(long, global = true, env = "NARAKIM_KEY_FILE", value_name = "FILE")]
     key_file: Option<PathBuf>,
+
+    /// Keep the vault, the engine's store and the run queue in PostgreSQL
+    /// (postgres://USER:PASSWORD@HOST:PORT/DATABASE) instead of SQLite files
+    /// in the data directory; every node of a cluster gives the same URL
+    #[arg(long, global = true, env = "NARAKIM_DATABASE_URL", value_name = "URL")]
+    database: Option<String>,
+
+    /// Keep the master key in AWS KMS: the KMS key (id, ARN or alias/NAME)
+    /// whose data key is the master key. Credentials come from
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN
+    #[arg(long, global = true, env = "NARAKIM_KMS_KEY_ID", value_name = "KEY")]
+    kms_key_id: Option<String>,
+
+    /// The KMS key's region [default: AWS_REGION, else AWS_DEFAULT_REGION]
+    #[arg(long, global = true, env = "NARAKIM_KMS_REGION", value_name = "REGION")]
+    kms_region: Option<String>,
+
+    /// The KMS endpoint [default: https://kms.REGION.amazonaws.com]; http://
+    /// only for a loopback stand-in
+    #[arg(long, global = true, env = "NARAKIM_KMS_ENDPOINT", value_name = "URL")]
+    kms_endpoint: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -375,7 +433,7 @@ pub fn run() -> Result<()> {
     if let Command::Demo { dir, extensions } = &cli.command {
         return demo::run(dir.clone(), extensions.clone());
     }
-    let config = VaultConfig::from_env(cli.data_dir.clone(), cli.key_file.clone())?;
+    let config = vault_config(&cli)?;
     if let Command::Init = cli.command {
         return init(&config);
     }
@@ -412,8 +470,8 @@ pub fn run() -> Result<()> {
         Command::Key(cmd) => key(&mut vault, cmd),
         Command::Audit(AuditCommand::List { limit }) => audit(&vault, limit),
         Command::Token(cmd) => token::run(&mut vault, cmd),
-        Command::Scrub { scope } => scrub::run(&vault, &scope.scope()),
-        Command::Standin { api, bot, delay_ms } => standin::run(&vault, api, &bot, delay_ms),
+        Command::Scrub { scope } => scrub::run(&mut vault, &scope.scope()),
+        Command::Standin { api, bot, delay_ms } => standin::run(&mut vault, api, &bot, delay_ms),
         Command::Extension(
             ExtensionCommand::Inspect { .. }
             | ExtensionCommand::Install { .. }
@@ -470,7 +528,7 @@ pub fn run() -> Result<()> {
             let input = extension::json_arg("input", input.as_deref())?;
             let upstream = upstreams.all()?;
             extension::run(
-                &vault,
+                &mut vault,
                 &path,
                 &bot,
                 &config,

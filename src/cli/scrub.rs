@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 const READ_SIZE: usize = 64 * 1024;
 
-pub fn run(vault: &Vault, scope: &Scope) -> Result<()> {
+pub fn run(vault: &mut Vault, scope: &Scope) -> Result<()> {
     let snapshot = vault.snapshot(scope)?;
     if snapshot.is_empty() {
         eprintln!("note: {scope} has no secrets; the output equals the input");

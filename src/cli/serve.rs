@@ -54,7 +54,7 @@ enum Format {
     Json,
 }
 
-pub fn run(vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Result<()> {
+pub fn run(mut vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Result<()> {
     if args.workers == 0 || args.workers > 256 {
         bail!("--workers must be between 1 and 256 (got {})", args.workers);
     }
@@ -74,7 +74,7 @@ pub fn run(vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Result<()
     // Refuse a bad address or TLS files before anything else happens.
     narakim::service::listen::tls_for(&config)?;
     let _lock = DataDirLock::acquire(&vault.config().data_dir)?;
-    let scrubber = LogScrubber::of_vault(&vault)?;
+    let scrubber = LogScrubber::of_vault(&mut vault)?;
     logs::install(
         match args.log_format {
             Format::Text => LogFormat::Text,

@@ -17,7 +17,7 @@ pub enum Api {
     Openrouter,
 }
 
-pub fn run(vault: &Vault, api: Api, bot: &str, delay_ms: u64) -> Result<()> {
+pub fn run(vault: &mut Vault, api: Api, bot: &str, delay_ms: u64) -> Result<()> {
     let snapshot = vault.snapshot_for_bot(bot)?;
     // The stand-in compares what it receives with the bot's values, so it
     // holds them for as long as it runs: a local testing tool, never a server.

@@ -359,7 +359,7 @@ mod tests {
     }
 
     /// What the cache gives an execution of greeter starting now.
-    fn open(cache: &OpenedCache, vault: &Vault) -> Arc<Opened> {
+    fn open(cache: &OpenedCache, vault: &mut Vault) -> Arc<Opened> {
         cache
             .open(&vault.snapshot_for_bot("greeter").unwrap())
             .unwrap()
@@ -374,27 +374,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut vault = vault(dir.path());
         let cache = OpenedCache::new(Duration::from_secs(30));
-        let first = open(&cache, &vault);
-        let again = open(&cache, &vault);
+        let first = open(&cache, &mut vault);
+        let again = open(&cache, &mut vault);
         assert!(Arc::ptr_eq(&first, &again), "unchanged: decrypted once");
         assert!(token(&again).matches(b"first-value-1234"));
 
         // An overwrite: the next execution decrypts, and sees, the new value.
         set(&mut vault, "second-value-5678");
-        let rotated = open(&cache, &vault);
+        let rotated = open(&cache, &mut vault);
         assert!(!Arc::ptr_eq(&first, &rotated));
         assert!(token(&rotated).matches(b"second-value-5678"));
         assert!(rotated.scrubber.names_in(b"first-value-1234").is_empty());
 
         // A key rotation: same values, new records, decrypted afresh.
         vault.rotate_key(|_, _| {}).unwrap();
-        let rekeyed = open(&cache, &vault);
+        let rekeyed = open(&cache, &mut vault);
         assert!(!Arc::ptr_eq(&rotated, &rekeyed));
         assert!(token(&rekeyed).matches(b"second-value-5678"));
 
         // Another vault handle (another connection) never shares records.
-        let other = Vault::open(vault.config().clone()).unwrap();
-        let elsewhere = open(&cache, &other);
+        let mut other = Vault::open(vault.config().clone()).unwrap();
+        let elsewhere = open(&cache, &mut other);
         assert!(!Arc::ptr_eq(&rekeyed, &elsewhere));
     }
 
@@ -403,14 +403,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut vault = vault(dir.path());
         let cache = OpenedCache::new(Duration::from_secs(30));
-        open(&cache, &vault);
+        open(&cache, &mut vault);
         cache.sweep(Instant::now());
         assert_eq!(cache.len(), 1, "used just now: kept");
         cache.sweep(Instant::now() + Duration::from_secs(31));
         assert_eq!(cache.len(), 0, "idle past the limit: dropped");
 
         // A deleted bot's values go at the next sweep, idle or not.
-        open(&cache, &vault);
+        open(&cache, &mut vault);
         vault.delete_bot("greeter").unwrap();
         cache.sweep(Instant::now());
         assert_eq!(cache.len(), 0, "deleted: dropped");
@@ -418,8 +418,8 @@ mod tests {
         vault.create_bot("greeter", "ops").unwrap();
         set(&mut vault, "third-value-9012");
         let never = OpenedCache::new(Duration::ZERO);
-        let a = open(&never, &vault);
-        let b = open(&never, &vault);
+        let a = open(&never, &mut vault);
+        let b = open(&never, &mut vault);
         assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(never.len(), 0);
     }

@@ -672,7 +672,7 @@ async fn delete_team(State(state): Shared, caller: Caller, Path(team): Path<Stri
         .blocking(move |s| {
             let mut vault = s.vault();
             vault.acting_as(&actor).delete_team(&team)?;
-            rebuild_log_scrubber(s, &vault);
+            rebuild_log_scrubber(s, &mut vault);
             Ok(())
         })
         .await?;
@@ -683,7 +683,7 @@ async fn list_bots(State(state): Shared, caller: Caller, Path(team): Path<String
     caller.require(None, Target::Team(&team))?;
     let bots = state
         .blocking(move |s| {
-            let vault = s.vault();
+            let mut vault = s.vault();
             // 404 for a team that does not exist, rather than an empty list.
             vault.snapshot(&Scope::Team(team.clone()))?;
             Ok(vault
@@ -763,7 +763,7 @@ async fn delete_bot(
             let mut vault = s.vault();
             bot_in_team(&vault, &team, &bot)?;
             vault.acting_as(&actor).delete_bot(&bot)?;
-            rebuild_log_scrubber(s, &vault);
+            rebuild_log_scrubber(s, &mut vault);
             drop(vault);
             s.engine.store().delete_bot_data(&bot)?;
             Ok(())
@@ -969,7 +969,7 @@ pub(super) fn store_secret(
         .acting_as(actor)
         .set_secret_checked(scope, name, &value, expected)?;
     drop(value);
-    rebuild_log_scrubber(s, &vault);
+    rebuild_log_scrubber(s, &mut vault);
     Ok(written)
 }
 
@@ -989,7 +989,7 @@ pub(super) fn erase_secret(
     vault
         .acting_as(actor)
         .delete_secret_checked(scope, name, expected)?;
-    rebuild_log_scrubber(s, &vault);
+    rebuild_log_scrubber(s, &mut vault);
     Ok(())
 }
 
@@ -1265,7 +1265,7 @@ pub(super) fn prepare_run(
     actor: &str,
 ) -> Result<crate::engine::queue::QueuedRun, Problem> {
     let snapshot = {
-        let vault = s.vault();
+        let mut vault = s.vault();
         bot_in_team(&vault, team, bot)?;
         vault.snapshot_for_bot(bot)?
     };
@@ -1758,7 +1758,7 @@ async fn seal_key(State(state): Shared) -> Response {
     }))
 }
 
-fn rebuild_log_scrubber(state: &AppState, vault: &Vault) {
+fn rebuild_log_scrubber(state: &AppState, vault: &mut Vault) {
     if let Err(e) = state.log_scrubber.rebuild(vault) {
         tracing::error!("the log scrubber could not be rebuilt after a secret change: {e}");
     }

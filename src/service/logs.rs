@@ -66,7 +66,7 @@ impl Default for Shared {
 
 impl LogScrubber {
     /// A scrubber of every value stored in `vault`, bot and team.
-    pub fn of_vault(vault: &Vault) -> Result<LogScrubber, LogScrubberError> {
+    pub fn of_vault(vault: &mut Vault) -> Result<LogScrubber, LogScrubberError> {
         let scrubber = LogScrubber::default();
         scrubber.rebuild(vault)?;
         Ok(scrubber)
@@ -74,7 +74,7 @@ impl LogScrubber {
 
     /// Rebuilds from what `vault` holds now. Fails closed: on an error the
     /// previous scrubber stays, and the caller reports it.
-    pub fn rebuild(&self, vault: &Vault) -> Result<(), LogScrubberError> {
+    pub fn rebuild(&self, vault: &mut Vault) -> Result<(), LogScrubberError> {
         let built_from = (vault.change_stamp()?, vault.secret_versions()?);
         self.build(vault)?;
         *self.built_from() = Some(built_from);
@@ -85,7 +85,7 @@ impl LogScrubber {
     /// it. An unchanged vault costs one `PRAGMA data_version`; a write that
     /// changed no value (an audit entry, a token's last use) adds one read
     /// of the secrets' versions.
-    pub fn refresh(&self, vault: &Vault) -> Result<(), LogScrubberError> {
+    pub fn refresh(&self, vault: &mut Vault) -> Result<(), LogScrubberError> {
         let stamp = vault.change_stamp()?;
         let mut built_from = self.built_from();
         if built_from.as_ref().is_some_and(|(seen, _)| *seen == stamp) {
@@ -104,7 +104,7 @@ impl LogScrubber {
     }
 
     /// Replaces the scrubber with one of every value `vault` holds now.
-    fn build(&self, vault: &Vault) -> Result<(), LogScrubberError> {
+    fn build(&self, vault: &mut Vault) -> Result<(), LogScrubberError> {
         let mut values: Vec<(String, SecretValue)> = Vec::new();
         for team in vault.list_teams()? {
             values.extend(vault.snapshot(&Scope::Team(team.name))?.all_values()?);
@@ -208,12 +208,12 @@ mod tests {
     fn refresh_learns_values_another_connection_set_and_only_rebuilds_on_a_value_change() {
         let (_tmp, config) = crate::vault::scratch();
         // `serve`'s connection, and the CLI's in another process.
-        let serve = Vault::open(config.clone()).unwrap();
+        let mut serve = Vault::open(config.clone()).unwrap();
         let mut cli = Vault::open(config).unwrap();
         cli.create_team("ops").unwrap();
         cli.create_bot("greeter", "ops").unwrap();
         set(&mut cli, "greeter", "FIRST", "first-value-0123456789");
-        let scrubber = LogScrubber::of_vault(&serve).unwrap();
+        let scrubber = LogScrubber::of_vault(&mut serve).unwrap();
         assert!(hides(&scrubber, "first-value-0123456789"));
 
         set(&mut cli, "greeter", "SECOND", "second-value-0123456789");
@@ -221,25 +221,25 @@ mod tests {
             !hides(&scrubber, "second-value-0123456789"),
             "nothing is learnt before a refresh"
         );
-        scrubber.refresh(&serve).unwrap();
+        scrubber.refresh(&mut serve).unwrap();
         assert!(hides(&scrubber, "second-value-0123456789"));
 
         // An overwrite is a new value; the old one stays hidden only while
         // a scope still holds it.
         set(&mut cli, "greeter", "SECOND", "rotated-value-0123456789");
-        scrubber.refresh(&serve).unwrap();
+        scrubber.refresh(&mut serve).unwrap();
         assert!(hides(&scrubber, "rotated-value-0123456789"));
 
         // A write that changes no value (an audit entry) keeps the scrubber.
         let before = scrubber.current();
         cli.audit_action("bot.pause", None, None, "").unwrap();
-        scrubber.refresh(&serve).unwrap();
+        scrubber.refresh(&mut serve).unwrap();
         assert!(
             Arc::ptr_eq(&before, &scrubber.current()),
             "rebuilt needlessly"
         );
         // Nor does an unchanged vault.
-        scrubber.refresh(&serve).unwrap();
+        scrubber.refresh(&mut serve).unwrap();
         assert!(Arc::ptr_eq(&before, &scrubber.current()));
     }
 }

@@ -133,8 +133,8 @@ impl AppState {
     /// The requests' vault connection. Each use first brings the log
     /// scrubber up to date with values another process (the CLI) set.
     pub fn vault(&self) -> std::sync::MutexGuard<'_, Vault> {
-        let vault = self.vault.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = self.log_scrubber.refresh(&vault) {
+        let mut vault = self.vault.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.log_scrubber.refresh(&mut vault) {
             tracing::error!("the log scrubber could not learn the vault's changes: {e}");
         }
         vault

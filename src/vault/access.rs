@@ -12,7 +12,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::{OptionalExtension, params};
+use crate::args;
+use crate::db::{DbError, Row};
 use zeroize::Zeroizing;
 
 use super::Vault;
@@ -219,23 +220,21 @@ impl Vault {
                     )
                 }
             };
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO api_tokens(id, digest, admin, team_id, bot_id, capabilities,
                                         created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    id,
+                args![
+                    &id,
                     digest.as_bytes().as_slice(),
                     admin,
                     team,
                     bot,
-                    caps_text,
+                    &caps_text,
                     now,
                     expires_at
-                ])
-            })
+                ],
+            )
             .map_err(VaultError::db("storing a token"))?;
             audit::record(
                 tx,
@@ -260,12 +259,12 @@ impl Vault {
     /// Every token, oldest first. Never the tokens themselves: the vault
     /// does not have them.
     pub fn tokens(&self) -> Result<Vec<TokenInfo>, VaultError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("{TOKEN_SELECT} ORDER BY k.created_at, k.id"))
-            .map_err(VaultError::db("listing tokens"))?;
-        stmt.query_map([], token_info)
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        self.conn
+            .query_map(
+                &format!("{TOKEN_SELECT} ORDER BY k.created_at, k.id"),
+                args![],
+                token_info,
+            )
             .map_err(VaultError::db("listing tokens"))?
             .into_iter()
             .collect()
@@ -276,7 +275,7 @@ impl Vault {
         let shown: String = id.chars().take(64).collect();
         self.change(|tx, actor| {
             let deleted = tx
-                .execute("DELETE FROM api_tokens WHERE id = ?1", [id])
+                .execute("DELETE FROM api_tokens WHERE id = ?1", args![id])
                 .map_err(VaultError::db("revoking a token"))?;
             if deleted == 0 {
                 return Err(VaultError::TokenNotFound(shown.clone()));
@@ -293,13 +292,11 @@ impl Vault {
         let now = super::now_ms();
         let found: Option<(Vec<u8>, Result<TokenInfo, VaultError>)> = self
             .conn
-            .prepare_cached(&format!("{TOKEN_SELECT} WHERE k.digest = ?1"))
-            .and_then(|mut stmt| {
-                stmt.query_row([digest.as_bytes().as_slice()], |r| {
-                    Ok((r.get::<_, Vec<u8>>(8)?, token_info(r)?))
-                })
-                .optional()
-            })
+            .query_opt(
+                &format!("{TOKEN_SELECT} WHERE k.digest = ?1"),
+                args![digest.as_bytes().as_slice()],
+                |r| Ok((r.get::<Vec<u8>>(8)?, token_info(r)?)),
+            )
             .map_err(VaultError::db("looking up a token"))?;
         let Some((stored, info)) = found else {
             return Err(AuthError::Unknown);
@@ -321,8 +318,10 @@ impl Vault {
             .is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS)
         {
             self.conn
-                .prepare_cached("UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1")
-                .and_then(|mut stmt| stmt.execute(params![info.id, now]))
+                .execute(
+                    "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1",
+                    args![&info.id, now],
+                )
                 .map_err(VaultError::db("recording a token's use"))?;
             info.last_used_at = Some(now);
         }
@@ -340,7 +339,7 @@ const TOKEN_SELECT: &str = "SELECT k.id, k.admin, t.name, b.name, k.capabilities
      LEFT JOIN teams t ON t.id = k.team_id
      LEFT JOIN bots b ON b.id = k.bot_id";
 
-fn token_info(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TokenInfo, VaultError>> {
+fn token_info(r: &Row<'_>) -> Result<Result<TokenInfo, VaultError>, DbError> {
     let id: String = r.get(0)?;
     let admin: bool = r.get(1)?;
     let team: Option<String> = r.get(2)?;
@@ -415,6 +414,6 @@ mod tests {
             vault.change_stamp().unwrap();
             vault.secret_versions().unwrap();
         }
-        assert_eq!(crate::sqlite::reprepared(&vault.conn), []);
+        assert_eq!(crate::sqlite::reprepared(vault.conn.sqlite().unwrap()), []);
     }
 }

@@ -1,7 +1,8 @@
 //! The audit trail: who changed what, and when. It records names and scopes,
 //! never values.
 
-use rusqlite::{Connection, params};
+use crate::args;
+use crate::db::Conn;
 
 use super::error::VaultError;
 use super::scope::Scope;
@@ -24,18 +25,16 @@ pub struct AuditEntry {
 }
 
 pub(crate) fn record(
-    conn: &Connection,
+    conn: &Conn,
     actor: &str,
     action: &str,
     scope: Option<&Scope>,
     name: Option<&str>,
     detail: &str,
 ) -> Result<(), VaultError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO audit(at, actor, action, scope, owner, name, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
+        args![
             now_ms(),
             actor,
             action,
@@ -43,8 +42,8 @@ pub(crate) fn record(
             scope.map(Scope::owner),
             name,
             detail
-        ])
-    })
+        ],
+    )
     .map(drop)
     .map_err(VaultError::db("writing the audit trail"))
 }
@@ -79,28 +78,26 @@ impl Vault {
 
     /// The audit trail, oldest first; `limit` keeps only the newest entries.
     pub fn audit(&self, limit: Option<usize>) -> Result<Vec<AuditEntry>, VaultError> {
-        let limit = limit.map_or(-1, |l| l as i64);
-        let mut stmt = self
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows = self
             .conn
-            .prepare(
+            .query_map(
                 "SELECT id, at, actor, action, scope, owner, name, detail FROM
-                   (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+                   (SELECT * FROM audit ORDER BY id DESC LIMIT ?1) AS newest ORDER BY id",
+                args![limit],
+                |r| {
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        scope: r.get(4)?,
+                        owner: r.get(5)?,
+                        name: r.get(6)?,
+                        detail: r.get::<Option<String>>(7)?.unwrap_or_default(),
+                    })
+                },
             )
-            .map_err(VaultError::db("reading the audit trail"))?;
-        let rows = stmt
-            .query_map([limit], |r| {
-                Ok(AuditEntry {
-                    id: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    scope: r.get(4)?,
-                    owner: r.get(5)?,
-                    name: r.get(6)?,
-                    detail: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
-                })
-            })
-            .and_then(|rows| rows.collect())
             .map_err(VaultError::db("reading the audit trail"))?;
         Ok(rows)
     }

@@ -6,14 +6,18 @@ use zeroize::Zeroizing;
 
 use super::error::VaultError;
 use super::key::KeySource;
-use super::store::DB_FILE;
+use super::store::{DB_FILE, Database};
 
 /// Where a vault's database and key are, and who is acting on it (for the
 /// audit trail).
 #[derive(Debug, Clone)]
 pub struct VaultConfig {
-    /// Directory holding `vault.db` (and its WAL).
+    /// Directory holding `vault.db` (and its WAL) on SQLite; on
+    /// PostgreSQL, this node's own files (installed components, caches).
     pub data_dir: PathBuf,
+    /// Where the vault's tables are: `vault.db` in `data_dir` (the
+    /// default), or a PostgreSQL database.
+    pub database: Database,
     /// Where the master key comes from.
     pub key: KeySource,
     /// Recorded in the audit trail for every change.
@@ -26,6 +30,7 @@ impl VaultConfig {
     pub fn new(data_dir: PathBuf, key: KeySource) -> Self {
         Self {
             data_dir,
+            database: Database::Sqlite,
             key,
             actor: default_actor(),
         }
@@ -59,14 +64,29 @@ impl VaultConfig {
         Ok(Self::new(data_dir, key))
     }
 
+    /// The same config with its tables in PostgreSQL at `url`. Every
+    /// config for the same URL shares one connection pool.
+    pub fn with_postgres(mut self, url: &str) -> Result<Self, VaultError> {
+        self.database = Database::Postgres(
+            crate::db::PgPool::shared(url).map_err(VaultError::db("connecting to PostgreSQL"))?,
+        );
+        Ok(self)
+    }
+
+    /// Where the vault's tables are, for messages: the SQLite file, or
+    /// the PostgreSQL URL without its password.
     pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join(DB_FILE)
+        match &self.database {
+            Database::Sqlite => self.data_dir.join(DB_FILE),
+            Database::Postgres(pool) => PathBuf::from(pool.shown()),
+        }
     }
 
     pub(crate) fn key_path_for_messages(&self) -> PathBuf {
         match &self.key {
             KeySource::File(p) => p.clone(),
             KeySource::Env(_) => PathBuf::from("NARAKIM_MASTER_KEY"),
+            KeySource::Kms(kms) => PathBuf::from(format!("AWS KMS key {}", kms.key_id())),
         }
     }
 

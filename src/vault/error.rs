@@ -218,11 +218,34 @@ pub enum VaultError {
         source: std::io::Error,
     },
 
+    #[error(
+        "another narakim initialised this database at the same moment; run `narakim init` again to check that its key opens the vault"
+    )]
+    AlreadyInitialized,
+
+    #[error(
+        "the master key was rotated by another narakim while this change was being made; nothing was changed: try again"
+    )]
+    KeyRotatedMeanwhile,
+
+    #[error("AWS KMS: {0}")]
+    Kms(super::kms::KmsError),
+
+    #[error(
+        "this vault's master key is kept by AWS KMS, not in a key file: give --kms-key-id (NARAKIM_KMS_KEY_ID) with the KMS key it was initialised with, and AWS credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+    )]
+    KeyInKms,
+
+    #[error(
+        "this vault's master key is not kept by AWS KMS (it was initialised with a key file or NARAKIM_MASTER_KEY); drop --kms-key-id and give its key with --key-file or NARAKIM_MASTER_KEY"
+    )]
+    KeyNotInKms,
+
     #[error("database error while {context}: {source}")]
     Db {
         context: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: crate::db::DbError,
     },
 
     #[error("the operating system's random number generator failed: {0}")]
@@ -235,8 +258,11 @@ impl VaultError {
         move |source| Self::Io { path, source }
     }
 
-    pub(crate) fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> Self {
-        move |source| Self::Db { context, source }
+    pub(crate) fn db<E: Into<crate::db::DbError>>(context: &'static str) -> impl FnOnce(E) -> Self {
+        move |source| Self::Db {
+            context,
+            source: source.into(),
+        }
     }
 }
 

@@ -155,6 +155,9 @@ pub enum KeySource {
     File(PathBuf),
     /// The base64 text of `NARAKIM_MASTER_KEY`.
     Env(Zeroizing<String>),
+    /// A data key of an AWS KMS key, whose ciphertext blob the vault
+    /// stores (see [`super::kms_key`]).
+    Kms(std::sync::Arc<super::kms::KmsClient>),
 }
 
 impl fmt::Debug for KeySource {
@@ -162,6 +165,7 @@ impl fmt::Debug for KeySource {
         match self {
             KeySource::File(p) => write!(f, "File({})", p.display()),
             KeySource::Env(_) => f.write_str("Env([REDACTED])"),
+            KeySource::Kms(kms) => write!(f, "Kms({})", kms.key_id()),
         }
     }
 }
@@ -171,6 +175,7 @@ impl fmt::Display for KeySource {
         match self {
             KeySource::File(p) => write!(f, "{}", p.display()),
             KeySource::Env(_) => f.write_str("NARAKIM_MASTER_KEY"),
+            KeySource::Kms(kms) => write!(f, "AWS KMS key {}", kms.key_id()),
         }
     }
 }
@@ -186,7 +191,7 @@ impl KeySource {
     pub(crate) fn exists(&self) -> bool {
         match self {
             KeySource::File(p) => p.exists(),
-            KeySource::Env(_) => true,
+            KeySource::Env(_) | KeySource::Kms(_) => true,
         }
     }
 
@@ -198,6 +203,8 @@ impl KeySource {
                 vault_id: None,
             }),
             KeySource::File(path) => read_key_file(path),
+            // Its blob is in the database: `Vault::open` asks KMS.
+            KeySource::Kms(_) => Err(VaultError::KeyInKms),
         }
     }
 }

@@ -48,11 +48,14 @@ mod audit;
 mod config;
 mod error;
 pub mod key;
+pub mod kms;
+mod kms_key;
 mod pause;
 pub mod record;
 mod rotate;
 mod scope;
 mod secrets;
+mod sigv4;
 mod snapshot;
 pub mod store;
 pub mod token;
@@ -61,7 +64,7 @@ mod value;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::db::{Begin, Conn};
 use zeroize::Zeroizing;
 
 pub use audit::AuditEntry;
@@ -72,6 +75,7 @@ pub use rotate::{RotationReport, VerifyReport};
 pub use scope::{Scope, ScopeKind};
 pub use secrets::{BotInfo, Precondition, SecretInfo, SetOutcome, StoredMatch, TeamInfo};
 pub use snapshot::{ChangeStamp, Generation, SecretResolver, SecretSnapshot};
+pub use store::Database;
 pub use value::{MAX_NAME_LEN, MAX_VALUE_LEN, MIN_VALUE_LEN, SecretName, SecretValue};
 
 /// A new vault in a temp dir (removed when the dir is dropped), for unit
@@ -93,9 +97,9 @@ const META_PREVIOUS_KEY_ID: &str = "previous_key_id";
 const META_FINGERPRINT_KEY: &str = "fingerprint_key";
 const FINGERPRINT_KEY_LABEL: &[u8] = b"fingerprint-key";
 
-/// An open vault: a SQLite connection and the verified master key.
+/// An open vault: a database connection and the verified master key.
 pub struct Vault {
-    conn: Connection,
+    conn: Conn,
     config: VaultConfig,
     key: Arc<MasterKey>,
     vault_id: VaultId,
@@ -171,7 +175,7 @@ impl Vault {
     pub fn init(config: &VaultConfig) -> Result<InitOutcome, VaultError> {
         config.check_key_apart()?;
         let db = config.db_path();
-        if db.exists() {
+        if store::exists(&config.database, &db)? {
             if !config.key.exists() {
                 return Err(VaultError::VaultWithoutKey {
                     data_dir: config.data_dir.clone(),
@@ -191,19 +195,26 @@ impl Vault {
         }
         let vault_id = VaultId::generate()?;
         key::create_private_dir(&config.data_dir)?;
-        let (key, written_key) = match &config.key {
+        let (key, written_key, kms_blob) = match &config.key {
             KeySource::File(path) => {
                 let key = MasterKey::generate()?;
                 key::write_key_file(path, &key, vault_id)?;
-                (key, Some(path))
+                (key, Some(path), None)
             }
-            KeySource::Env(_) => (config.key.load()?.key, None),
+            KeySource::Env(_) => (config.key.load()?.key, None, None),
+            KeySource::Kms(kms) => {
+                let (key, blob) = kms_key::generate(kms, vault_id)?;
+                (key, None, Some((blob, kms.key_id().to_owned())))
+            }
         };
-        let created = Self::create_database(config, vault_id, &key);
+        let created = Self::create_database(config, vault_id, &key, kms_blob.as_ref());
         if created.is_err() {
-            // Leave nothing half-made: a retry must start clean.
-            for file in store::database_files(&config.data_dir) {
-                let _ = std::fs::remove_file(file);
+            // Leave nothing half-made: a retry must start clean. (On
+            // PostgreSQL each migration and the init are transactions.)
+            if let Database::Sqlite = config.database {
+                for file in store::database_files(&config.data_dir) {
+                    let _ = std::fs::remove_file(file);
+                }
             }
             if let Some(path) = written_key {
                 key::shred_file(path)?;
@@ -220,17 +231,22 @@ impl Vault {
         config: &VaultConfig,
         vault_id: VaultId,
         key: &MasterKey,
+        kms_blob: Option<&(Vec<u8>, String)>,
     ) -> Result<(), VaultError> {
         let db = config.db_path();
         let mut fingerprint_key = Zeroizing::new(vec![0u8; 32]);
         key::fill_random(&mut fingerprint_key)?;
-        let conn = store::create(&db)?;
+        let conn = store::create(&config.database, &db)?;
         let tx = conn
-            .unchecked_transaction()
+            .begin(Begin::Immediate)
             .map_err(VaultError::db("starting init"))?;
-        store::set_meta(&tx, META_VAULT_ID, &vault_id.0)?;
-        store::set_meta(&tx, META_KEY_ID, &key.id().0)?;
-        store::set_meta(
+        store::insert_meta(&tx, META_VAULT_ID, &vault_id.0)?;
+        store::insert_meta(&tx, META_KEY_ID, &key.id().0)?;
+        if let Some((blob, kms_key)) = kms_blob {
+            store::insert_meta(&tx, kms_key::META_KMS_BLOB, blob)?;
+            store::insert_meta(&tx, kms_key::META_KMS_KEY, kms_key.as_bytes())?;
+        }
+        store::insert_meta(
             &tx,
             META_FINGERPRINT_KEY,
             &record::seal_blob(key, &fingerprint_label(vault_id), &fingerprint_key)?,
@@ -254,12 +270,15 @@ impl Vault {
     pub fn open(config: VaultConfig) -> Result<Vault, VaultError> {
         config.check_key_apart()?;
         let db = config.db_path();
-        if !db.exists() {
+        if !store::exists(&config.database, &db)? {
             return Err(VaultError::NotInitialized {
-                data_dir: config.data_dir.clone(),
+                data_dir: match config.database {
+                    Database::Sqlite => config.data_dir.clone(),
+                    Database::Postgres(_) => db,
+                },
             });
         }
-        let conn = store::open_existing(&db)?;
+        let conn = store::open_existing(&config.database, &db)?;
         let not_a_vault = |reason: &str| VaultError::NotAVault {
             path: db.clone(),
             reason: reason.to_owned(),
@@ -273,7 +292,16 @@ impl Vault {
         let previous =
             store::get_meta(&conn, META_PREVIOUS_KEY_ID)?.and_then(|b| KeyId::from_slice(&b));
 
-        let loaded = config.key.load()?;
+        let kms_blob = store::get_meta(&conn, kms_key::META_KMS_BLOB)?;
+        let loaded = match (&config.key, kms_blob) {
+            (KeySource::Kms(kms), Some(blob)) => key::LoadedKey {
+                key: kms_key::open(kms, vault_id, &blob)?,
+                vault_id: Some(vault_id),
+            },
+            (KeySource::Kms(_), None) => return Err(VaultError::KeyNotInKms),
+            (_, Some(_)) => return Err(VaultError::KeyInKms),
+            (source, None) => source.load()?,
+        };
         let mut notes = Vec::new();
         let key = if loaded.key.id() == expected {
             rotate::discard_uncommitted(&config)?;
@@ -327,6 +355,39 @@ impl Vault {
         };
         rotate::retire_verified_backup(&mut vault)?;
         Ok(vault)
+    }
+
+    /// Picks up a master key rotated by another process or node since this
+    /// vault was opened (the database's key id is the truth): from KMS, the
+    /// new blob; from a key file, the file again. Reads one row when
+    /// nothing changed.
+    pub(crate) fn refresh_key(&mut self) -> Result<(), VaultError> {
+        let current = store::get_meta(&self.conn, META_KEY_ID)?.and_then(|b| KeyId::from_slice(&b));
+        if current == Some(self.key.id()) {
+            return Ok(());
+        }
+        let current = current.ok_or_else(|| VaultError::NotAVault {
+            path: self.config.db_path(),
+            reason: "its key id is missing".into(),
+        })?;
+        let key = match &self.config.key {
+            KeySource::Kms(kms) => {
+                let blob = store::get_meta(&self.conn, kms_key::META_KMS_BLOB)?
+                    .ok_or(VaultError::KeyNotInKms)?;
+                kms_key::open(kms, self.vault_id, &blob)?
+            }
+            source => source.load()?.key,
+        };
+        if key.id() != current {
+            return Err(VaultError::StaleKey {
+                key_id: key.id().to_string(),
+                current: current.to_string(),
+            });
+        }
+        self.previous_key_id =
+            store::get_meta(&self.conn, META_PREVIOUS_KEY_ID)?.and_then(|b| KeyId::from_slice(&b));
+        self.key = Arc::new(key);
+        Ok(())
     }
 
     /// Things `open` did on its own that an operator should hear about, such

@@ -116,34 +116,32 @@ impl Row {
     }
 }
 
-fn all_rows(conn: &rusqlite::Connection) -> Result<Vec<Row>, VaultError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT s.id, s.bot_id, s.team_id, COALESCE(b.name, t.name), s.name, s.record,
-                    s.fingerprint, s.fingerprint_tag
-             FROM secrets s LEFT JOIN bots b ON b.id = s.bot_id LEFT JOIN teams t ON t.id = s.team_id
-             ORDER BY s.id",
-        )
-        .map_err(VaultError::db("reading secrets"))?;
-    stmt.query_map([], |r| {
-        let bot: Option<i64> = r.get(1)?;
-        let team: Option<i64> = r.get(2)?;
-        let (kind, owner_id) = match (bot, team) {
-            (Some(b), _) => (ScopeKind::Bot, b),
-            (None, t) => (ScopeKind::Team, t.unwrap_or_default()),
-        };
-        Ok(Row {
-            id: r.get(0)?,
-            kind,
-            owner_id,
-            owner: r.get(3)?,
-            name: r.get(4)?,
-            record: r.get(5)?,
-            fingerprint: r.get(6)?,
-            fingerprint_tag: r.get(7)?,
-        })
-    })
-    .and_then(|rows| rows.collect())
+fn all_rows(conn: &crate::db::Conn) -> Result<Vec<Row>, VaultError> {
+    conn.query_map(
+        "SELECT s.id, s.bot_id, s.team_id, COALESCE(b.name, t.name), s.name, s.record,
+                s.fingerprint, s.fingerprint_tag
+         FROM secrets s LEFT JOIN bots b ON b.id = s.bot_id LEFT JOIN teams t ON t.id = s.team_id
+         ORDER BY s.id",
+        crate::args![],
+        |r| {
+            let bot: Option<i64> = r.get(1)?;
+            let team: Option<i64> = r.get(2)?;
+            let (kind, owner_id) = match (bot, team) {
+                (Some(b), _) => (ScopeKind::Bot, b),
+                (None, t) => (ScopeKind::Team, t.unwrap_or_default()),
+            };
+            Ok(Row {
+                id: r.get(0)?,
+                kind,
+                owner_id,
+                owner: r.get(3)?,
+                name: r.get(4)?,
+                record: r.get(5)?,
+                fingerprint: r.get(6)?,
+                fingerprint_tag: r.get(7)?,
+            })
+        },
+    )
     .map_err(VaultError::db("reading secrets"))
 }
 
@@ -198,10 +196,19 @@ impl Vault {
         &mut self,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<RotationReport, VaultError> {
-        let KeySource::File(key_file) = self.config.key.clone() else {
-            return Err(VaultError::RotateNeedsKeyFile);
-        };
-        let (staged, backup) = (staged_path(&key_file), backup_path(&key_file));
+        match self.config.key.clone() {
+            KeySource::File(key_file) => self.rotate_file_key(&key_file, &mut progress),
+            KeySource::Kms(kms) => self.rotate_kms_key(&kms, &mut progress),
+            KeySource::Env(_) => Err(VaultError::RotateNeedsKeyFile),
+        }
+    }
+
+    fn rotate_file_key(
+        &mut self,
+        key_file: &Path,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<RotationReport, VaultError> {
+        let (staged, backup) = (staged_path(key_file), backup_path(key_file));
         // open() retires a verified backup, so one still here guards an
         // unverified rotation: keep it, and do not stack another on top.
         if backup.exists() {
@@ -215,45 +222,106 @@ impl Vault {
         key::write_key_file(&staged, &new, self.vault_id)?;
         pause::point("rotate:staged");
 
-        let rows = all_rows(&self.conn)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(VaultError::db("starting the rotation"))?;
+        let rewrapped = match self.rewrap_all(&old, &new, None, progress) {
+            Err(blocked @ VaultError::RotationBlocked { .. }) => {
+                key::shred_file(&staged)?;
+                return Err(blocked);
+            }
+            other => other?,
+        };
+
+        install_staged(key_file)?;
+        let report = RotationReport {
+            old_key: old.id(),
+            new_key: new.id(),
+            rewrapped,
+        };
+        self.key = std::sync::Arc::new(new);
+        self.previous_key_id = Some(old.id());
+        pause::point("rotate:installed");
+        retire_verified_backup(self)?;
+        if backup.exists() {
+            // retire_verified_backup keeps it only when verification failed.
+            let failed = self.check_records(false)?.problems;
+            return Err(VaultError::RotationUnverified { failed, backup });
+        }
+        Ok(report)
+    }
+
+    /// With the key in KMS there are no files: the new data key's blob is
+    /// stored by the transaction that re-wraps the records, and each
+    /// re-wrapped record is opened with the new key before that commit, so
+    /// a crash at any point leaves one consistent current key.
+    fn rotate_kms_key(
+        &mut self,
+        kms: &super::kms::KmsClient,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<RotationReport, VaultError> {
+        let old = self.key.clone();
+        let (new, blob) = super::kms_key::generate(kms, self.vault_id)?;
+        let rewrapped = self.rewrap_all(&old, &new, Some((&blob, kms.key_id())), progress)?;
+        self.key = std::sync::Arc::new(new);
+        self.previous_key_id = Some(old.id());
+        Ok(RotationReport {
+            old_key: old.id(),
+            new_key: self.key.id(),
+            rewrapped,
+        })
+    }
+
+    /// Step 2: in one transaction, every record's data key re-wrapped from
+    /// `old` to `new`, the fingerprint key re-wrapped, and the current key
+    /// id (and, for KMS, its blob) set. Returns how many records moved.
+    fn rewrap_all(
+        &mut self,
+        old: &MasterKey,
+        new: &MasterKey,
+        kms_blob: Option<(&[u8], &str)>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<usize, VaultError> {
+        // Read inside the write transaction, so a secret another node
+        // writes meanwhile waits for the rotation instead of being missed.
+        let tx = super::secrets::begin_write(&self.conn)?;
+        let rows = all_rows(&tx)?;
         let mut broken = VerifyReport::default();
-        {
-            let mut update = tx
-                .prepare("UPDATE secrets SET record = ?1 WHERE id = ?2")
-                .map_err(VaultError::db("re-wrapping"))?;
-            let total = rows.len();
-            for (done, row) in rows.iter().enumerate() {
-                match record::rewrap(&old, &new, row.identity(), &row.record) {
-                    Ok(moved) => update
-                        .execute(rusqlite::params![moved, row.id])
-                        .map(drop)
-                        .map_err(VaultError::db("re-wrapping"))?,
-                    Err(e) => broken.push(row, e.fault(&row.record, self.previous_key_id)),
+        let total = rows.len();
+        for (done, row) in rows.iter().enumerate() {
+            match record::rewrap(old, new, row.identity(), &row.record) {
+                Ok(moved) => {
+                    if kms_blob.is_some() && record::open(new, row.identity(), &moved).is_err() {
+                        broken.push(row, "it did not open with the new key after re-wrapping");
+                        continue;
+                    }
+                    tx.execute(
+                        "UPDATE secrets SET record = ?1 WHERE id = ?2",
+                        crate::args![&moved, row.id],
+                    )
+                    .map(drop)
+                    .map_err(VaultError::db("re-wrapping"))?
                 }
-                progress(done + 1, total);
-                if done == total / 2 {
-                    pause::point("rotate:rewrapping");
-                }
+                Err(e) => broken.push(row, e.fault(&row.record, self.previous_key_id)),
+            }
+            progress(done + 1, total);
+            if done == total / 2 {
+                pause::point("rotate:rewrapping");
             }
         }
         if !broken.failed.is_empty() {
             // A record that does not open now would be lost for good under a
             // new key: roll back and let the operator decide.
-            drop(tx);
-            key::shred_file(&staged)?;
             return Err(VaultError::RotationBlocked {
                 failed: broken.problems,
             });
         }
         let label = fingerprint_label(self.vault_id);
-        let fingerprint_key = record::seal_blob(&new, &label, &self.fingerprint_key)?;
+        let fingerprint_key = record::seal_blob(new, &label, &self.fingerprint_key)?;
         store::set_meta(&tx, META_FINGERPRINT_KEY, &fingerprint_key)?;
         store::set_meta(&tx, META_PREVIOUS_KEY_ID, &old.id().0)?;
         store::set_meta(&tx, META_KEY_ID, &new.id().0)?;
+        if let Some((blob, kms_key)) = kms_blob {
+            store::set_meta(&tx, super::kms_key::META_KMS_BLOB, blob)?;
+            store::set_meta(&tx, super::kms_key::META_KMS_KEY, kms_key.as_bytes())?;
+        }
         audit::record(
             &tx,
             &self.config.actor,
@@ -272,23 +340,7 @@ impl Vault {
             .map_err(VaultError::db("committing the rotation"))?;
         pause::point("rotate:committed");
         store::checkpoint(&self.conn)?;
-
-        install_staged(&key_file)?;
-        let report = RotationReport {
-            old_key: old.id(),
-            new_key: new.id(),
-            rewrapped: rows.len(),
-        };
-        self.key = std::sync::Arc::new(new);
-        self.previous_key_id = Some(old.id());
-        pause::point("rotate:installed");
-        retire_verified_backup(self)?;
-        if backup.exists() {
-            // retire_verified_backup keeps it only when verification failed.
-            let failed = self.check_records(false)?.problems;
-            return Err(VaultError::RotationUnverified { failed, backup });
-        }
-        Ok(report)
+        Ok(rows.len())
     }
 }
 
@@ -311,7 +363,7 @@ fn install_staged(key_file: &Path) -> Result<(), VaultError> {
 pub(crate) fn discard_uncommitted(config: &VaultConfig) -> Result<(), VaultError> {
     match &config.key {
         KeySource::File(key_file) => key::shred_file(&staged_path(key_file)),
-        KeySource::Env(_) => Ok(()),
+        KeySource::Env(_) | KeySource::Kms(_) => Ok(()),
     }
 }
 

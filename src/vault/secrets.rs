@@ -1,8 +1,9 @@
 //! Teams, bots and the secrets they own: every change goes through here,
 //! in one transaction with its audit entry.
 
+use crate::args;
+use crate::db::{Begin, Conn, DbError, Row, Tx};
 use hmac::{Hmac, KeyInit, Mac};
-use rusqlite::{OptionalExtension, Transaction, params};
 use sha2::Sha256;
 
 use super::audit;
@@ -89,7 +90,7 @@ impl Vault {
             let inserted = tx
                 .execute(
                     "INSERT INTO teams(name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-                    params![name, now_ms()],
+                    args![name, now_ms()],
                 )
                 .map_err(VaultError::db("creating a team"))?;
             if inserted == 0 {
@@ -100,25 +101,23 @@ impl Vault {
     }
 
     pub fn list_teams(&self) -> Result<Vec<TeamInfo>, VaultError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.conn
+            .query_map(
                 "SELECT t.name, t.created_at,
                         (SELECT COUNT(*) FROM bots b WHERE b.team_id = t.id),
                         (SELECT COUNT(*) FROM secrets s WHERE s.team_id = t.id)
                  FROM teams t ORDER BY t.name",
+                args![],
+                |r| {
+                    Ok(TeamInfo {
+                        name: r.get(0)?,
+                        created_at_ms: r.get(1)?,
+                        bots: r.get::<i64>(2)? as u64,
+                        secrets: r.get::<i64>(3)? as u64,
+                    })
+                },
             )
-            .map_err(VaultError::db("listing teams"))?;
-        stmt.query_map([], |r| {
-            Ok(TeamInfo {
-                name: r.get(0)?,
-                created_at_ms: r.get(1)?,
-                bots: r.get::<_, i64>(2)? as u64,
-                secrets: r.get::<_, i64>(3)? as u64,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(VaultError::db("listing teams"))
+            .map_err(VaultError::db("listing teams"))
     }
 
     /// Deletes a team and its team secrets. Refused while the team has bots.
@@ -126,8 +125,11 @@ impl Vault {
         self.change(|tx, actor| {
             let team_id = team_id(tx, name)?;
             let bots: Vec<String> = tx
-                .prepare("SELECT name FROM bots WHERE team_id = ?1 ORDER BY name")
-                .and_then(|mut s| s.query_map([team_id], |r| r.get(0))?.collect())
+                .query_map(
+                    "SELECT name FROM bots WHERE team_id = ?1 ORDER BY name",
+                    args![team_id],
+                    |r| r.get(0),
+                )
                 .map_err(VaultError::db("listing the team's bots"))?;
             if !bots.is_empty() {
                 return Err(VaultError::TeamHasBots {
@@ -136,9 +138,9 @@ impl Vault {
                 });
             }
             let secrets = tx
-                .execute("DELETE FROM secrets WHERE team_id = ?1", [team_id])
+                .execute("DELETE FROM secrets WHERE team_id = ?1", args![team_id])
                 .and_then(|n| {
-                    tx.execute("DELETE FROM teams WHERE id = ?1", [team_id])
+                    tx.execute("DELETE FROM teams WHERE id = ?1", args![team_id])
                         .map(|_| n)
                 })
                 .map_err(VaultError::db("deleting a team"))?;
@@ -160,7 +162,7 @@ impl Vault {
             let inserted = tx
                 .execute(
                     "INSERT INTO bots(name, team_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
-                    params![name, team_id, now_ms()],
+                    args![name, team_id, now_ms()],
                 )
                 .map_err(VaultError::db("creating a bot"))?;
             if inserted == 0 {
@@ -181,30 +183,31 @@ impl Vault {
     pub fn team_of_bot(&self, bot: &str) -> Result<String, VaultError> {
         let (_, team_id) = bot_and_team_id(&self.conn, bot)?;
         self.conn
-            .prepare_cached("SELECT name FROM teams WHERE id = ?1")
-            .and_then(|mut s| s.query_row([team_id], |r| r.get(0)))
+            .query_one(
+                "SELECT name FROM teams WHERE id = ?1",
+                args![team_id],
+                |r| r.get(0),
+            )
             .map_err(VaultError::db("looking up a bot's team"))
     }
 
     pub fn list_bots(&self) -> Result<Vec<BotInfo>, VaultError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        self.conn
+            .query_map(
                 "SELECT b.name, t.name, b.created_at,
                         (SELECT COUNT(*) FROM secrets s WHERE s.bot_id = b.id)
                  FROM bots b JOIN teams t ON t.id = b.team_id ORDER BY b.name",
+                args![],
+                |r| {
+                    Ok(BotInfo {
+                        name: r.get(0)?,
+                        team: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                        secrets: r.get::<i64>(3)? as u64,
+                    })
+                },
             )
-            .map_err(VaultError::db("listing bots"))?;
-        stmt.query_map([], |r| {
-            Ok(BotInfo {
-                name: r.get(0)?,
-                team: r.get(1)?,
-                created_at_ms: r.get(2)?,
-                secrets: r.get::<_, i64>(3)? as u64,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(VaultError::db("listing bots"))
+            .map_err(VaultError::db("listing bots"))
     }
 
     /// Deletes a bot and all its bot secrets in one transaction, then
@@ -215,9 +218,9 @@ impl Vault {
         self.change(|tx, actor| {
             let bot_id = bot_id(tx, name)?;
             deleted = tx
-                .execute("DELETE FROM secrets WHERE bot_id = ?1", [bot_id])
+                .execute("DELETE FROM secrets WHERE bot_id = ?1", args![bot_id])
                 .and_then(|n| {
-                    tx.execute("DELETE FROM bots WHERE id = ?1", [bot_id])
+                    tx.execute("DELETE FROM bots WHERE id = ?1", args![bot_id])
                         .map(|_| n)
                 })
                 .map_err(VaultError::db("deleting a bot"))?;
@@ -258,6 +261,7 @@ impl Vault {
         value: &SecretValue,
         expected: Precondition,
     ) -> Result<(SetOutcome, u64), VaultError> {
+        self.refresh_key()?;
         let key = self.key.clone();
         let fingerprint = fingerprint(&self.fingerprint_key, value);
         let tag_key = self.fingerprint_tag_key.clone();
@@ -282,6 +286,7 @@ impl Vault {
         &mut self,
         items: impl IntoIterator<Item = (&'a Scope, &'a SecretName, &'a SecretValue)>,
     ) -> Result<Vec<SetOutcome>, VaultError> {
+        self.refresh_key()?;
         let key = self.key.clone();
         let fingerprint_key = self.fingerprint_key.clone();
         let tag_key = self.fingerprint_tag_key.clone();
@@ -336,7 +341,7 @@ impl Vault {
                         "DELETE FROM secrets WHERE {} = ?1 AND name = ?2",
                         owner_column(kind)
                     ),
-                    params![owner_id, name.as_str()],
+                    args![owner_id, name.as_str()],
                 )
                 .map_err(VaultError::db("deleting a secret"))?;
             if deleted == 0 {
@@ -370,22 +375,20 @@ impl Vault {
         if candidates.iter().all(|c| c.len() < super::MIN_VALUE_LEN) {
             return Ok(Vec::new());
         }
-        let mut stmt = self
+        let rows = self
             .conn
-            .prepare_cached(
+            .query_map(
                 "SELECT s.name, s.fingerprint, s.fingerprint_tag, s.record, s.bot_id, s.team_id, b.name, t.name
                  FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id
                  ORDER BY s.id",
+                args![],
+                FingerprintRow::read,
             )
             .map_err(VaultError::db("comparing fingerprints"))?;
         let mut stored: std::collections::HashMap<Vec<u8>, Vec<(Scope, String)>> =
             std::collections::HashMap::new();
         let mut altered = Vec::new();
-        let rows = stmt
-            .query_map([], FingerprintRow::read)
-            .map_err(VaultError::db("comparing fingerprints"))?;
         for row in rows {
-            let row = row.map_err(VaultError::db("comparing fingerprints"))?;
             if !row.verified(&self.fingerprint_tag_key) {
                 altered.push(format!("{} ({})", row.name, row.scope));
                 continue;
@@ -420,16 +423,6 @@ impl Vault {
     /// bot this includes its team's secrets, each marked with whether the
     /// bot resolves to it.
     pub fn list_secrets(&self, scope: &Scope) -> Result<Vec<SecretInfo>, VaultError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT s.name, s.fingerprint, s.fingerprint_tag, s.record, s.bot_id, s.team_id, b.name, t.name,
-                        s.created_at, s.updated_at, s.version, s.updated_by
-                 FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id
-                 WHERE s.bot_id = ?1 OR s.team_id = ?2
-                 ORDER BY s.name, s.bot_id IS NULL",
-            )
-            .map_err(VaultError::db("listing secrets"))?;
         let (bot, team) = match scope {
             Scope::Bot(name) => {
                 let (bot_id, team_id) = bot_and_team_id(&self.conn, name)?;
@@ -438,27 +431,35 @@ impl Vault {
             Scope::Team(name) => (None, team_id(&self.conn, name)?),
         };
         let tag_key = &self.fingerprint_tag_key;
-        let mut out: Vec<SecretInfo> = stmt
-            .query_map(params![bot, team], |r| {
-                let row = FingerprintRow::read(r)?;
-                let verified = row.verified(tag_key);
-                Ok(SecretInfo {
-                    created_at_ms: r.get(8)?,
-                    updated_at_ms: r.get(9)?,
-                    version: r.get::<_, i64>(10)?.max(0) as u64,
-                    updated_by: r.get(11)?,
-                    fingerprint: if verified {
-                        hex(&row.fingerprint[..row.fingerprint.len().min(6)])
-                    } else {
-                        ALTERED_FINGERPRINT.to_owned()
-                    },
-                    fingerprint_verified: verified,
-                    name: row.name,
-                    scope: row.scope,
-                    effective: true,
-                })
-            })
-            .and_then(|rows| rows.collect())
+        let mut out: Vec<SecretInfo> = self
+            .conn
+            .query_map(
+                "SELECT s.name, s.fingerprint, s.fingerprint_tag, s.record, s.bot_id, s.team_id, b.name, t.name,
+                        s.created_at, s.updated_at, s.version, s.updated_by
+                 FROM secrets s LEFT JOIN teams t ON t.id = s.team_id LEFT JOIN bots b ON b.id = s.bot_id
+                 WHERE s.bot_id = ?1 OR s.team_id = ?2
+                 ORDER BY s.name, s.bot_id IS NULL",
+                args![bot, team],
+                |r| {
+                    let row = FingerprintRow::read(r)?;
+                    let verified = row.verified(tag_key);
+                    Ok(SecretInfo {
+                        created_at_ms: r.get(8)?,
+                        updated_at_ms: r.get(9)?,
+                        version: r.get::<i64>(10)?.max(0) as u64,
+                        updated_by: r.get(11)?,
+                        fingerprint: if verified {
+                            hex(&row.fingerprint[..row.fingerprint.len().min(6)])
+                        } else {
+                            ALTERED_FINGERPRINT.to_owned()
+                        },
+                        fingerprint_verified: verified,
+                        name: row.name,
+                        scope: row.scope,
+                        effective: true,
+                    })
+                },
+            )
             .map_err(VaultError::db("listing secrets"))?;
         // Rows are ordered bot-before-team within a name: later duplicates are shadowed.
         for i in 1..out.len() {
@@ -471,14 +472,17 @@ impl Vault {
 
     /// Runs `f` in one write transaction, then checkpoints the WAL so no
     /// superseded page (with an old ciphertext) outlives the change.
+    /// Vault writes take turns across every node (see [`begin_write`]).
     pub(super) fn change(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>, &str) -> Result<(), VaultError>,
+        f: impl FnOnce(&Tx<'_>, &str) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(VaultError::db("starting a transaction"))?;
+        let tx = begin_write(&self.conn)?;
+        // A rotation on another node since `refresh_key`: a record sealed
+        // now under the old key would not open under the new one.
+        if store::get_meta(&tx, super::META_KEY_ID)?.as_deref() != Some(&self.key.id().0[..]) {
+            return Err(VaultError::KeyRotatedMeanwhile);
+        }
         f(&tx, &self.config.actor)?;
         tx.commit().map_err(VaultError::db("committing"))?;
         store::checkpoint(&self.conn)
@@ -503,7 +507,7 @@ struct FingerprintRow {
 }
 
 impl FingerprintRow {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(r: &Row<'_>) -> Result<Self, DbError> {
         let (bot_id, team_id): (Option<i64>, Option<i64>) = (r.get(4)?, r.get(5)?);
         let (kind, owner_id, scope) = match bot_id {
             Some(id) => (ScopeKind::Bot, id, Scope::Bot(r.get(6)?)),
@@ -546,7 +550,7 @@ impl FingerprintRow {
 /// is corrected too) and tagged. A record that does not open is left
 /// untagged: `key verify` and every fingerprint check report it.
 pub(crate) fn fill_fingerprint_tags(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     key: &MasterKey,
     fingerprint_key: &[u8],
     tag_key: &[u8],
@@ -554,17 +558,12 @@ pub(crate) fn fill_fingerprint_tags(
     // id, bot_id, team_id, name, record
     type SealedRow = (i64, Option<i64>, Option<i64>, String, Vec<u8>);
     let rows: Vec<SealedRow> = tx
-        .prepare("SELECT id, bot_id, team_id, name, record FROM secrets ORDER BY id")
-        .and_then(|mut s| {
-            s.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect()
-        })
+        .query_map(
+            "SELECT id, bot_id, team_id, name, record FROM secrets ORDER BY id",
+            args![],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
         .map_err(VaultError::db("reading secrets to tag their fingerprints"))?;
-    let mut update = tx
-        .prepare("UPDATE secrets SET fingerprint = ?1, fingerprint_tag = ?2 WHERE id = ?3")
-        .map_err(VaultError::db("tagging fingerprints"))?;
     for (id, bot_id, team_id, name, sealed) in rows {
         let identity = match bot_id {
             Some(bot) => Identity {
@@ -584,9 +583,11 @@ pub(crate) fn fill_fingerprint_tags(
         let fingerprint = fingerprint(fingerprint_key, &value);
         drop(value);
         let tag = record::fingerprint_tag(tag_key, identity, &fingerprint, &sealed);
-        update
-            .execute(params![fingerprint, tag, id])
-            .map_err(VaultError::db("tagging fingerprints"))?;
+        tx.execute(
+            "UPDATE secrets SET fingerprint = ?1, fingerprint_tag = ?2 WHERE id = ?3",
+            args![&fingerprint, tag.as_ref(), id],
+        )
+        .map_err(VaultError::db("tagging fingerprints"))?;
     }
     Ok(())
 }
@@ -616,7 +617,7 @@ pub struct StoredMatch {
 /// Seals and stores one value inside the caller's transaction, with its
 /// audit entry.
 fn store_one(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     (key, tag_key): (&MasterKey, &[u8]),
     (scope, name, value): (&Scope, &SecretName, &SecretValue),
@@ -638,23 +639,21 @@ fn store_one(
     let column = owner_column(kind);
     let (outcome, version) = match current {
         Some((id, version)) => tx
-            .prepare_cached(
+            .execute(
                 "UPDATE secrets SET record = ?1, fingerprint = ?2, fingerprint_tag = ?3, updated_at = ?4,
                                     version = ?5, updated_by = ?6 WHERE id = ?7",
+                args![&sealed, fingerprint, &tag, now, version as i64 + 1, actor, id],
             )
-            .and_then(|mut s| {
-                s.execute(params![sealed, fingerprint, tag, now, version as i64 + 1, actor, id])
-            })
             .map(|_| (SetOutcome::Overwritten, version + 1)),
         None => tx
-            .prepare_cached(&format!(
-                "INSERT INTO secrets({column}, name, record, fingerprint, fingerprint_tag, created_at, updated_at,
-                                     version, updated_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7)"
-            ))
-            .and_then(|mut s| {
-                s.execute(params![owner_id, name.as_str(), sealed, fingerprint, tag, now, actor])
-            })
+            .execute(
+                &format!(
+                    "INSERT INTO secrets({column}, name, record, fingerprint, fingerprint_tag, created_at, updated_at,
+                                         version, updated_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 1, ?7)"
+                ),
+                args![owner_id, name.as_str(), &sealed, fingerprint, &tag, now, actor],
+            )
             .map(|_| (SetOutcome::Created, 1)),
     }
     .map_err(VaultError::db("storing a secret"))?;
@@ -675,21 +674,19 @@ fn store_one(
 
 /// The row id and version of `name` in the owner's secrets, if stored.
 fn current_version(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     kind: ScopeKind,
     owner_id: i64,
     name: &SecretName,
 ) -> Result<Option<(i64, u64)>, VaultError> {
-    tx.prepare_cached(&format!(
-        "SELECT id, version FROM secrets WHERE {} = ?1 AND name = ?2",
-        owner_column(kind)
-    ))
-    .and_then(|mut s| {
-        s.query_row(params![owner_id, name.as_str()], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-        })
-        .optional()
-    })
+    tx.query_opt(
+        &format!(
+            "SELECT id, version FROM secrets WHERE {} = ?1 AND name = ?2",
+            owner_column(kind)
+        ),
+        args![owner_id, name.as_str()],
+        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?.max(0) as u64)),
+    )
     .map_err(VaultError::db("looking up a secret"))
 }
 
@@ -722,37 +719,53 @@ fn owner_column(kind: ScopeKind) -> &'static str {
     }
 }
 
-fn owner(conn: &rusqlite::Connection, scope: &Scope) -> Result<(ScopeKind, i64), VaultError> {
+fn owner(conn: &Conn, scope: &Scope) -> Result<(ScopeKind, i64), VaultError> {
     Ok(match scope {
         Scope::Bot(name) => (ScopeKind::Bot, bot_id(conn, name)?),
         Scope::Team(name) => (ScopeKind::Team, team_id(conn, name)?),
     })
 }
 
-pub(crate) fn team_id(conn: &rusqlite::Connection, name: &str) -> Result<i64, VaultError> {
+pub(crate) fn team_id(conn: &Conn, name: &str) -> Result<i64, VaultError> {
     // An invalid name cannot exist; saying so also keeps raw input out of
     // the not-found message.
     validate_entity_name("team", name)?;
-    conn.query_row("SELECT id FROM teams WHERE name = ?1", [name], |r| r.get(0))
-        .optional()
-        .map_err(VaultError::db("looking up a team"))?
-        .ok_or_else(|| VaultError::TeamNotFound(name.to_owned()))
+    conn.query_opt("SELECT id FROM teams WHERE name = ?1", args![name], |r| {
+        r.get(0)
+    })
+    .map_err(VaultError::db("looking up a team"))?
+    .ok_or_else(|| VaultError::TeamNotFound(name.to_owned()))
 }
 
-fn bot_id(conn: &rusqlite::Connection, name: &str) -> Result<i64, VaultError> {
+fn bot_id(conn: &Conn, name: &str) -> Result<i64, VaultError> {
     bot_and_team_id(conn, name).map(|(bot, _)| bot)
 }
 
-pub(crate) fn bot_and_team_id(
-    conn: &rusqlite::Connection,
-    name: &str,
-) -> Result<(i64, i64), VaultError> {
+pub(crate) fn bot_and_team_id(conn: &Conn, name: &str) -> Result<(i64, i64), VaultError> {
     validate_entity_name("bot", name)?;
-    conn.prepare_cached("SELECT id, team_id FROM bots WHERE name = ?1")
-        .and_then(|mut s| {
-            s.query_row([name], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(VaultError::db("looking up a bot"))?
-        .ok_or_else(|| VaultError::BotNotFound(name.to_owned()))
+    conn.query_opt(
+        "SELECT id, team_id FROM bots WHERE name = ?1",
+        args![name],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(VaultError::db("looking up a bot"))?
+    .ok_or_else(|| VaultError::BotNotFound(name.to_owned()))
 }
+
+/// Begins a vault write. SQLite's `BEGIN IMMEDIATE` takes the file's write
+/// lock; on PostgreSQL an advisory lock does the same for every node, so a
+/// check and the write it allows (a version, a name not yet taken) cannot
+/// be overtaken by another node's write.
+pub(crate) fn begin_write(conn: &Conn) -> Result<Tx<'_>, VaultError> {
+    let tx = conn
+        .begin(Begin::Immediate)
+        .map_err(VaultError::db("starting a transaction"))?;
+    if tx.backend() == crate::db::Backend::Postgres {
+        tx.execute("SELECT pg_advisory_xact_lock(?1)", args![VAULT_WRITE_LOCK])
+            .map_err(VaultError::db("starting a transaction"))?;
+    }
+    Ok(tx)
+}
+
+/// The advisory lock of vault writes on PostgreSQL.
+const VAULT_WRITE_LOCK: i64 = 0x6e61_726b_696d_0002;

@@ -75,9 +75,12 @@ pub struct SecretSnapshot {
 /// vault's contents (the service's log scrubber).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChangeStamp {
-    /// Changes committed by other connections (`PRAGMA data_version`).
+    /// SQLite: changes committed by other connections (`PRAGMA
+    /// data_version`). PostgreSQL: the vault's change counter, which every
+    /// write of a secret, bot, team or the key metadata bumps (by trigger),
+    /// from any node.
     data_version: i64,
-    /// Rows changed by this connection.
+    /// SQLite: rows changed by this connection.
     total_changes: u64,
 }
 
@@ -250,41 +253,67 @@ impl SecretResolver for SecretSnapshot {
 impl Vault {
     /// Where the database stands now (see [`ChangeStamp`]). Reads no table.
     pub fn change_stamp(&self) -> Result<ChangeStamp, VaultError> {
-        Ok(ChangeStamp {
-            data_version: self
-                .conn
-                .prepare_cached("PRAGMA data_version")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)))
-                .map_err(VaultError::db("reading the vault's change counter"))?,
-            total_changes: self.conn.total_changes(),
-        })
+        const READING: &str = "reading the vault's change counter";
+        match self.conn.sqlite() {
+            Some(conn) => Ok(ChangeStamp {
+                data_version: conn
+                    .prepare_cached("PRAGMA data_version")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                    .map_err(VaultError::db(READING))?,
+                total_changes: conn.total_changes(),
+            }),
+            None => Ok(ChangeStamp {
+                data_version: self
+                    .conn
+                    .query_one(
+                        "SELECT counter FROM vault_changes WHERE one = 1",
+                        crate::args![],
+                        |r| r.get(0),
+                    )
+                    .map_err(VaultError::db(READING))?,
+                total_changes: 0,
+            }),
+        }
     }
 
     /// Every stored secret's row id and version, in id order: it differs
     /// whenever a value was set, overwritten or deleted, and stays the same
     /// across writes that change no value (audit entries, a key rotation).
     pub fn secret_versions(&self) -> Result<Vec<(i64, i64)>, VaultError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, version FROM secrets ORDER BY id")
-            .map_err(VaultError::db("listing secret versions"))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(VaultError::db("listing secret versions"))?;
-        rows.collect::<Result<_, _>>()
+        self.conn
+            .query_map(
+                "SELECT id, version FROM secrets ORDER BY id",
+                crate::args![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(VaultError::db("listing secret versions"))
     }
 
     /// Takes a snapshot of `bot`'s secrets: its bot secrets, and its team's
     /// secrets for names it does not override.
-    pub fn snapshot_for_bot(&self, bot: &str) -> Result<SecretSnapshot, VaultError> {
+    pub fn snapshot_for_bot(&mut self, bot: &str) -> Result<SecretSnapshot, VaultError> {
         self.snapshot(&Scope::Bot(bot.to_owned()))
     }
 
     /// Takes a snapshot of the secrets `scope` resolves: for a bot, its own
     /// and its team's (bot first); for a team, the team secrets.
-    pub fn snapshot(&self, scope: &Scope) -> Result<SecretSnapshot, VaultError> {
-        let stamp = self.change_stamp()?;
+    pub fn snapshot(&mut self, scope: &Scope) -> Result<SecretSnapshot, VaultError> {
+        let mut stamp = self.change_stamp()?;
+        let cached = self
+            .snapshots
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(scope)
+            .is_some_and(|(at, _, _)| *at == stamp);
+        if !cached {
+            // Something changed: perhaps the key, rotated elsewhere.
+            let before = self.key.id();
+            self.refresh_key()?;
+            if self.key.id() != before {
+                stamp = self.change_stamp()?;
+            }
+        }
         let mut cache = self
             .snapshots
             .entries
@@ -323,27 +352,25 @@ impl Vault {
             }
             Scope::Team(team) => (None, team_id(&self.conn, team)?),
         };
-        let mut stmt = self
+        let mut entries = Records::default();
+        let rows = self
             .conn
-            .prepare_cached(
-                "SELECT s.name, s.record, s.bot_id IS NOT NULL, t.name
+            .query_map(
+                "SELECT s.name, s.record, s.bot_id, t.name
                  FROM secrets s JOIN teams t ON t.id = ?2
                  WHERE s.bot_id = ?1 OR s.team_id = ?2",
+                crate::args![bot_id, team_id],
+                |r| {
+                    Ok((
+                        r.get::<String>(0)?,
+                        r.get::<Vec<u8>>(1)?,
+                        r.get::<Option<i64>>(2)?.is_some(),
+                        r.get::<String>(3)?,
+                    ))
+                },
             )
             .map_err(VaultError::db("taking a snapshot"))?;
-        let mut entries = Records::default();
-        let rows = stmt
-            .query_map(rusqlite::params![bot_id, team_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .map_err(VaultError::db("taking a snapshot"))?;
-        for row in rows {
-            let (name, record, is_bot, team) = row.map_err(VaultError::db("taking a snapshot"))?;
+        for (name, record, is_bot, team) in rows {
             let sealed = match (is_bot, bot_id) {
                 (true, Some(bot_id)) => Sealed {
                     kind: ScopeKind::Bot,

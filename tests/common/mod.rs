@@ -13,6 +13,7 @@ pub mod guests;
 pub mod http;
 pub mod recorder;
 pub mod server;
+pub mod services;
 
 /// A vault in a temp dir: data in `root/data`, key in `root/config`.
 pub struct TestVault {
