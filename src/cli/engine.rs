@@ -23,20 +23,23 @@ fn runtime(config: &VaultConfig, limits: Limits, upstreams: Vec<Upstream>) -> Re
 /// An engine over `vault` and the data directory's `engine.db`.
 pub fn engine(vault: Vault, limits: Limits, upstreams: Vec<Upstream>) -> Result<Arc<Engine>> {
     let runtime = Arc::new(runtime(vault.config(), limits, upstreams)?);
-    let store = EngineStore::open(&vault.config().data_dir)?;
+    let store = EngineStore::open_in(&vault.config().data_dir, &vault.config().database)?;
     Ok(Arc::new(Engine::new(runtime, vault, store)))
 }
 
 pub fn install(config: &VaultConfig, path: &Path) -> Result<()> {
     let runtime = runtime(config, Limits::default(), Vec::new())?;
-    let mut registry = Registry::open(&config.data_dir, &runtime)?;
+    let mut registry = Registry::new(
+        EngineStore::open_in(&config.data_dir, &config.database)?,
+        &runtime,
+    );
     let report = tokio()?.block_on(registry.install(path))?;
     println!("{report}");
     Ok(())
 }
 
 pub fn list(config: &VaultConfig) -> Result<()> {
-    let store = EngineStore::open(&config.data_dir)?;
+    let store = EngineStore::open_in(&config.data_dir, &config.database)?;
     let installed = store.extensions()?;
     if installed.is_empty() {
         println!(
@@ -73,7 +76,7 @@ pub fn list(config: &VaultConfig) -> Result<()> {
 
 pub fn show(config: &VaultConfig, reference: &str) -> Result<()> {
     let reference: ExtensionRef = reference.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let store = EngineStore::open(&config.data_dir)?;
+    let store = EngineStore::open_in(&config.data_dir, &config.database)?;
     let runtime = runtime(config, Limits::default(), Vec::new())?;
     let registry = Registry::new(store, &runtime);
     let e = registry.show(&reference.name, reference.version.as_deref())?;
@@ -257,7 +260,7 @@ pub fn remove(config: &VaultConfig, reference: &str) -> Result<()> {
             reference.name
         );
     };
-    let mut store = EngineStore::open(&config.data_dir)?;
+    let mut store = EngineStore::open_in(&config.data_dir, &config.database)?;
     store.remove_extension(&reference.name, &version)?;
     println!("Removed extension {}@{version}.", reference.name);
     Ok(())

@@ -142,6 +142,13 @@ enum Command {
         #[command(flatten)]
         upstreams: UpstreamArgs,
     },
+    /// Run queued executions without serving HTTP: a node of a cluster on PostgreSQL (--database) that only works
+    Worker {
+        #[command(flatten)]
+        args: serve::WorkerArgs,
+        #[command(flatten)]
+        upstreams: UpstreamArgs,
+    },
     /// Copy stdin to stdout with every value of a bot's (or team's) secrets, raw or encoded, replaced by [REDACTED:NAME]
     Scrub {
         #[command(flatten)]
@@ -496,6 +503,7 @@ pub fn run() -> Result<()> {
             engine::set_paused(&engine, &name, false)
         }
         Command::Serve { args, upstreams } => serve::run(vault, args, upstreams.all()?),
+        Command::Worker { args, upstreams } => serve::worker(vault, args, upstreams.all()?),
         Command::Run {
             bot,
             input,
@@ -508,7 +516,10 @@ pub fn run() -> Result<()> {
         }
         Command::Bot(cmd) => bot(&mut vault, cmd),
         Command::Executions(cmd) => {
-            let store = narakim::engine::store::EngineStore::open(&vault.config().data_dir)?;
+            let store = narakim::engine::store::EngineStore::open_in(
+                &vault.config().data_dir,
+                &vault.config().database,
+            )?;
             match cmd {
                 ExecutionsCommand::List { bot, limit } => {
                     engine::executions_list(&store, bot.as_deref(), limit)
@@ -622,8 +633,11 @@ fn bot(vault: &mut Vault, cmd: BotCommand) -> Result<()> {
         BotCommand::Delete { name } => {
             let n = vault.delete_bot(&name)?;
             // Its deployments and execution records go with it.
-            narakim::engine::store::EngineStore::open(&vault.config().data_dir)?
-                .delete_bot_data(&name)?;
+            narakim::engine::store::EngineStore::open_in(
+                &vault.config().data_dir,
+                &vault.config().database,
+            )?
+            .delete_bot_data(&name)?;
             println!("Deleted bot \"{name}\" and its {n} bot secret(s).");
         }
         BotCommand::Status { .. }

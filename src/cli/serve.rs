@@ -46,6 +46,35 @@ pub struct ServeArgs {
     /// Largest request body in KiB
     #[arg(long, value_name = "KIB", default_value_t = 1024)]
     body_limit: usize,
+    /// On PostgreSQL: seconds a claimed run's lease holds without a renewal
+    /// (renewed every third of it); a dead node's runs move on after it
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    lease_seconds: u64,
+    /// On PostgreSQL: seconds between an idle node's looks at the queue
+    /// (reaping lapsed leases; the fallback to NOTIFY)
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    poll_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Executions run at once
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    workers: usize,
+    /// Seconds running executions get to finish after SIGTERM or Ctrl-C
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    drain_seconds: u64,
+    /// Log lines as text or JSON (level from RUST_LOG, default info)
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    log_format: Format,
+    /// On PostgreSQL: seconds a claimed run's lease holds without a renewal
+    /// (renewed every third of it); a dead node's runs move on after it
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    lease_seconds: u64,
+    /// On PostgreSQL: seconds between an idle node's looks at the queue
+    /// (reaping lapsed leases; the fallback to NOTIFY)
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    poll_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,7 +83,7 @@ enum Format {
     Json,
 }
 
-pub fn run(mut vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Result<()> {
+pub fn run(vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Result<()> {
     if args.workers == 0 || args.workers > 256 {
         bail!("--workers must be between 1 and 256 (got {})", args.workers);
     }
@@ -70,13 +99,59 @@ pub fn run(mut vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Resul
         queue_bound: args.queue_bound,
         rate_limit: args.rate_limit,
         body_limit: args.body_limit.saturating_mul(1024),
+        lease: lease(args.lease_seconds)?,
+        poll: poll(args.poll_seconds)?,
     };
     // Refuse a bad address or TLS files before anything else happens.
     narakim::service::listen::tls_for(&config)?;
+    start(vault, config, args.log_format, upstreams, true)
+}
+
+/// `narakim worker`: the workers (and the scheduler) without HTTP.
+pub fn worker(vault: Vault, args: WorkerArgs, upstreams: Vec<Upstream>) -> Result<()> {
+    if args.workers == 0 || args.workers > 256 {
+        bail!("--workers must be between 1 and 256 (got {})", args.workers);
+    }
+    if matches!(vault.config().database, narakim::db::Database::Sqlite) {
+        bail!(
+            "`narakim worker` shares a queue with `narakim serve` nodes, which needs PostgreSQL: give --database (NARAKIM_DATABASE_URL); with SQLite, `narakim serve` runs the executions itself"
+        );
+    }
+    let config = ServiceConfig {
+        workers: args.workers,
+        drain: Duration::from_secs(args.drain_seconds),
+        lease: lease(args.lease_seconds)?,
+        poll: poll(args.poll_seconds)?,
+        ..ServiceConfig::default()
+    };
+    start(vault, config, args.log_format, upstreams, false)
+}
+
+fn lease(seconds: u64) -> Result<Duration> {
+    if !(3..=3600).contains(&seconds) {
+        bail!("--lease-seconds must be between 3 and 3600 (got {seconds})");
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+fn poll(seconds: u64) -> Result<Duration> {
+    if !(1..=3600).contains(&seconds) {
+        bail!("--poll-seconds must be between 1 and 3600 (got {seconds})");
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+fn start(
+    mut vault: Vault,
+    config: ServiceConfig,
+    log_format: Format,
+    upstreams: Vec<Upstream>,
+    http: bool,
+) -> Result<()> {
     let _lock = DataDirLock::acquire(&vault.config().data_dir)?;
     let scrubber = LogScrubber::of_vault(&mut vault)?;
     logs::install(
-        match args.log_format {
+        match log_format {
             Format::Text => LogFormat::Text,
             Format::Json => LogFormat::Json,
         },
@@ -86,14 +161,19 @@ pub fn run(mut vault: Vault, args: ServeArgs, upstreams: Vec<Upstream>) -> Resul
     let engine = engine::engine(vault, narakim::runtime::Limits::default(), upstreams)?;
     let state = AppState::new(engine, requests_vault, config, scrubber);
     let runtime = tokio()?;
-    let report = runtime.block_on(narakim::service::run(
-        state,
-        shutdown_signal(),
-        |addr, scheme| {
-            // One line on stdout, for scripts that start us on port 0.
-            println!("narakim serve: listening on {scheme}://{addr}");
-        },
-    ))?;
+    let report = if http {
+        runtime.block_on(narakim::service::run(
+            state,
+            shutdown_signal(),
+            |addr, scheme| {
+                // One line on stdout, for scripts that start us on port 0.
+                println!("narakim serve: listening on {scheme}://{addr}");
+            },
+        ))?
+    } else {
+        println!("narakim worker: running queued executions");
+        runtime.block_on(narakim::service::run_worker(state, shutdown_signal()))?
+    };
     if report.abandoned > 0 {
         eprintln!(
             "warning: {} execution(s) were still running after --drain-seconds; the next start marks them interrupted",

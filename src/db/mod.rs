@@ -20,6 +20,16 @@ use std::fmt;
 
 pub use postgres::{PgConn, PgPool};
 
+/// Where a store's tables are.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// A SQLite file in the data directory (`vault.db`, `engine.db`).
+    Sqlite,
+    /// One PostgreSQL database, shared by the vault, the engine and every
+    /// node of a cluster.
+    Postgres(PgPool),
+}
+
 /// Which database a connection talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -134,6 +144,19 @@ impl DbError {
             ),
             DbError::Postgres(e) => {
                 e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        }
+    }
+
+    /// A FOREIGN KEY constraint refused the write.
+    pub fn is_foreign_key_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+            }
+            DbError::Postgres(e) => {
+                e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
             }
             _ => false,
         }
@@ -320,6 +343,52 @@ impl Conn {
         self.query_opt(sql, args, read)?.ok_or(DbError::NoRows)
     }
 
+    /// Whether a transaction is open on this connection.
+    pub fn in_transaction(&self) -> bool {
+        match self {
+            Conn::Sqlite(c) => !c.is_autocommit(),
+            Conn::Postgres(c) => c.in_transaction(),
+        }
+    }
+
+    /// Begins a transaction the caller ends with [`Conn::end`]: for one
+    /// that spans calls that each need the connection.
+    pub fn begin_open(&self, how: Begin) -> Result<(), DbError> {
+        std::mem::forget(self.begin(how)?);
+        Ok(())
+    }
+
+    /// Ends the transaction [`Conn::begin_open`] began: commits it, or
+    /// rolls it back.
+    pub fn end(&self, commit: bool) -> Result<(), DbError> {
+        let tx = Tx {
+            conn: self,
+            open: true,
+            savepoint: false,
+        };
+        if commit {
+            tx.commit()
+        } else {
+            drop(tx);
+            Ok(())
+        }
+    }
+
+    /// A transaction, or inside one already open a savepoint: atomic
+    /// either way, undone when dropped without [`Tx::commit`], and a
+    /// failed write inside leaves the outer transaction usable.
+    pub fn atomic(&self, how: Begin) -> Result<Tx<'_>, DbError> {
+        if self.in_transaction() {
+            self.batch("SAVEPOINT atomic")?;
+            return Ok(Tx {
+                conn: self,
+                open: true,
+                savepoint: true,
+            });
+        }
+        self.begin(how)
+    }
+
     /// Begins a transaction, rolled back when the returned guard drops
     /// without [`Tx::commit`].
     pub fn begin(&self, how: Begin) -> Result<Tx<'_>, DbError> {
@@ -333,6 +402,7 @@ impl Conn {
         Ok(Tx {
             conn: self,
             open: true,
+            savepoint: false,
         })
     }
 }
@@ -343,6 +413,7 @@ impl Conn {
 pub struct Tx<'c> {
     conn: &'c Conn,
     open: bool,
+    savepoint: bool,
 }
 
 impl std::ops::Deref for Tx<'_> {
@@ -355,6 +426,9 @@ impl std::ops::Deref for Tx<'_> {
 impl Tx<'_> {
     pub fn commit(mut self) -> Result<(), DbError> {
         self.open = false;
+        if self.savepoint {
+            return self.conn.batch("RELEASE atomic");
+        }
         match self.conn {
             Conn::Sqlite(c) => c.execute_batch("COMMIT").map_err(|e| {
                 // A failed COMMIT in SQLite may leave the transaction open.
@@ -368,7 +442,9 @@ impl Tx<'_> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if self.open {
+        if self.open && self.savepoint {
+            let _ = self.conn.batch("ROLLBACK TO atomic; RELEASE atomic");
+        } else if self.open {
             match self.conn {
                 Conn::Sqlite(c) => {
                     if !c.is_autocommit() {

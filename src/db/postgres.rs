@@ -71,6 +71,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 #[derive(Clone)]
 pub struct PgPool {
     pool: Pool,
+    config: Arc<tokio_postgres::Config>,
     shown: Arc<str>,
 }
 
@@ -88,7 +89,7 @@ impl PgPool {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| DbError::Unavailable(format!("the database URL is not valid: {e}")))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -106,8 +107,15 @@ impl PgPool {
             .map_err(|e| DbError::Unavailable(e.to_string()))?;
         Ok(PgPool {
             pool,
+            config: Arc::new(config),
             shown: shown_url(url).into(),
         })
+    }
+
+    /// The connection settings, for a connection outside the pool (the
+    /// node's `LISTEN` connection).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     /// The process's pool for `url`, made on first use: every store of a
@@ -280,6 +288,10 @@ impl PgConn {
 
     pub(crate) fn batch(&self, sql: &str) -> Result<(), DbError> {
         self.run(&|c| block_on(c.batch_execute(sql)))
+    }
+
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_tx.get()
     }
 
     pub(crate) fn begin(&self) -> Result<(), DbError> {

@@ -294,7 +294,7 @@ impl Engine {
     /// own to `engine.db`.
     pub fn start_group_commit(&self) -> Result<(), EngineError> {
         if self.group_commit.get().is_none() {
-            let mut store = EngineStore::open(self.store().data_dir())?;
+            let mut store = self.store().reopen()?;
             let checkpointer = store.hand_off_checkpoints()?;
             let _ = self
                 .group_commit
@@ -375,6 +375,40 @@ impl Engine {
     ) -> Result<Option<Claimed>, StoreError> {
         let owner = owner.to_owned();
         self.write(move |store| store.claim(&owner, lease))
+    }
+
+    /// Leases up to `max` waiting runs to `owner` (see
+    /// [`RunQueue::claim_many`]); each is begun with [`Engine::start_claimed`].
+    pub fn claim_many(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let owner = owner.to_owned();
+        self.write(move |store| store.claim_many(&owner, lease, max))
+    }
+
+    /// Marks a leased run as running: `false` when the lease was lost and
+    /// the run must not start here.
+    pub fn start_claimed(&self, owner: &str, id: &ExecutionId) -> Result<bool, StoreError> {
+        let (owner, id) = (owner.to_owned(), id.clone());
+        self.write(move |store| store.start(&owner, &id))
+    }
+
+    /// The heartbeat: extends `owner`'s leases (see [`RunQueue::renew`]).
+    pub fn renew_leases(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        let owner = owner.to_owned();
+        self.write(move |store| store.renew(&owner, lease))
+    }
+
+    /// The reaper (see [`RunQueue::reap`]).
+    pub fn reap(&self) -> Result<crate::engine::queue::Reaped, StoreError> {
+        self.write(|store| store.reap())
     }
 
     fn finish(
@@ -827,6 +861,14 @@ impl Engine {
             .ok_or_else(|| RegistryError::NotInstalled {
                 name: node.extension.name.clone(),
             })?;
+        // Installed through another node of a cluster: its bytes are in the
+        // database, and land in this node's data directory once.
+        if !installed.path.exists() {
+            let bytes = self.store().component(&installed.sha256)?;
+            if let Some(bytes) = bytes {
+                registry::restore_component(&installed, &bytes)?;
+            }
+        }
         let loaded = Arc::new(registry::load_installed(&self.runtime, &installed).await?);
         lock(&self.loaded).insert(label, loaded.clone());
         Ok(loaded)

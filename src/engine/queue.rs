@@ -99,6 +99,17 @@ pub struct Recovery {
     pub queued: usize,
 }
 
+/// What [`RunQueue::reap`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reaped {
+    /// Lapsed jobs that had not started, back in the queue.
+    pub requeued: usize,
+    /// Lapsed jobs that had started, now failed as [`INTERRUPTED`].
+    pub interrupted: usize,
+    /// Jobs waiting to be claimed afterwards.
+    pub waiting: usize,
+}
+
 /// Jobs waiting and jobs claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
@@ -132,8 +143,36 @@ pub trait RunQueue {
     /// execution running.
     fn claim(&mut self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError>;
 
-    /// Applies the recovery rule (see the module docs) to every job leased
-    /// by an owner other than `owner`.
+    /// Leases up to `max` of the oldest waiting jobs to `owner` for
+    /// `lease`, in one transaction, without starting them: each is begun
+    /// with [`start`](Self::start). On PostgreSQL other nodes claiming at
+    /// the same moment skip the rows this claim locked (`FOR UPDATE SKIP
+    /// LOCKED`) instead of waiting.
+    fn claim_many(
+        &mut self,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Marks a job `owner` leased as running. `false` when its lease was
+    /// lost (reaped, so maybe claimed by another node): it must not run.
+    fn start(&mut self, owner: &str, id: &ExecutionId) -> Result<bool, StoreError>;
+
+    /// Extends every lease `owner` holds to `lease` from now: the heartbeat
+    /// of a live node. Returns how many it holds.
+    fn renew(&mut self, owner: &str, lease: Duration) -> Result<usize, StoreError>;
+
+    /// The reaper: every job whose lease lapsed (its node died or stopped
+    /// renewing) is put back in the queue when it had not started, and
+    /// failed as [`INTERRUPTED`] when it had (its nodes may have had
+    /// effects), so nothing runs twice and nothing is lost.
+    fn reap(&mut self) -> Result<Reaped, StoreError>;
+
+    /// Applies the recovery rule (see the module docs) when `owner`
+    /// starts. SQLite (one `serve` per data directory): every job leased by
+    /// another owner. PostgreSQL (a cluster, whose other nodes may be
+    /// alive): [`reap`](Self::reap), which touches lapsed leases only.
     fn recover(&mut self, owner: &str) -> Result<Recovery, StoreError>;
 
     fn depth(&self) -> Result<QueueDepth, StoreError>;

@@ -503,6 +503,8 @@ impl<'r> Registry<'r> {
         let target = component_path(self.store.data_dir(), name, version, sha256);
         let existed = target.exists();
         write_component(&target, bytes)?;
+        // Every node of a cluster can load it from there.
+        self.store.store_component(sha256, bytes)?;
         let recorded = match self.store.record_extension(description, sha256, &target) {
             Ok(recorded) => recorded,
             Err(e) => {
@@ -584,6 +586,19 @@ impl ExtensionCatalog for Registry<'_> {
     fn find(&self, name: &str, version: Option<&str>) -> Option<ExtensionDescription> {
         self.store.find(name, version)
     }
+}
+
+/// Writes `bytes` (from the database a cluster shares) where `installed`
+/// is kept in this node's data directory, if they hash to its recorded
+/// SHA-256; a mismatch is left for [`load_installed`] to report.
+pub fn restore_component(
+    installed: &InstalledExtension,
+    bytes: &[u8],
+) -> Result<(), RegistryError> {
+    if hex(&Sha256::digest(bytes)) == installed.sha256 {
+        write_component(&installed.path, bytes)?;
+    }
+    Ok(())
 }
 
 /// Loads an installed extension's stored component through `runtime`.

@@ -45,13 +45,18 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, params};
+use rusqlite::{Connection, OpenFlags, ToSql};
 use serde::{Deserialize, Serialize};
+
+use crate::args;
+use crate::db::{Backend, Begin, Column, Conn, Database, DbError, Row, Value};
 
 use crate::runtime::{EgressEvent, ExtensionDescription};
 
 use super::ExtensionCatalog;
-use super::queue::{Claimed, Enqueued, Fire, INTERRUPTED, NewRun, QueueDepth, Recovery, RunQueue};
+use super::queue::{
+    Claimed, Enqueued, Fire, INTERRUPTED, NewRun, QueueDepth, Reaped, Recovery, RunQueue,
+};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "engine.db";
@@ -217,6 +222,133 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// The same schema for PostgreSQL (its version recorded in
+/// `narakim_schema` under [`PG_STORE`]). PostgreSQL support began at
+/// version 6, so its first migration makes that schema and the next five
+/// are empty; from 7 on, each version appends to both lists. `rowid` is an
+/// identity column here, so the queries' tie-breaks read the same.
+const PG_MIGRATIONS: &[&str] = &[
+    r#"
+    CREATE TABLE extensions (
+        id           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name         TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        sha256       TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        path         TEXT NOT NULL,
+        installed_at BIGINT NOT NULL,
+        UNIQUE (name, version)
+    );
+    CREATE TABLE deployments (
+        id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        bot           TEXT NOT NULL,
+        graph         TEXT NOT NULL,
+        graph_version TEXT NOT NULL,
+        deployed_at   BIGINT NOT NULL,
+        active        BIGINT NOT NULL CHECK (active IN (0, 1)),
+        pins          TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE UNIQUE INDEX deployments_active ON deployments(bot) WHERE active = 1;
+    CREATE INDEX deployments_bot ON deployments(bot, id);
+    CREATE TABLE bot_state (
+        bot        TEXT PRIMARY KEY,
+        paused     BIGINT NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+        updated_at BIGINT
+    );
+    CREATE TABLE executions (
+        id              TEXT PRIMARY KEY,
+        rowid           BIGINT GENERATED ALWAYS AS IDENTITY,
+        bot             TEXT NOT NULL,
+        graph_version   TEXT NOT NULL,
+        status          TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+        started_at      BIGINT NOT NULL,
+        finished_at     BIGINT,
+        trigger         TEXT NOT NULL,
+        summary         TEXT,
+        running_at      BIGINT,
+        idempotency_key TEXT,
+        started_by      TEXT
+    );
+    CREATE INDEX executions_bot_started ON executions(bot, started_at);
+    CREATE INDEX executions_started ON executions(started_at);
+    CREATE UNIQUE INDEX executions_idempotency ON executions(bot, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE node_runs (
+        execution_id   TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+        rowid          BIGINT GENERATED ALWAYS AS IDENTITY,
+        node           TEXT NOT NULL,
+        extension      TEXT NOT NULL,
+        status         TEXT NOT NULL CHECK (status IN ('succeeded', 'failed', 'skipped')),
+        started_at     BIGINT NOT NULL,
+        duration_ms    BIGINT NOT NULL,
+        output         TEXT,
+        error          TEXT,
+        logs           TEXT NOT NULL,
+        stdout         TEXT NOT NULL,
+        stderr         TEXT NOT NULL,
+        secrets_read   TEXT NOT NULL,
+        egress         TEXT NOT NULL DEFAULT '[]',
+        egress_dropped BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (execution_id, node)
+    );
+    CREATE TABLE jobs (
+        execution_id TEXT PRIMARY KEY REFERENCES executions(id) ON DELETE CASCADE,
+        rowid        BIGINT GENERATED ALWAYS AS IDENTITY,
+        queued_at    BIGINT NOT NULL,
+        lease_owner  TEXT,
+        lease_until  BIGINT
+    );
+    CREATE INDEX jobs_waiting ON jobs(queued_at, rowid) WHERE lease_owner IS NULL;
+    CREATE TABLE triggers (
+        id         TEXT PRIMARY KEY,
+        bot        TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        UNIQUE (bot, name)
+    );
+    CREATE TABLE deliveries (
+        trigger_id   TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        execution_id TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+        expires_at   BIGINT NOT NULL,
+        PRIMARY KEY (trigger_id, key)
+    );
+    CREATE INDEX deliveries_expiry ON deliveries(expires_at);
+    CREATE INDEX deliveries_execution ON deliveries(execution_id);
+    CREATE TABLE schedules (
+        trigger_id   TEXT PRIMARY KEY,
+        bot          TEXT NOT NULL,
+        next_fire_ms BIGINT NOT NULL
+    );
+    CREATE INDEX schedules_due ON schedules(next_fire_ms);
+    CREATE TABLE drafts (
+        bot      TEXT PRIMARY KEY,
+        graph    TEXT NOT NULL,
+        saved_at BIGINT NOT NULL,
+        saved_by TEXT
+    );
+    -- Installed components by content, so every node of a cluster can
+    -- load what any node installed (each keeps a copy in its data dir).
+    CREATE TABLE components (
+        sha256 TEXT PRIMARY KEY,
+        bytes  BYTEA NOT NULL
+    );
+    "#,
+    "",
+    "",
+    "",
+    "",
+    "",
+];
+
+const _: () = assert!(MIGRATIONS.len() == PG_MIGRATIONS.len());
+
+/// The PostgreSQL channel a commit that queued runs notifies.
+pub const JOBS_CHANNEL: &str = "narakim_jobs";
+
+/// The engine's row in PostgreSQL's `narakim_schema`.
+const PG_STORE: &str = "engine";
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -250,7 +382,7 @@ pub enum StoreError {
         operation: &'static str,
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
 
     #[error(
@@ -479,6 +611,23 @@ macro_rules! text_enum {
                     .map_err(|e: String| FromSqlError::Other(e.into()))
             }
         }
+
+        impl Column for $name {
+            fn from_sqlite(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<Self> {
+                row.get(idx)
+            }
+            fn from_postgres(row: &tokio_postgres::Row, idx: usize) -> Result<Self, DbError> {
+                String::from_postgres(row, idx)?
+                    .parse()
+                    .map_err(|reason| DbError::Column { column: idx, reason })
+            }
+        }
+
+        impl<'a> From<$name> for Value<'a> {
+            fn from(v: $name) -> Value<'a> {
+                Value::Text(v.as_str())
+            }
+        }
     };
 }
 
@@ -562,13 +711,16 @@ pub struct NodeRun {
     pub egress_dropped: usize,
 }
 
-/// The engine database: one connection to `engine.db`.
+/// The engine database: one connection to `engine.db`, or to the
+/// PostgreSQL database a cluster shares.
 #[derive(Debug)]
 pub struct EngineStore {
-    conn: Connection,
+    conn: Conn,
+    database: Database,
     /// The data directory (stored component paths are relative to it).
     data_dir: PathBuf,
-    /// `data_dir/engine.db`, for messages.
+    /// `data_dir/engine.db`, or the PostgreSQL URL without its password,
+    /// for messages.
     path: PathBuf,
     /// Waiting jobs as last counted by this connection plus what it queued
     /// since, and when it counted (see `enqueue_many`).
@@ -590,6 +742,39 @@ impl EngineStore {
     /// Opens `data_dir/engine.db`, creating the directory (0700) and the
     /// file (0600) if needed and migrating the schema to this build's.
     pub fn open(data_dir: &Path) -> Result<EngineStore, StoreError> {
+        Self::open_in(data_dir, &Database::Sqlite)
+    }
+
+    /// Opens the engine's tables in `database`: `data_dir/engine.db`, or
+    /// PostgreSQL (migrated on first use; `data_dir` then holds only this
+    /// node's installed components).
+    pub fn open_in(data_dir: &Path, database: &Database) -> Result<EngineStore, StoreError> {
+        if !data_dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)
+                .map_err(|source| StoreError::Io {
+                    action: "create the data directory",
+                    path: data_dir.to_owned(),
+                    source,
+                })?;
+        }
+        let Database::Postgres(pool) = database else {
+            return Self::open_sqlite(data_dir);
+        };
+        let store = EngineStore {
+            conn: Conn::Postgres(pool.conn()),
+            database: database.clone(),
+            data_dir: data_dir.to_owned(),
+            path: PathBuf::from(pool.shown()),
+            waiting_estimate: None,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn open_sqlite(data_dir: &Path) -> Result<EngineStore, StoreError> {
         let path = data_dir.join(DB_FILE);
         if !data_dir.is_dir() {
             std::fs::DirBuilder::new()
@@ -619,10 +804,10 @@ impl EngineStore {
             })?;
         let db_err = |operation| {
             let path = path.clone();
-            move |source| StoreError::Db {
+            move |source: rusqlite::Error| StoreError::Db {
                 operation,
                 path,
-                source,
+                source: source.into(),
             }
         };
         let mut conn = Connection::open_with_flags(
@@ -641,13 +826,29 @@ impl EngineStore {
         )
         .map_err(db_err("configuring the connection"))?;
         let store = EngineStore {
-            conn,
+            conn: Conn::Sqlite(conn),
+            database: Database::Sqlite,
             data_dir: data_dir.to_owned(),
             path,
             waiting_estimate: None,
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Where this store's tables are.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Which database this store is in.
+    pub fn backend(&self) -> Backend {
+        self.conn.backend()
+    }
+
+    /// Another connection to the same database.
+    pub fn reopen(&self) -> Result<EngineStore, StoreError> {
+        Self::open_in(&self.data_dir, &self.database)
     }
 
     /// The file this store writes.
@@ -660,21 +861,41 @@ impl EngineStore {
         &self.data_dir
     }
 
-    /// Maps a SQLite error to [`StoreError::Db`] naming `operation`.
-    fn db(&self, operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + use<> {
+    /// Maps a database error to [`StoreError::Db`] naming `operation`.
+    fn db<E: Into<DbError>>(
+        &self,
+        operation: &'static str,
+    ) -> impl FnOnce(E) -> StoreError + use<E> {
         let path = self.path.clone();
         move |source| StoreError::Db {
             operation,
             path,
-            source,
+            source: source.into(),
         }
     }
 
     /// Applies every migration newer than the file's version, each in its
     /// own transaction. Refuses a file from a newer build.
     fn migrate(&self) -> Result<(), StoreError> {
-        let current: i64 = self
-            .conn
+        let Some(conn) = self.conn.sqlite() else {
+            let found = crate::db::schema::pg_version(&self.conn, PG_STORE)
+                .map_err(self.db("reading the schema version"))?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    path: self.path.clone(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            return crate::db::schema::migrate(
+                &self.conn,
+                PG_STORE,
+                PG_MIGRATIONS,
+                &mut |_, _| Ok(()),
+                &|e| self.db("migrating the schema")(e),
+            );
+        };
+        let current: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(self.db("reading the schema version"))?;
         if current > SCHEMA_VERSION {
@@ -691,20 +912,22 @@ impl EngineStore {
         // foreign keys on, dropping the old one would cascade. The pragma
         // only takes effect outside a transaction, and every migration is
         // checked for dangling references before it commits.
-        self.conn
-            .execute_batch("PRAGMA foreign_keys = OFF;")
+        conn.execute_batch("PRAGMA foreign_keys = OFF;")
             .map_err(self.db("preparing to migrate"))?;
         let migrated = (|| {
             for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-                let tx = self
-                    .conn
+                let tx = conn
                     .unchecked_transaction()
                     .map_err(self.db("starting a migration"))?;
                 tx.execute_batch(sql)
                     .map_err(self.db("migrating the schema"))?;
                 let dangling: Option<String> = tx
                     .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
-                    .optional()
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
                     .map_err(self.db("checking references after a migration"))?;
                 if let Some(table) = dangling {
                     return Err(StoreError::NotAnEngineDatabase {
@@ -721,8 +944,7 @@ impl EngineStore {
             }
             Ok(())
         })();
-        self.conn
-            .execute_batch("PRAGMA foreign_keys = ON;")
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
             .map_err(self.db("re-enabling foreign keys"))?;
         migrated
     }
@@ -746,30 +968,31 @@ impl EngineStore {
         })?;
         let description_json = to_json("the extension description", description)?;
         let installed_at = now_ms();
-        let inserted = self.conn.execute(
+        let inserted = self.conn.query_one(
             "INSERT INTO extensions(name, version, sha256, description, path, installed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                description.name,
-                description.version,
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            args![
+                &description.name,
+                &description.version,
                 sha256,
-                description_json,
+                &description_json,
                 relative_text,
                 installed_at
             ],
+            |r| r.get::<i64>(0),
         );
-        match inserted {
-            Ok(_) => {}
-            Err(e) if duplicate(&e) => {
+        let id = match inserted {
+            Ok(id) => id,
+            Err(e) if e.is_unique_violation() => {
                 return Err(StoreError::ExtensionExists {
                     name: description.name.clone(),
                     version: description.version.clone(),
                 });
             }
             Err(e) => return Err(self.db("recording an installed extension")(e)),
-        }
+        };
         Ok(InstalledExtension {
-            id: self.conn.last_insert_rowid(),
+            id,
             name: description.name.clone(),
             version: description.version.clone(),
             sha256: sha256.to_owned(),
@@ -777,6 +1000,36 @@ impl EngineStore {
             path: self.data_dir.join(relative),
             installed_at,
         })
+    }
+
+    /// Keeps a component's bytes in the database a cluster shares (by
+    /// content; nothing to do on SQLite, where the data directory is the
+    /// only one).
+    pub fn store_component(&mut self, sha256: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(());
+        }
+        self.conn
+            .execute(
+                "INSERT INTO components(sha256, bytes) VALUES (?1, ?2) ON CONFLICT (sha256) DO NOTHING",
+                args![sha256, bytes],
+            )
+            .map(drop)
+            .map_err(self.db("storing a component"))
+    }
+
+    /// A component's bytes from the database a cluster shares, if there.
+    pub fn component(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.backend() == Backend::Sqlite {
+            return Ok(None);
+        }
+        self.conn
+            .query_opt(
+                "SELECT bytes FROM components WHERE sha256 = ?1",
+                args![sha256],
+                |r| r.get(0),
+            )
+            .map_err(self.db("reading a component"))
     }
 
     /// Every installed extension, by name, newest version first.
@@ -815,27 +1068,25 @@ impl EngineStore {
     }
 
     fn query_extensions(&self, name: Option<&str>) -> Result<Vec<InstalledExtension>, StoreError> {
-        let mut stmt = self
+        let rows = self
             .conn
-            .prepare_cached(
+            .query_map(
                 "SELECT id, name, version, sha256, description, path, installed_at
-                 FROM extensions WHERE ?1 IS NULL OR name = ?1",
+                 FROM extensions WHERE CAST(?1 AS TEXT) IS NULL OR name = ?1",
+                args![name],
+                |r| {
+                    let path: String = r.get(5)?;
+                    Ok(InstalledExtension {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        version: r.get(2)?,
+                        sha256: r.get(3)?,
+                        description: json_column(r, 4)?,
+                        path: self.data_dir.join(path),
+                        installed_at: r.get(6)?,
+                    })
+                },
             )
-            .map_err(self.db("listing installed extensions"))?;
-        let rows = stmt
-            .query_map([name], |r| {
-                let path: String = r.get(5)?;
-                Ok(InstalledExtension {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    version: r.get(2)?,
-                    sha256: r.get(3)?,
-                    description: json_column(r, 4)?,
-                    path: self.data_dir.join(path),
-                    installed_at: r.get(6)?,
-                })
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(self.db("listing installed extensions"))?;
         Ok(rows)
     }
@@ -875,34 +1126,44 @@ impl EngineStore {
         let pins_json = to_json("the deployment's pins", pins)?;
         let tx = self
             .conn
-            .transaction()
+            .atomic(Begin::Immediate)
             .map_err(db_err(&self.path, "starting a deployment"))?;
-        tx.execute(
-            "UPDATE deployments SET active = 0 WHERE bot = ?1 AND active = 1",
-            [bot],
-        )
-        .and_then(|_| {
+        if tx.backend() == Backend::Postgres {
+            // Two nodes deploying one bot at once: one after the other, so
+            // exactly one deployment ends active.
             tx.execute(
-                "INSERT INTO deployments(bot, graph, graph_version, deployed_at, active, pins)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5)",
-                params![bot, graph_json, graph_version, deployed_at, pins_json],
+                "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
+                args![bot],
             )
-        })
-        .map_err(db_err(&self.path, "recording a deployment"))?;
-        let id = tx.last_insert_rowid();
-        tx.execute("DELETE FROM schedules WHERE bot = ?1", [bot])
+            .map_err(db_err(&self.path, "starting a deployment"))?;
+        }
+        let id = tx
+            .execute(
+                "UPDATE deployments SET active = 0 WHERE bot = ?1 AND active = 1",
+                args![bot],
+            )
+            .and_then(|_| {
+                tx.query_one(
+                    "INSERT INTO deployments(bot, graph, graph_version, deployed_at, active, pins)
+                     VALUES (?1, ?2, ?3, ?4, 1, ?5) RETURNING id",
+                    args![bot, graph_json, graph_version, deployed_at, &pins_json],
+                    |r| r.get::<i64>(0),
+                )
+            })
+            .map_err(db_err(&self.path, "recording a deployment"))?;
+        tx.execute("DELETE FROM schedules WHERE bot = ?1", args![bot])
             .map_err(db_err(&self.path, "recording a trigger"))?;
         for ((name, next_fire), fresh) in triggers.iter().zip(&fresh) {
             tx.execute(
                 "INSERT INTO triggers(id, bot, name, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(bot, name) DO NOTHING",
-                params![fresh.as_str(), bot, name, deployed_at],
+                args![fresh.as_str(), bot, *name, deployed_at],
             )
             .and_then(|_| match next_fire {
                 Some(at) => tx.execute(
                     "INSERT INTO schedules(trigger_id, bot, next_fire_ms)
                      SELECT id, bot, ?3 FROM triggers WHERE bot = ?1 AND name = ?2",
-                    params![bot, name, at],
+                    args![bot, *name, *at],
                 ),
                 None => Ok(0),
             })
@@ -926,46 +1187,46 @@ impl EngineStore {
     /// until a graph declares it again).
     pub fn triggers_of(&self, bot: &str) -> Result<BTreeMap<String, TriggerId>, StoreError> {
         self.conn
-            .prepare_cached("SELECT name, id FROM triggers WHERE bot = ?1")
-            .and_then(|mut s| {
-                s.query_map([bot], |r| Ok((r.get(0)?, TriggerId(r.get(1)?))))?
-                    .collect()
-            })
+            .query_map(
+                "SELECT name, id FROM triggers WHERE bot = ?1",
+                args![bot],
+                |r| Ok((r.get(0)?, TriggerId(r.get(1)?))),
+            )
+            .map(|rows| rows.into_iter().collect())
             .map_err(self.db("reading the bot's triggers"))
     }
 
     /// Schedules due at `now_ms`: (trigger id, bot, due time), oldest first.
     pub fn due_schedules(&self, now_ms: i64) -> Result<Vec<(TriggerId, String, i64)>, StoreError> {
         self.conn
-            .prepare_cached(
+            .query_map(
                 "SELECT trigger_id, bot, next_fire_ms FROM schedules
                  WHERE next_fire_ms <= ?1 ORDER BY next_fire_ms",
+                args![now_ms],
+                |r| Ok((TriggerId(r.get(0)?), r.get(1)?, r.get(2)?)),
             )
-            .and_then(|mut s| {
-                s.query_map([now_ms], |r| {
-                    Ok((TriggerId(r.get(0)?), r.get(1)?, r.get(2)?))
-                })?
-                .collect()
-            })
             .map_err(self.db("reading the due schedules"))
     }
 
     /// The soonest fire time of any schedule.
     pub fn next_schedule_fire(&self) -> Result<Option<i64>, StoreError> {
         self.conn
-            .prepare_cached("SELECT min(next_fire_ms) FROM schedules")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .query_one("SELECT min(next_fire_ms) FROM schedules", args![], |r| {
+                r.get(0)
+            })
             .map_err(self.db("reading the next schedule fire"))
     }
 
     /// Each schedule trigger of `bot` by name, with its next fire time.
     pub fn next_fires_of(&self, bot: &str) -> Result<BTreeMap<String, i64>, StoreError> {
         self.conn
-            .prepare_cached(
+            .query_map(
                 "SELECT t.name, s.next_fire_ms FROM schedules s JOIN triggers t ON t.id = s.trigger_id
                  WHERE s.bot = ?1",
+                args![bot],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .and_then(|mut s| s.query_map([bot], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+            .map(|rows| rows.into_iter().collect())
             .map_err(self.db("reading the bot's schedules"))
     }
 
@@ -979,35 +1240,36 @@ impl EngineStore {
     /// The bot and trigger name that `id` belongs to, if any.
     pub fn trigger(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
         self.conn
-            .prepare_cached("SELECT bot, name FROM triggers WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .query_opt(
+                "SELECT bot, name FROM triggers WHERE id = ?1",
+                args![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(self.db("looking up a trigger"))
     }
 
     /// The graph currently deployed to `bot`, if any.
     pub fn active_deployment(&self, bot: &str) -> Result<Option<Deployment>, StoreError> {
         self.conn
-            .prepare_cached(
+            .query_opt(
                 "SELECT id, bot, graph, graph_version, deployed_at, active, pins
                  FROM deployments WHERE bot = ?1 AND active = 1",
+                args![bot],
+                deployment,
             )
-            .and_then(|mut stmt| stmt.query_row([bot], deployment))
-            .optional()
             .map_err(self.db("reading the active deployment"))
     }
 
     /// Bots whose active deployment pins `name@version`, sorted.
     pub fn bots_pinning(&self, name: &str, version: &str) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
+        let deployments: Vec<Deployment> = self
             .conn
-            .prepare_cached(
+            .query_map(
                 "SELECT id, bot, graph, graph_version, deployed_at, active, pins
                  FROM deployments WHERE active = 1 ORDER BY bot",
+                args![],
+                deployment,
             )
-            .map_err(self.db("reading the active deployments"))?;
-        let deployments: Vec<Deployment> = stmt
-            .query_map([], deployment)
-            .and_then(|rows| rows.collect())
             .map_err(self.db("reading the active deployments"))?;
         Ok(deployments
             .into_iter()
@@ -1040,7 +1302,7 @@ impl EngineStore {
         self.conn
             .execute(
                 "DELETE FROM extensions WHERE name = ?1 AND version = ?2",
-                params![name, version],
+                args![name, version],
             )
             .map_err(self.db("removing an extension"))?;
         // The row is gone first: a file left behind is only disk space.
@@ -1061,7 +1323,7 @@ impl EngineStore {
                 "INSERT INTO bot_state(bot, paused, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(bot) DO UPDATE SET paused = excluded.paused,
                                                 updated_at = excluded.updated_at",
-                params![bot, paused, now_ms()],
+                args![bot, paused, now_ms()],
             )
             .map(drop)
             .map_err(self.db("setting the bot's paused state"))
@@ -1075,7 +1337,7 @@ impl EngineStore {
             .execute(
                 "INSERT INTO drafts (bot, graph, saved_at, saved_by) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (bot) DO UPDATE SET graph = ?2, saved_at = ?3, saved_by = ?4",
-                rusqlite::params![bot, graph, crate::trigger::now_ms(), by],
+                args![bot, graph, crate::trigger::now_ms(), by],
             )
             .map(|_| ())
             .map_err(self.db("saving the bot's draft graph"))
@@ -1083,12 +1345,10 @@ impl EngineStore {
 
     /// `bot`'s draft graph document, if one was saved.
     pub fn draft(&self, bot: &str) -> Result<Option<String>, StoreError> {
-        use rusqlite::OptionalExtension;
         self.conn
-            .query_row("SELECT graph FROM drafts WHERE bot = ?1", [bot], |r| {
+            .query_opt("SELECT graph FROM drafts WHERE bot = ?1", args![bot], |r| {
                 r.get(0)
             })
-            .optional()
             .map_err(self.db("reading the bot's draft graph"))
     }
 
@@ -1108,20 +1368,18 @@ impl EngineStore {
     ) -> Result<ExecutionId, StoreError> {
         let id = ExecutionId::generate()?;
         self.conn
-            .prepare_cached(
+            .execute(
                 "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
+                args![
                     id.as_str(),
                     bot,
                     graph_version,
                     ExecutionStatus::Running,
                     now_ms(),
                     trigger_json
-                ])
-            })
+                ],
+            )
             .map_err(self.db("recording the start of an execution"))?;
         Ok(id)
     }
@@ -1134,8 +1392,10 @@ impl EngineStore {
         graph_version: &str,
     ) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("UPDATE executions SET graph_version = ?2 WHERE id = ?1")
-            .and_then(|mut stmt| stmt.execute(params![id.as_str(), graph_version]))
+            .execute(
+                "UPDATE executions SET graph_version = ?2 WHERE id = ?1",
+                args![id.as_str(), graph_version],
+            )
             .map(drop)
             .map_err(self.db("recording an execution's graph"))
     }
@@ -1148,38 +1408,39 @@ impl EngineStore {
         let secrets_read = to_json("the names of the secrets read", &run.secrets_read)?;
         let egress = to_json("the node's requests", &run.egress)?;
         // Prepared once per connection: this runs for every node.
-        let inserted = self
-            .conn
-            .prepare_cached(
+        // A savepoint inside a shared commit: a refused insert must not
+        // abort the others' transaction (PostgreSQL would).
+        let inserted = self.conn.atomic(Begin::Immediate).and_then(|tx| {
+            tx.execute(
                 "INSERT INTO node_runs(execution_id, node, extension, status, started_at,
                                    duration_ms, output, error, logs, stdout, stderr, secrets_read,
                                    egress, egress_dropped)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
+                args![
                     run.execution_id.as_str(),
-                    run.node,
-                    run.extension,
+                    &run.node,
+                    &run.extension,
                     run.status,
                     run.started_at,
                     run.duration_ms,
-                    run.output,
-                    run.error,
-                    logs,
-                    run.stdout,
-                    run.stderr,
-                    secrets_read,
-                    egress,
+                    run.output.as_ref(),
+                    run.error.as_ref(),
+                    &logs,
+                    &run.stdout,
+                    &run.stderr,
+                    &secrets_read,
+                    &egress,
                     run.egress_dropped as i64
-                ])
-            });
+                ],
+            )?;
+            tx.commit()
+        });
         match inserted {
-            Ok(_) => Ok(()),
-            Err(e) if extended_code(&e) == Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_foreign_key_violation() => {
                 Err(StoreError::ExecutionNotFound(run.execution_id.to_string()))
             }
-            Err(e) if duplicate(&e) => Err(StoreError::NodeRunExists {
+            Err(e) if e.is_unique_violation() => Err(StoreError::NodeRunExists {
                 execution: run.execution_id.to_string(),
                 node: run.node.clone(),
             }),
@@ -1197,17 +1458,21 @@ impl EngineStore {
         status: ExecutionStatus,
         summary: Option<&str>,
     ) -> Result<(), StoreError> {
-        let tx = atomic(&mut self.conn)
+        let tx = self
+            .conn
+            .atomic(Begin::Immediate)
             .map_err(db_err(&self.path, "recording the end of an execution"))?;
         let changed = tx
-            .prepare_cached(
+            .execute(
                 "UPDATE executions SET status = ?2, finished_at = ?3, summary = ?4 WHERE id = ?1",
+                args![id.as_str(), status, now_ms(), summary],
             )
-            .and_then(|mut stmt| stmt.execute(params![id.as_str(), status, now_ms(), summary]))
             .and_then(|changed| {
-                tx.prepare_cached("DELETE FROM jobs WHERE execution_id = ?1")
-                    .and_then(|mut stmt| stmt.execute([id.as_str()]))
-                    .map(|_| changed)
+                tx.execute(
+                    "DELETE FROM jobs WHERE execution_id = ?1",
+                    args![id.as_str()],
+                )
+                .map(|_| changed)
             })
             .map_err(db_err(&self.path, "recording the end of an execution"))?;
         if changed == 0 {
@@ -1224,28 +1489,26 @@ impl EngineStore {
         bot: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ExecutionSummary>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, bot, graph_version, status, started_at, finished_at, summary
-                 FROM executions WHERE ?1 IS NULL OR bot = ?1
-                 ORDER BY started_at DESC, rowid DESC LIMIT ?2",
-            )
-            .map_err(self.db("listing executions"))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        stmt.query_map(params![bot, limit], |r| {
-            Ok(ExecutionSummary {
-                id: ExecutionId(r.get(0)?),
-                bot: r.get(1)?,
-                graph_version: r.get(2)?,
-                status: r.get(3)?,
-                started_at: r.get(4)?,
-                finished_at: r.get(5)?,
-                summary: r.get(6)?,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.db("listing executions"))
+        self.conn
+            .query_map(
+                "SELECT id, bot, graph_version, status, started_at, finished_at, summary
+             FROM executions WHERE CAST(?1 AS TEXT) IS NULL OR bot = ?1
+             ORDER BY started_at DESC, rowid DESC LIMIT ?2",
+                args![bot, limit],
+                |r| {
+                    Ok(ExecutionSummary {
+                        id: ExecutionId(r.get(0)?),
+                        bot: r.get(1)?,
+                        graph_version: r.get(2)?,
+                        status: r.get(3)?,
+                        started_at: r.get(4)?,
+                        finished_at: r.get(5)?,
+                        summary: r.get(6)?,
+                    })
+                },
+            )
+            .map_err(self.db("listing executions"))
     }
 
     /// One execution with its node runs in the order they started.
@@ -1255,10 +1518,10 @@ impl EngineStore {
     ) -> Result<Option<(Execution, Vec<NodeRun>)>, StoreError> {
         let execution = self
             .conn
-            .query_row(
+            .query_opt(
                 "SELECT id, bot, graph_version, status, started_at, finished_at, trigger, summary, started_by
                  FROM executions WHERE id = ?1",
-                [id.as_str()],
+                args![id.as_str()],
                 |r| {
                     Ok(Execution {
                         id: ExecutionId(r.get(0)?),
@@ -1273,22 +1536,19 @@ impl EngineStore {
                     })
                 },
             )
-            .optional()
             .map_err(self.db("reading an execution"))?;
         let Some(execution) = execution else {
             return Ok(None);
         };
-        let mut stmt = self
+        let runs = self
             .conn
-            .prepare_cached(
+            .query_map(
                 "SELECT execution_id, node, extension, status, started_at, duration_ms,
                         output, error, logs, stdout, stderr, secrets_read, egress, egress_dropped
                  FROM node_runs WHERE execution_id = ?1 ORDER BY started_at, rowid",
+                args![id.as_str()],
+                node_run,
             )
-            .map_err(self.db("reading an execution's node runs"))?;
-        let runs = stmt
-            .query_map([id.as_str()], node_run)
-            .and_then(|rows| rows.collect())
             .map_err(self.db("reading an execution's node runs"))?;
         Ok(Some((execution, runs)))
     }
@@ -1299,14 +1559,14 @@ impl EngineStore {
     pub fn delete_bot_data(&mut self, bot: &str) -> Result<(), StoreError> {
         let tx = self
             .conn
-            .transaction()
+            .atomic(Begin::Immediate)
             .map_err(db_err(&self.path, "starting to delete a bot's data"))?;
-        tx.execute("DELETE FROM deployments WHERE bot = ?1", [bot])
-            .and_then(|_| tx.execute("DELETE FROM bot_state WHERE bot = ?1", [bot]))
-            .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", [bot]))
-            .and_then(|_| tx.execute("DELETE FROM triggers WHERE bot = ?1", [bot]))
-            .and_then(|_| tx.execute("DELETE FROM schedules WHERE bot = ?1", [bot]))
-            .and_then(|_| tx.execute("DELETE FROM drafts WHERE bot = ?1", [bot]))
+        tx.execute("DELETE FROM deployments WHERE bot = ?1", args![bot])
+            .and_then(|_| tx.execute("DELETE FROM bot_state WHERE bot = ?1", args![bot]))
+            .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", args![bot]))
+            .and_then(|_| tx.execute("DELETE FROM triggers WHERE bot = ?1", args![bot]))
+            .and_then(|_| tx.execute("DELETE FROM schedules WHERE bot = ?1", args![bot]))
+            .and_then(|_| tx.execute("DELETE FROM drafts WHERE bot = ?1", args![bot]))
             .and_then(|_| tx.commit())
             .map_err(db_err(&self.path, "deleting a bot's data"))
     }
@@ -1338,21 +1598,21 @@ impl EngineStore {
     /// Stops this connection checkpointing on commit and starts a
     /// [`Checkpointer`] that does it instead, in passive mode (it never
     /// blocks a writer or a reader).
+    /// On PostgreSQL there is nothing to hand off.
     pub fn hand_off_checkpoints(&mut self) -> Result<Checkpointer, StoreError> {
-        let checkpointing = EngineStore::open(&self.data_dir)?;
-        self.conn
-            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(self.db("handing checkpoints to their own thread"))?;
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let Some(conn) = self.conn.sqlite() else {
+            drop(woken);
+            return Ok(Checkpointer { wake });
+        };
+        let checkpointing = EngineStore::open(&self.data_dir)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(self.db("handing checkpoints to their own thread"))?;
         std::thread::Builder::new()
             .name("narakim-checkpoint".into())
             .spawn(move || {
                 while woken.recv().is_ok() {
-                    if let Err(e) =
-                        checkpointing
-                            .conn
-                            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
+                    if let Err(e) = checkpointing.conn.batch("PRAGMA wal_checkpoint(PASSIVE)") {
                         tracing::warn!(
                             "checkpointing engine.db failed (retried after the next commit): {e}"
                         );
@@ -1381,29 +1641,32 @@ enum Runnable {
 /// Whether `bot` is paused (no row: it never was).
 /// Moves a schedule on from its due time, if nobody did: the claim of
 /// that fire.
-fn claim_fire(conn: &Connection, fire: &Fire) -> rusqlite::Result<bool> {
-    conn.prepare_cached(
+fn claim_fire(conn: &Conn, fire: &Fire) -> Result<bool, DbError> {
+    conn.execute(
         "UPDATE schedules SET next_fire_ms = ?3 WHERE trigger_id = ?1 AND next_fire_ms = ?2",
-    )?
-    .execute(params![fire.trigger_id, fire.due_ms, fire.next_ms])
+        args![&fire.trigger_id, fire.due_ms, fire.next_ms],
+    )
     .map(|changed| changed == 1)
 }
 
-fn paused(conn: &Connection, bot: &str) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT paused FROM bot_state WHERE bot = ?1")?
-        .query_row([bot], |r| r.get(0))
-        .optional()
-        .map(|paused| paused.unwrap_or(false))
+fn paused(conn: &Conn, bot: &str) -> Result<bool, DbError> {
+    conn.query_opt(
+        "SELECT paused FROM bot_state WHERE bot = ?1",
+        args![bot],
+        |r| r.get(0),
+    )
+    .map(|paused| paused.unwrap_or(false))
 }
 
-fn runnable(tx: &rusqlite::Transaction<'_>, bot: &str) -> rusqlite::Result<Runnable> {
+fn runnable(tx: &Conn, bot: &str) -> Result<Runnable, DbError> {
     if paused(tx, bot)? {
         return Ok(Runnable::Paused);
     }
-    let version: Option<String> = tx
-        .prepare_cached("SELECT graph_version FROM deployments WHERE bot = ?1 AND active = 1")?
-        .query_row([bot], |r| r.get(0))
-        .optional()?;
+    let version: Option<String> = tx.query_opt(
+        "SELECT graph_version FROM deployments WHERE bot = ?1 AND active = 1",
+        args![bot],
+        |r| r.get(0),
+    )?;
     Ok(version.map_or(Runnable::NotDeployed, Runnable::Deployed))
 }
 
@@ -1416,16 +1679,18 @@ impl RunQueue for EngineStore {
         let path = self.path.clone();
         let err = |operation| db_err(&path, operation);
         // The answer "accepted" must survive a power cut: this commit syncs
-        // the WAL, whatever the connection's everyday setting.
-        self.conn
-            .execute_batch("PRAGMA synchronous = FULL;")
-            .map_err(err("queueing a run"))?;
+        // the WAL, whatever the connection's everyday setting. (PostgreSQL
+        // syncs every commit: `synchronous_commit` is on by default.)
+        if let Some(conn) = self.conn.sqlite() {
+            conn.execute_batch("PRAGMA synchronous = FULL;")
+                .map_err(db_err(&self.path, "queueing a run"))?;
+        }
         let estimate = self.waiting_estimate;
         let enqueued = (|| {
             let mut counted_at = None;
             let tx = self
                 .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .begin(Begin::Immediate)
                 .map_err(err("queueing a run"))?;
             let mut waiting = match estimate {
                 Some((n, at))
@@ -1436,21 +1701,52 @@ impl RunQueue for EngineStore {
                 }
                 _ => {
                     let counted: i64 = tx
-                        .prepare_cached("SELECT count(*) FROM jobs WHERE lease_owner IS NULL")
-                        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+                        .query_one(
+                            "SELECT count(*) FROM jobs WHERE lease_owner IS NULL",
+                            args![],
+                            |r| r.get(0),
+                        )
                         .map_err(err("measuring the queue"))?;
                     counted_at = Some(std::time::Instant::now());
                     counted.max(0) as u64
                 }
             };
+            if tx.backend() == Backend::Postgres {
+                // Another node may accept a repeat of one of these runs at
+                // this moment: each key's check and insert take turns
+                // across the cluster. Locked in one order, so two batches
+                // cannot wait on each other.
+                let mut keys: Vec<String> = runs
+                    .iter()
+                    .flat_map(|run| {
+                        let delivery = run.delivery.into_iter().flat_map(|d| {
+                            d.keys
+                                .iter()
+                                .map(|k| format!("delivery\n{}\n{k}", d.trigger_id))
+                        });
+                        let idempotency = run
+                            .idempotency_key
+                            .map(|k| format!("idempotency\n{}\n{k}", run.bot));
+                        delivery.chain(idempotency)
+                    })
+                    .collect();
+                keys.sort();
+                keys.dedup();
+                for key in &keys {
+                    tx.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))",
+                        args![key],
+                    )
+                    .map_err(err("queueing a run"))?;
+                }
+            }
             let mut results = Vec::with_capacity(runs.len());
             // Per bot, once per batch: its deployed graph version, or why
             // it cannot run.
             let mut bots: HashMap<&str, Runnable> = HashMap::new();
             let now = now_ms();
             if runs.iter().any(|r| r.delivery.is_some()) {
-                tx.prepare_cached("DELETE FROM deliveries WHERE expires_at <= ?1")
-                    .and_then(|mut s| s.execute([now]))
+                tx.execute("DELETE FROM deliveries WHERE expires_at <= ?1", args![now])
                     .map_err(err("forgetting old deliveries"))?;
             }
             for run in runs {
@@ -1468,16 +1764,12 @@ impl RunQueue for EngineStore {
                     let mut found: Option<(String, ExecutionStatus)> = None;
                     for key in &delivery.keys {
                         found = tx
-                            .prepare_cached(
+                            .query_opt(
                                 "SELECT e.id, e.status FROM deliveries d JOIN executions e ON e.id = d.execution_id
                                  WHERE d.trigger_id = ?1 AND d.key = ?2",
+                                args![&delivery.trigger_id, key],
+                                |r| Ok((r.get(0)?, r.get(1)?)),
                             )
-                            .and_then(|mut s| {
-                                s.query_row(params![delivery.trigger_id, key], |r| {
-                                    Ok((r.get(0)?, r.get(1)?))
-                                })
-                                .optional()
-                            })
                             .map_err(err("looking up a delivery"))?;
                         if found.is_some() {
                             break;
@@ -1496,15 +1788,11 @@ impl RunQueue for EngineStore {
                 // with one key in one batch still start one run.
                 if let Some(key) = run.idempotency_key {
                     let existing: Option<(String, ExecutionStatus, String)> = tx
-                        .prepare_cached(
+                        .query_opt(
                             "SELECT id, status, trigger FROM executions WHERE bot = ?1 AND idempotency_key = ?2",
+                            args![run.bot, key],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                         )
-                        .and_then(|mut s| {
-                            s.query_row(params![run.bot, key], |r| {
-                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                            })
-                            .optional()
-                        })
                         .map_err(err("looking up an idempotency key"))?;
                     if let Some((id, status, trigger)) = existing {
                         // A retry repeats its request; another request under
@@ -1553,12 +1841,10 @@ impl RunQueue for EngineStore {
                     Some(id) => id.clone(),
                     None => ExecutionId::generate()?,
                 };
-                tx.prepare_cached(
+                tx.execute(
                     "INSERT INTO executions(id, bot, graph_version, status, started_at, trigger, idempotency_key, started_by)
                      VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
+                    args![
                         id.as_str(),
                         run.bot,
                         &graph_version,
@@ -1566,27 +1852,27 @@ impl RunQueue for EngineStore {
                         run.trigger_json,
                         run.idempotency_key,
                         run.started_by
-                    ])
-                })
+                    ],
+                )
                 .and_then(|_| {
-                    tx.prepare_cached("INSERT INTO jobs(execution_id, queued_at) VALUES (?1, ?2)")
-                        .and_then(|mut s| s.execute(params![id.as_str(), now]))
+                    tx.execute(
+                        "INSERT INTO jobs(execution_id, queued_at) VALUES (?1, ?2)",
+                        args![id.as_str(), now],
+                    )
                 })
                 .map_err(err("queueing a run"))?;
                 if let Some(delivery) = run.delivery {
                     for key in &delivery.keys {
-                        tx.prepare_cached(
+                        tx.execute(
                             "INSERT INTO deliveries(trigger_id, key, execution_id, expires_at)
                              VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .and_then(|mut s| {
-                            s.execute(params![
-                                delivery.trigger_id,
+                            args![
+                                &delivery.trigger_id,
                                 key,
                                 id.as_str(),
                                 delivery.keep_until_ms
-                            ])
-                        })
+                            ],
+                        )
                         .map_err(err("recording a delivery"))?;
                     }
                 }
@@ -1597,12 +1883,22 @@ impl RunQueue for EngineStore {
                     replayed: false,
                 }));
             }
+            if tx.backend() == Backend::Postgres
+                && results.iter().any(|r| matches!(r, Ok(e) if !e.replayed))
+            {
+                // Wakes every node's workers when this commits (and not
+                // before: a job is never announced ahead of its row). No
+                // payload; PostgreSQL sends one per transaction.
+                tx.execute("SELECT pg_notify(?1, '')", args![JOBS_CHANNEL])
+                    .map_err(err("queueing a run"))?;
+            }
             tx.commit().map_err(err("queueing a run"))?;
             Ok((results, waiting, counted_at))
         })();
-        self.conn
-            .execute_batch("PRAGMA synchronous = NORMAL;")
-            .map_err(db_err(&self.path, "queueing a run"))?;
+        if let Some(conn) = self.conn.sqlite() {
+            conn.execute_batch("PRAGMA synchronous = NORMAL;")
+                .map_err(db_err(&self.path, "queueing a run"))?;
+        }
         let (results, waiting, counted_at) = match enqueued {
             Ok(done) => done,
             Err(e) => {
@@ -1623,27 +1919,43 @@ impl RunQueue for EngineStore {
     fn claim(&mut self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
         let now = now_ms();
         let until = now.saturating_add(lease.as_millis() as i64);
-        let tx = atomic(&mut self.conn).map_err(db_err(&self.path, "claiming a queued run"))?;
+        let tx = self
+            .conn
+            .atomic(Begin::Immediate)
+            .map_err(db_err(&self.path, "claiming a queued run"))?;
         let claimed: Option<String> = tx
-            .prepare_cached(
-                "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
-                 WHERE execution_id = (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
-                                       ORDER BY queued_at, rowid LIMIT 1)
-                 RETURNING execution_id",
+            .query_opt(
+                match tx.backend() {
+                    Backend::Sqlite => {
+                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+                         WHERE execution_id = (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
+                                               ORDER BY queued_at, rowid LIMIT 1)
+                         RETURNING execution_id"
+                    }
+                    // Other nodes claiming at once skip the row this one
+                    // locked instead of waiting for it.
+                    Backend::Postgres => {
+                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+                         WHERE execution_id = (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
+                                               ORDER BY queued_at, rowid LIMIT 1
+                                               FOR UPDATE SKIP LOCKED)
+                         RETURNING execution_id"
+                    }
+                },
+                args![owner, until],
+                |r| r.get(0),
             )
-            .and_then(|mut s| s.query_row(params![owner, until], |r| r.get(0)).optional())
             .map_err(db_err(&self.path, "claiming a queued run"))?;
         let Some(id) = claimed else {
             return Ok(None);
         };
         let (bot, trigger, graph_version): (String, String, String) = tx
-            .prepare_cached(
+            .query_one(
                 "UPDATE executions SET status = 'running', running_at = ?2 WHERE id = ?1
                  RETURNING bot, trigger, graph_version",
+                args![&id, now],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .and_then(|mut s| {
-                s.query_row(params![id, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            })
             .map_err(db_err(&self.path, "starting a queued run"))?;
         tx.commit()
             .map_err(db_err(&self.path, "claiming a queued run"))?;
@@ -1655,30 +1967,164 @@ impl RunQueue for EngineStore {
         }))
     }
 
-    fn recover(&mut self, owner: &str) -> Result<Recovery, StoreError> {
+    fn claim_many(
+        &mut self,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let until = now_ms().saturating_add(lease.as_millis() as i64);
+        let max = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .atomic(Begin::Immediate)
+            .map_err(db_err(&self.path, "claiming queued runs"))?;
+        let ids: Vec<String> = tx
+            .query_map(
+                match tx.backend() {
+                    Backend::Sqlite => {
+                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+                         WHERE execution_id IN (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
+                                                ORDER BY queued_at, rowid LIMIT ?3)
+                         RETURNING execution_id"
+                    }
+                    Backend::Postgres => {
+                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+                         WHERE execution_id IN (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
+                                                ORDER BY queued_at, rowid LIMIT ?3
+                                                FOR UPDATE SKIP LOCKED)
+                         RETURNING execution_id"
+                    }
+                },
+                args![owner, until, max],
+                |r| r.get(0),
+            )
+            .map_err(db_err(&self.path, "claiming queued runs"))?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (bot, trigger_json, graph_version, queued_at, rowid): (_, _, _, i64, i64) = tx
+                .query_one(
+                    "SELECT e.bot, e.trigger, e.graph_version, j.queued_at, j.rowid
+                     FROM executions e JOIN jobs j ON j.execution_id = e.id WHERE e.id = ?1",
+                    args![&id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .map_err(db_err(&self.path, "claiming queued runs"))?;
+            claimed.push((
+                (queued_at, rowid),
+                Claimed {
+                    id: ExecutionId(id),
+                    bot,
+                    trigger_json,
+                    graph_version,
+                },
+            ));
+        }
+        tx.commit()
+            .map_err(db_err(&self.path, "claiming queued runs"))?;
+        // Oldest first, as they were queued.
+        claimed.sort_by_key(|(order, _)| *order);
+        Ok(claimed.into_iter().map(|(_, c)| c).collect())
+    }
+
+    fn start(&mut self, owner: &str, id: &ExecutionId) -> Result<bool, StoreError> {
+        self.conn
+            .execute(
+                "UPDATE executions SET status = 'running', running_at = ?3
+                 WHERE id = ?1 AND status = 'queued'
+                   AND EXISTS (SELECT 1 FROM jobs WHERE execution_id = ?1 AND lease_owner = ?2)",
+                args![id.as_str(), owner, now_ms()],
+            )
+            .map(|changed| changed == 1)
+            .map_err(self.db("starting a queued run"))
+    }
+
+    fn renew(&mut self, owner: &str, lease: Duration) -> Result<usize, StoreError> {
+        let until = now_ms().saturating_add(lease.as_millis() as i64);
+        self.conn
+            .execute(
+                "UPDATE jobs SET lease_until = ?2 WHERE lease_owner = ?1",
+                args![owner, until],
+            )
+            .map_err(self.db("renewing the node's leases"))
+    }
+
+    fn reap(&mut self) -> Result<Reaped, StoreError> {
+        let now = now_ms();
+        let tx = self
+            .conn
+            .atomic(Begin::Immediate)
+            .map_err(db_err(&self.path, "reaping lapsed leases"))?;
+        let interrupted = tx
+            .execute(
+                "UPDATE executions SET status = 'failed', finished_at = ?1, summary = ?2
+                 WHERE status = 'running'
+                   AND id IN (SELECT execution_id FROM jobs WHERE lease_until < ?1)",
+                args![now, INTERRUPTED],
+            )
+            .and_then(|n| {
+                tx.execute(
+                    "DELETE FROM jobs WHERE lease_until < ?1
+                       AND execution_id IN (SELECT id FROM executions WHERE status <> 'queued')",
+                    args![now],
+                )
+                .map(|_| n)
+            })
+            .and_then(|n| {
+                tx.execute(
+                    "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_until < ?1",
+                    args![now],
+                )
+                .map(|requeued| (n, requeued))
+            })
+            .and_then(|(n, requeued)| {
+                tx.query_one(
+                    "SELECT count(*) FROM jobs WHERE lease_owner IS NULL",
+                    args![],
+                    |r| r.get::<i64>(0),
+                )
+                .map(|waiting| (n, requeued, waiting))
+            })
+            .and_then(|done| tx.commit().map(|()| done))
+            .map_err(db_err(&self.path, "reaping lapsed leases"))?;
+        Ok(Reaped {
+            interrupted: interrupted.0,
+            requeued: interrupted.1,
+            waiting: interrupted.2.max(0) as usize,
+        })
+    }
+
+    fn recover(&mut self, owner: &str) -> Result<Recovery, StoreError> {
+        if self.backend() == Backend::Postgres {
+            let reaped = self.reap()?;
+            return Ok(Recovery {
+                interrupted: reaped.interrupted,
+                queued: reaped.waiting,
+            });
+        }
+        let tx = self
+            .conn
+            .begin(Begin::Immediate)
             .map_err(db_err(&self.path, "recovering the queue"))?;
         let interrupted = tx
-            .prepare_cached(
+            .execute(
                 "UPDATE executions SET status = 'failed', finished_at = ?2, summary = ?3
                  WHERE id IN (SELECT execution_id FROM jobs
                               WHERE lease_owner IS NOT NULL AND lease_owner <> ?1)",
+                args![owner, now_ms(), INTERRUPTED],
             )
-            .and_then(|mut s| s.execute(params![owner, now_ms(), INTERRUPTED]))
             .and_then(|n| {
-                tx.prepare_cached(
+                tx.execute(
                     "DELETE FROM jobs WHERE lease_owner IS NOT NULL AND lease_owner <> ?1",
+                    args![owner],
                 )
-                .and_then(|mut s| s.execute([owner]))
                 .map(|_| n)
             })
             .map_err(db_err(&self.path, "recovering the queue"))?;
         let queued: i64 = tx
-            .query_row(
+            .query_one(
                 "SELECT count(*) FROM jobs WHERE lease_owner IS NULL",
-                [],
+                args![],
                 |r| r.get(0),
             )
             .map_err(db_err(&self.path, "recovering the queue"))?;
@@ -1696,46 +2142,41 @@ impl RunQueue for EngineStore {
     ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let err = db_err(&path, "committing the executions' writes");
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = self.conn.begin_open(Begin::Immediate) {
             // Each write still runs, in a transaction of its own.
             tracing::warn!("sharing a commit between writes failed (each commits alone): {e}");
             while write(self) {}
             return Ok(());
         }
         while write(self) {
-            if self.conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (a full disk, an
-                // I/O error): stop here, so no later write commits alone.
+            if !self.conn.in_transaction() {
+                // The database rolled the whole transaction back (a full
+                // disk, an I/O error, a dropped connection): stop here, so
+                // no later write commits alone.
                 break;
             }
         }
-        if self.conn.is_autocommit() {
-            return Err(err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
-                Some("the transaction was rolled back by a failed write".into()),
+        if !self.conn.in_transaction() {
+            return Err(err(DbError::Unavailable(
+                "the transaction was rolled back by a failed write".into(),
             )));
         }
-        self.conn.execute_batch("COMMIT").map_err(|e| {
-            // A failed COMMIT may leave the transaction open.
-            let _ = self.conn.execute_batch("ROLLBACK");
-            err(e)
-        })
+        self.conn.end(true).map_err(err)
     }
 
     fn depth(&self) -> Result<QueueDepth, StoreError> {
         self.conn
-            .prepare_cached(
+            .query_one(
                 "SELECT count(*) FILTER (WHERE lease_owner IS NULL),
                         count(*) FILTER (WHERE lease_owner IS NOT NULL) FROM jobs",
-            )
-            .and_then(|mut s| {
-                s.query_row([], |r| {
+                args![],
+                |r| {
                     Ok(QueueDepth {
-                        waiting: r.get::<_, i64>(0)?.max(0) as usize,
-                        running: r.get::<_, i64>(1)?.max(0) as usize,
+                        waiting: r.get::<i64>(0)?.max(0) as usize,
+                        running: r.get::<i64>(1)?.max(0) as usize,
                     })
-                })
-            })
+                },
+            )
             .map_err(self.db("measuring the queue"))
     }
 }
@@ -1761,14 +2202,15 @@ fn to_json(what: &'static str, value: &impl Serialize) -> Result<String, StoreEr
 }
 
 /// Column `idx` as JSON, failing the row (not panicking) on bad data.
-fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+fn json_column<T: serde::de::DeserializeOwned>(r: &Row<'_>, idx: usize) -> Result<T, DbError> {
     let text: String = r.get(idx)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    serde_json::from_str(&text).map_err(|e| DbError::Column {
+        column: idx,
+        reason: e.to_string(),
     })
 }
 
-fn node_run(r: &Row<'_>) -> rusqlite::Result<NodeRun> {
+fn node_run(r: &Row<'_>) -> Result<NodeRun, DbError> {
     Ok(NodeRun {
         execution_id: ExecutionId(r.get(0)?),
         node: r.get(1)?,
@@ -1783,11 +2225,11 @@ fn node_run(r: &Row<'_>) -> rusqlite::Result<NodeRun> {
         stderr: r.get(10)?,
         secrets_read: json_column(r, 11)?,
         egress: json_column(r, 12)?,
-        egress_dropped: r.get::<_, i64>(13)?.max(0) as usize,
+        egress_dropped: r.get::<i64>(13)?.max(0) as usize,
     })
 }
 
-fn deployment(r: &Row<'_>) -> rusqlite::Result<Deployment> {
+fn deployment(r: &Row<'_>) -> Result<Deployment, DbError> {
     Ok(Deployment {
         id: r.get(0)?,
         bot: r.get(1)?,
@@ -1832,67 +2274,13 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A write's own transaction (immediate: it takes the write lock at once,
-/// so it cannot fail midway on another process's write), or, inside one
-/// already open ([`RunQueue::write_together`]), a savepoint. Either way the
-/// write is atomic: dropped without `commit`, it is undone.
-enum Atomic<'c> {
-    Transaction(rusqlite::Transaction<'c>),
-    Savepoint(rusqlite::Savepoint<'c>),
-}
-
-fn atomic(conn: &mut Connection) -> rusqlite::Result<Atomic<'_>> {
-    if conn.is_autocommit() {
-        conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map(Atomic::Transaction)
-    } else {
-        conn.savepoint().map(Atomic::Savepoint)
-    }
-}
-
-impl Atomic<'_> {
-    fn commit(self) -> rusqlite::Result<()> {
-        match self {
-            Atomic::Transaction(tx) => tx.commit(),
-            Atomic::Savepoint(sp) => sp.commit(),
-        }
-    }
-}
-
-impl std::ops::Deref for Atomic<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        match self {
-            Atomic::Transaction(tx) => tx,
-            Atomic::Savepoint(sp) => sp,
-        }
-    }
-}
-
-fn db_err(path: &Path, operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+fn db_err<E: Into<DbError>>(path: &Path, operation: &'static str) -> impl FnOnce(E) -> StoreError {
     let path = path.to_owned();
     move |source| StoreError::Db {
         operation,
         path,
-        source,
+        source: source.into(),
     }
-}
-
-fn extended_code(e: &rusqlite::Error) -> Option<std::os::raw::c_int> {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
-        _ => None,
-    }
-}
-
-/// A UNIQUE or PRIMARY KEY violation: the row already exists. Other
-/// constraint failures (CHECK, triggers) are real errors, reported as such.
-fn duplicate(e: &rusqlite::Error) -> bool {
-    matches!(
-        extended_code(e),
-        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-    )
 }
 
 /// Orders installed versions newest first: by [`compare_versions`], then
@@ -2019,6 +2407,8 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let (journal, version, fk): (String, i64, i64) = store
             .conn
+            .sqlite()
+            .unwrap()
             .query_row(
                 "SELECT (SELECT journal_mode FROM pragma_journal_mode),
                         (SELECT user_version FROM pragma_user_version),
@@ -2103,6 +2493,8 @@ mod tests {
         // The path is kept relative to the data directory.
         let stored: String = store
             .conn
+            .sqlite()
+            .unwrap()
             .query_row("SELECT path FROM extensions LIMIT 1", [], |r| r.get(0))
             .unwrap();
         assert_eq!(stored, "extensions/echo/0.10.0/abc.wasm");
@@ -2142,6 +2534,8 @@ mod tests {
         assert_eq!(store.active_deployment("greeter").unwrap(), Some(second));
         let active: i64 = store
             .conn
+            .sqlite()
+            .unwrap()
             .query_row(
                 "SELECT count(*) FROM deployments WHERE bot = 'greeter' AND active = 1",
                 [],
@@ -2228,6 +2622,8 @@ mod tests {
         assert!(store.execution(&id).unwrap().is_none());
         let orphans: i64 = store
             .conn
+            .sqlite()
+            .unwrap()
             .query_row("SELECT count(*) FROM node_runs", [], |r| r.get(0))
             .unwrap();
         assert_eq!(orphans, 0);
@@ -2246,6 +2642,8 @@ mod tests {
         // Back to the version 3 layout (no queue, no triggers, the old CHECK).
         store
             .conn
+            .sqlite()
+            .unwrap()
             .execute_batch(
                 "PRAGMA foreign_keys = OFF;
                  DROP TABLE drafts;
@@ -2273,6 +2671,8 @@ mod tests {
         assert_eq!(runs.len(), 1, "the rebuild dropped the node runs");
         let fk: i64 = store
             .conn
+            .sqlite()
+            .unwrap()
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1, "foreign keys stay on after migrating");
@@ -2280,6 +2680,8 @@ mod tests {
         store.delete_bot_data("greeter").unwrap();
         let orphans: i64 = store
             .conn
+            .sqlite()
+            .unwrap()
             .query_row("SELECT count(*) FROM node_runs", [], |r| r.get(0))
             .unwrap();
         assert_eq!(orphans, 0);
@@ -2375,7 +2777,7 @@ mod tests {
         let (execution, _) = store.execution(&third.id).unwrap().unwrap();
         assert_eq!(execution.status, ExecutionStatus::Running);
         // The queue's statements ran many times, each planned once.
-        assert_eq!(crate::sqlite::reprepared(&store.conn), []);
+        assert_eq!(crate::sqlite::reprepared(store.conn.sqlite().unwrap()), []);
     }
 
     /// A queued run of a deployed bot, for the write tests.
@@ -2450,6 +2852,8 @@ mod tests {
         assert!(store.triggers_of("greeter").unwrap().is_empty());
         let left: i64 = store
             .conn
+            .sqlite()
+            .unwrap()
             .query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(left, 0);
@@ -2478,6 +2882,8 @@ mod tests {
     fn orphan_at_commit(store: &mut EngineStore) -> Result<(), StoreError> {
         store
             .conn
+            .sqlite()
+            .unwrap()
             .execute_batch("PRAGMA defer_foreign_keys = ON;")
             .unwrap();
         store.record_node_run(&run(&ExecutionId("no-such-run".into()), "a"))
@@ -2528,7 +2934,7 @@ mod tests {
         let (_, runs) = store.execution(&first).unwrap().unwrap();
         assert_eq!(runs.len(), 1);
         assert!(store.execution(&second).unwrap().is_some());
-        assert!(store.conn.is_autocommit());
+        assert!(!store.conn.in_transaction());
     }
 
     #[test]
@@ -2555,7 +2961,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            store.conn.is_autocommit(),
+            !store.conn.in_transaction(),
             "the failed commit was rolled back"
         );
         assert_eq!(

@@ -1489,8 +1489,8 @@ async fn install_extension(
     let handle = tokio::runtime::Handle::current();
     // Compiling a component takes a while: off the async workers.
     let report = tokio::task::spawn_blocking(move || -> Result<_, Problem> {
-        let data_dir = engine.store().data_dir().to_owned();
-        let mut registry = crate::engine::registry::Registry::open(&data_dir, engine.runtime())?;
+        let store = engine.store().reopen()?;
+        let mut registry = crate::engine::registry::Registry::new(store, engine.runtime());
         Ok(handle.block_on(registry.install_bytes(&body, "the uploaded component"))?)
     })
     .await

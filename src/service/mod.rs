@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 mod hooks;
 pub mod listen;
 pub mod logs;
@@ -64,6 +65,13 @@ pub struct ServiceConfig {
     pub rate_limit: u32,
     /// Largest request body, in bytes (larger ones answer 413).
     pub body_limit: usize,
+    /// On PostgreSQL: how long a claimed job's lease holds without a
+    /// renewal (renewed every third of it), and so how soon the jobs of a
+    /// node that died go to the others.
+    pub lease: Duration,
+    /// On PostgreSQL: how often an idle node reaps lapsed leases and looks
+    /// for jobs it was not told about (the fallback to `NOTIFY`).
+    pub poll: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -77,6 +85,8 @@ impl Default for ServiceConfig {
             queue_bound: 10_000,
             rate_limit: 100,
             body_limit: 1024 * 1024,
+            lease: cluster::LEASE,
+            poll: cluster::FALLBACK,
         }
     }
 }
@@ -96,6 +106,9 @@ pub struct AppState {
     pub log_scrubber: logs::LogScrubber,
     /// Wakes a worker when a run is accepted.
     pub wake: Notify,
+    /// Executions this node is running or has claimed (the heartbeat
+    /// renews leases only while there are some).
+    pub busy: std::sync::atomic::AtomicUsize,
     /// Wakes the scheduler when a deploy may have changed the schedules.
     pub schedules_changed: Notify,
     /// False once shutdown began (`/readyz` answers 503).
@@ -123,6 +136,7 @@ impl AppState {
             config,
             log_scrubber,
             wake: Notify::new(),
+            busy: std::sync::atomic::AtomicUsize::new(0),
             schedules_changed: Notify::new(),
             ready: AtomicBool::new(true),
             sealer: seal::Sealer::new(),
@@ -197,8 +211,17 @@ pub struct DataDirLock(#[allow(dead_code)] std::fs::File);
 impl DataDirLock {
     pub fn acquire(data_dir: &std::path::Path) -> Result<DataDirLock, ServeError> {
         use std::os::fd::AsRawFd;
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let path = data_dir.join("serve.lock");
+        // A node of a PostgreSQL cluster may start with no files yet.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|source| ServeError::Lock {
+                path: path.clone(),
+                source,
+            })?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -237,26 +260,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
     on_listening: impl FnOnce(SocketAddr, &str),
 ) -> Result<ServeReport, ServeError> {
-    use crate::engine::queue::RunQueue;
-    let owner = format!("serve-{}-{:016x}", std::process::id(), {
-        let mut b = [0u8; 8];
-        let _ = getrandom::fill(&mut b);
-        u64::from_le_bytes(b)
-    });
     let listener = listen::Listener::bind(&state.config).await?;
-    let recovery = state.engine.store().recover(&owner)?;
-    state
-        .engine
-        .start_group_commit()
-        .map_err(|e| ServeError::Engine(e.to_string()))?;
-    if recovery.interrupted > 0 {
-        tracing::warn!(
-            runs = recovery.interrupted,
-            "runs interrupted by the last stop were marked failed (not retried: their nodes may already have had effects)"
-        );
-    }
-    let workers = workers::Workers::start(&state, &owner, state.config.workers)
-        .map_err(|e| ServeError::Engine(format!("starting the execution threads: {e}")))?;
+    let node = Node::start(&state)?;
     let addr = listener
         .local_addr()
         .map_err(|source| listen::ListenError::Bind {
@@ -265,7 +270,7 @@ pub async fn run(
         })?;
     on_listening(addr, listener.scheme());
     let scheduler = tokio::spawn(schedules::run(state.clone()));
-    tracing::info!(%addr, queued = recovery.queued, workers = state.config.workers, "listening");
+    tracing::info!(%addr, queued = node.recovery.queued, workers = state.config.workers, "listening");
     let router = api::router(state.clone());
     let drain = state.config.drain;
     let shutting_down = {
@@ -278,17 +283,86 @@ pub async fn run(
     };
     listener.serve(router, shutting_down, drain).await;
     scheduler.abort();
-    let abandoned = workers.drain(drain).await;
-    if abandoned > 0 {
-        tracing::warn!(
-            workers = abandoned,
-            "executions still running after --drain-seconds; the next start marks them interrupted"
-        );
+    Ok(node.stop(drain).await)
+}
+
+/// `narakim worker`: [`run`] without HTTP, for operators who run the API
+/// and the executions on different machines. It claims and runs queued
+/// executions (and fires schedules) until `shutdown`, then drains.
+pub async fn run_worker(
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<ServeReport, ServeError> {
+    let node = Node::start(&state)?;
+    let scheduler = tokio::spawn(schedules::run(state.clone()));
+    tracing::info!(
+        queued = node.recovery.queued,
+        workers = state.config.workers,
+        "working"
+    );
+    shutdown.await;
+    state.ready.store(false, Ordering::Release);
+    tracing::info!("shutting down: draining running executions");
+    scheduler.abort();
+    Ok(node.stop(state.config.drain).await)
+}
+
+/// What both [`run`] and [`run_worker`] start: the queue's recovery, the
+/// group commit, the workers and, on PostgreSQL, the cluster tasks.
+struct Node {
+    recovery: crate::engine::queue::Recovery,
+    workers: workers::Workers,
+    _cluster: Option<cluster::Cluster>,
+}
+
+impl Node {
+    fn start(state: &Arc<AppState>) -> Result<Node, ServeError> {
+        use crate::engine::queue::RunQueue;
+        let owner = format!("serve-{}-{:016x}", std::process::id(), {
+            let mut b = [0u8; 8];
+            let _ = getrandom::fill(&mut b);
+            u64::from_le_bytes(b)
+        });
+        let (recovery, database) = {
+            let mut store = state.engine.store();
+            (store.recover(&owner)?, store.database().clone())
+        };
+        state
+            .engine
+            .start_group_commit()
+            .map_err(|e| ServeError::Engine(e.to_string()))?;
+        if recovery.interrupted > 0 {
+            tracing::warn!(
+                runs = recovery.interrupted,
+                "runs interrupted by the last stop were marked failed (not retried: their nodes may already have had effects)"
+            );
+        }
+        let workers = workers::Workers::start(state, &owner, state.config.workers)
+            .map_err(|e| ServeError::Engine(format!("starting the execution threads: {e}")))?;
+        let cluster = match &database {
+            crate::db::Database::Postgres(pool) => Some(cluster::start(state, &owner, pool)),
+            crate::db::Database::Sqlite => None,
+        };
+        Ok(Node {
+            recovery,
+            workers,
+            _cluster: cluster,
+        })
     }
-    tracing::info!("stopped");
-    Ok(ServeReport {
-        recovered_interrupted: recovery.interrupted,
-        recovered_queued: recovery.queued,
-        abandoned,
-    })
+
+    async fn stop(self, drain: Duration) -> ServeReport {
+        let abandoned = self.workers.drain(drain).await;
+        if abandoned > 0 {
+            tracing::warn!(
+                workers = abandoned,
+                "executions still running after --drain-seconds; the next start marks them interrupted"
+            );
+        }
+        tracing::info!("stopped");
+        ServeReport {
+            recovered_interrupted: self.recovery.interrupted,
+            recovered_queued: self.recovery.queued,
+            abandoned,
+        }
+    }
 }

@@ -26,7 +26,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::error::VaultError;
 use crate::args;
-use crate::db::{Conn, PgPool, Tx};
+pub use crate::db::Database;
+use crate::db::{Conn, Tx};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "vault.db";
@@ -213,15 +214,6 @@ const _: () = assert!(MIGRATIONS.len() == PG_MIGRATIONS.len());
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
-/// Where a vault's tables are.
-#[derive(Debug, Clone)]
-pub enum Database {
-    /// `vault.db` in the data directory.
-    Sqlite,
-    /// A PostgreSQL database, shared with the engine's tables.
-    Postgres(PgPool),
-}
 
 /// The row PostgreSQL keeps each store's schema version in.
 const PG_STORE: &str = "vault";

@@ -28,6 +28,11 @@ impl Server {
     pub fn start_with_env(v: &TestVault, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = v.command();
         cmd.envs(env.iter().copied());
+        Server::start_command(cmd, extra)
+    }
+
+    /// `cmd serve EXTRA` (`cmd` names the data, the database and the key).
+    pub fn start_command(mut cmd: std::process::Command, extra: &[&str]) -> Server {
         cmd.arg("serve");
         // Defaults a test may override.
         if !extra.contains(&"--listen") {

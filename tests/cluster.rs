@@ -1,0 +1,329 @@
+//! Several `narakim serve` processes on one PostgreSQL database, with the
+//! master key in KMS (moto): the cluster promises of the run queue.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::server::{Server, echo};
+use common::services::{self, TestDatabase};
+use common::{Run, run_command};
+use serde_json::json;
+
+/// One node: a data directory of its own, the shared database and KMS key.
+struct Node {
+    root: tempfile::TempDir,
+    database: String,
+    kms_key: String,
+    kms_url: String,
+}
+
+impl Node {
+    fn command(&self) -> Command {
+        let mut cmd = common::command();
+        cmd.arg("--data-dir")
+            .arg(self.root.path().join("data"))
+            .args(["--database", &self.database])
+            .args(["--kms-key-id", &self.kms_key])
+            .args(["--kms-endpoint", &self.kms_url])
+            .args(["--kms-region", "us-east-1"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = self.command();
+        cmd.args(args);
+        run_command(cmd, None)
+    }
+
+    fn serve(&self, extra: &[&str]) -> Server {
+        Server::start_command(self.command(), extra)
+    }
+}
+
+/// A database, a KMS key and `n` nodes; `None` when a service is missing.
+fn cluster(n: usize) -> Option<(TestDatabase, Vec<Node>)> {
+    let db = TestDatabase::create()?;
+    let kms = services::kms()?;
+    let kms_url = services::moto_url()?;
+    let nodes = (0..n)
+        .map(|_| Node {
+            root: tempfile::tempdir().unwrap(),
+            database: db.url.clone(),
+            kms_key: kms.key_id().to_owned(),
+            kms_url: kms_url.clone(),
+        })
+        .collect();
+    Some((db, nodes))
+}
+
+const CAPS: [&str; 5] = [
+    "secrets:write",
+    "bots:deploy",
+    "bots:pause",
+    "runs:start",
+    "executions:read",
+];
+
+/// The vault, a bot, the http-request extension (installed through the
+/// first node only) and a team token.
+fn set_up(nodes: &[Node]) -> String {
+    let first = &nodes[0];
+    first.run(&["init"]).ok();
+    for node in &nodes[1..] {
+        // Every node's init finds the vault and checks its key.
+        assert!(
+            node.run(&["init"]).ok().contains("already"),
+            "a second init"
+        );
+    }
+    first.run(&["team", "create", "ops"]).ok();
+    first
+        .run(&["bot", "create", "greeter", "--team", "ops"])
+        .ok();
+    first
+        .run(&[
+            "extension",
+            "install",
+            common::extensions::extension("http-request")
+                .to_str()
+                .unwrap(),
+        ])
+        .ok();
+    let mut args = vec!["token", "create", "--team", "ops", "--can"];
+    args.extend(CAPS);
+    first.run(&args).ok().trim().to_owned()
+}
+
+fn deploy(s: &Server, token: &str) {
+    let graph = json!({"nodes": [{
+        "id": "call", "extension": "http-request",
+        "config": {"url": "https://echo.test/{{trigger.n}}"}
+    }]});
+    let r = s.call(
+        "PUT",
+        "/api/v1/teams/ops/bots/greeter/deployment",
+        Some(token),
+        Some(graph),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+fn count(db: &TestDatabase, sql: &str) -> i64 {
+    db.conn()
+        .query_one(sql, narakim::args![], |r| r.get(0))
+        .unwrap()
+}
+
+/// 3,000 runs across three nodes, one killed (-9) half way: every
+/// accepted run is recorded exactly once, none is lost, none runs twice,
+/// and a retry through another node finds its run.
+#[test]
+fn three_nodes_share_one_queue_and_a_killed_node_loses_nothing() {
+    const RUNS: usize = 3000;
+    let Some((db, nodes)) = cluster(3) else {
+        return;
+    };
+    let token = set_up(&nodes);
+    let (echo, hits) = echo(Duration::from_millis(2));
+    let upstream = format!("echo.test=http://{echo}");
+    let flags = [
+        "--upstream",
+        &upstream,
+        "--workers",
+        "2",
+        "--rate-limit",
+        "100000",
+        "--lease-seconds",
+        "3",
+        "--poll-seconds",
+        "1",
+    ];
+    let mut servers: Vec<Option<Server>> = nodes.iter().map(|n| Some(n.serve(&flags))).collect();
+    deploy(servers[0].as_ref().unwrap(), &token);
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
+    let mut accepted = BTreeSet::new();
+    let mut killed_log = String::new();
+    for n in 0..RUNS {
+        if n == RUNS / 2 {
+            let killed = servers[1].take().unwrap();
+            killed_log = killed.kill();
+        }
+        let live: Vec<&Server> = servers.iter().flatten().collect();
+        let s = live[n % live.len()];
+        let key = format!("k-{n}");
+        let r = s.call_with(
+            "POST",
+            runs,
+            Some(&token),
+            Some(json!({"n": n})),
+            &[("Idempotency-Key", &key)],
+        );
+        assert_eq!(r.status, 202, "{r:?}\n{}", s.log());
+        accepted.insert(r.json()["execution_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(accepted.len(), RUNS);
+    // A client's retry through another node finds the run it started.
+    let retry = servers[2].as_ref().unwrap().call_with(
+        "POST",
+        runs,
+        Some(&token),
+        Some(json!({"n": 0})),
+        &[("Idempotency-Key", "k-0")],
+    );
+    assert_eq!(retry.json()["replayed"], true, "{retry:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let open = count(
+            &db,
+            "SELECT count(*) FROM executions WHERE status IN ('queued', 'running')",
+        );
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} runs never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ids: BTreeSet<String> = db
+        .conn()
+        .query_map("SELECT id FROM executions", narakim::args![], |r| r.get(0))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(ids, accepted, "a run was lost, or one was added");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM (SELECT execution_id FROM node_runs GROUP BY execution_id HAVING count(*) > 1) AS d"
+        ),
+        0,
+        "a run was recorded twice"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM jobs"),
+        0,
+        "jobs left behind"
+    );
+    let interrupted = count(
+        &db,
+        "SELECT count(*) FROM executions WHERE status = 'failed' AND summary LIKE 'interrupted%'",
+    );
+    let failed_otherwise = count(
+        &db,
+        "SELECT count(*) FROM executions WHERE status = 'failed' AND summary NOT LIKE 'interrupted%'",
+    );
+    assert_eq!(failed_otherwise, 0);
+    assert!(
+        interrupted <= 2,
+        "the killed node ran two runs at a time, yet {interrupted} were interrupted"
+    );
+    // Each run that succeeded called the echo once; an interrupted one at
+    // most once.
+    let succeeded = RUNS - interrupted as usize;
+    let calls = *hits.lock().unwrap();
+    assert!(
+        (succeeded..=RUNS).contains(&calls),
+        "{calls} calls for {succeeded} succeeded runs"
+    );
+    // Every node ran some: the queue was shared.
+    assert!(killed_log.contains("execution finished"), "{killed_log}");
+    for s in servers.iter().flatten() {
+        assert!(s.log().contains("execution finished"), "{}", s.log());
+    }
+}
+
+/// Waits until the execution a run answer points at has finished.
+fn finished(s: &Server, token: &str, accepted: &common::http::Response) -> serde_json::Value {
+    let location = accepted.header("location").expect("a Location").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = s.call("GET", &location, Some(token), None).json();
+        if body["finished"] == true {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never finished: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A secret overwritten through one node is what the next execution on
+/// every node sends; a pause through one node stops runs on all of them.
+#[test]
+fn an_overwrite_and_a_pause_through_one_node_take_effect_on_every_node() {
+    let Some((_db, nodes)) = cluster(3) else {
+        return;
+    };
+    let token = set_up(&nodes);
+    let recorder = common::recorder::Recorder::start(false);
+    let upstream = recorder.upstream("echo.test");
+    let flags = [
+        "--upstream",
+        &upstream,
+        "--workers",
+        "1",
+        "--poll-seconds",
+        "1",
+    ];
+    let servers: Vec<Server> = nodes.iter().map(|n| n.serve(&flags)).collect();
+    let put = |s: &Server, value: &str| {
+        let r = s.call(
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/secrets/API_TOKEN",
+            Some(&token),
+            Some(json!({ "value": value })),
+        );
+        assert!(r.status == 200 || r.status == 201, "{r:?}");
+    };
+    put(&servers[0], "first-token-value-1");
+    let graph = json!({"nodes": [{
+        "id": "call", "extension": "http-request",
+        "config": {"url": "https://echo.test/x", "auth": {"secret": "API_TOKEN"}}
+    }]});
+    let r = servers[0].call(
+        "PUT",
+        "/api/v1/teams/ops/bots/greeter/deployment",
+        Some(&token),
+        Some(graph),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
+    let run_everywhere = |expect: &str| {
+        let before = recorder.requests().len();
+        for s in &servers {
+            let r = s.call("POST", runs, Some(&token), Some(json!({})));
+            assert_eq!(r.status, 202, "{r:?}");
+            let done = finished(s, &token, &r);
+            assert_eq!(done["status"], "succeeded", "{done}");
+        }
+        let sent = recorder.requests();
+        assert_eq!(sent.len(), before + 3);
+        for request in &sent[before..] {
+            let text = String::from_utf8_lossy(request).to_lowercase();
+            assert!(
+                text.contains(&format!("authorization: bearer {expect}")),
+                "{text}"
+            );
+        }
+    };
+    run_everywhere("first-token-value-1");
+    put(&servers[1], "second-token-value-2");
+    run_everywhere("second-token-value-2");
+
+    // Paused through node 2: no node accepts a run.
+    let r = servers[2].call(
+        "POST",
+        "/api/v1/teams/ops/bots/greeter/pause",
+        Some(&token),
+        None,
+    );
+    assert!(r.status < 300, "{r:?}");
+    for s in &servers {
+        let r = s.call("POST", runs, Some(&token), Some(json!({})));
+        assert_eq!(r.status, 409, "{r:?}");
+    }
+}
