@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::services::{self, TestDatabase};
 use narakim::vault::{
@@ -487,4 +488,106 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// Ends every other connection to the test database, as a proxy dropping
+/// them or a failover would.
+fn drop_connections(db: &TestDatabase) -> i64 {
+    db.conn()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            narakim::args![],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn new_run(bot: &str) -> narakim::engine::queue::NewRun<'_> {
+    narakim::engine::queue::NewRun {
+        bot,
+        trigger_json: "{}",
+        idempotency_key: None,
+        started_by: None,
+        delivery: None,
+        fire: None,
+        id: None,
+    }
+}
+
+/// A connection that drops in the middle of a transaction: the
+/// transaction is gone whole (nothing half-written), the store says so,
+/// and its next statement works on a new connection with no restart.
+#[test]
+fn a_connection_dropped_mid_transaction_loses_nothing_and_the_store_carries_on() {
+    use narakim::engine::queue::RunQueue;
+    use narakim::engine::store::EngineStore;
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = narakim::db::Database::Postgres(narakim::db::PgPool::new(&db.url).unwrap());
+    let mut store = EngineStore::open_in(dir.path(), &database).unwrap();
+    store
+        .deploy("greeter", "{\"nodes\":[]}", "v1", &Default::default())
+        .unwrap();
+    let queued = store.enqueue(&new_run("greeter"), 100).unwrap();
+
+    let lease = Duration::from_secs(30);
+    let mut step = 0;
+    let outcome = store.write_together(&mut |store| {
+        step += 1;
+        match step {
+            1 => {
+                let claimed = store.claim_many("node-a", lease, 10).unwrap();
+                assert_eq!(claimed.len(), 1);
+                true
+            }
+            2 => {
+                assert!(drop_connections(&db) >= 1);
+                true
+            }
+            3 => {
+                let started = store.start("node-a", &queued.id);
+                assert!(started.is_err(), "{started:?}");
+                true
+            }
+            _ => false,
+        }
+    });
+    assert!(outcome.is_err(), "the shared commit cannot have happened");
+    // The claim was undone with the transaction; the store works again.
+    let depth = store.depth().unwrap();
+    assert_eq!((depth.waiting, depth.running), (1, 0));
+    let claimed = store.claim_many("node-b", lease, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, queued.id);
+    assert!(store.start("node-b", &queued.id).unwrap());
+
+    // The vault too: a statement after a drop runs on a new connection.
+    let root = tempfile::tempdir().unwrap();
+    let config = VaultConfig::new(
+        root.path().join("data"),
+        KeySource::File(root.path().join("config/master.key")),
+    )
+    .with_postgres(&db.url)
+    .unwrap();
+    Vault::init(&config).unwrap();
+    let mut vault = Vault::open(config).unwrap();
+    vault.create_team("ops").unwrap();
+    drop_connections(&db);
+    vault.create_bot("greeter", "ops").unwrap();
+    drop_connections(&db);
+    vault
+        .set_secret(&bot("greeter"), &name("TOKEN"), &value("after-the-drop-1"))
+        .unwrap();
+    drop_connections(&db);
+    assert!(
+        vault
+            .snapshot_for_bot("greeter")
+            .unwrap()
+            .resolve("TOKEN")
+            .unwrap()
+            .matches(b"after-the-drop-1")
+    );
 }

@@ -119,12 +119,17 @@ fn count(db: &TestDatabase, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// The tests that share the PostgreSQL server take turns with the one
+/// that restarts it.
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// 3,000 runs across three nodes, one killed (-9) half way: every
 /// accepted run is recorded exactly once, none is lost, none runs twice,
 /// and a retry through another node finds its run.
 #[test]
 fn three_nodes_share_one_queue_and_a_killed_node_loses_nothing() {
     const RUNS: usize = 3000;
+    let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let Some((db, nodes)) = cluster(3) else {
         return;
     };
@@ -255,6 +260,7 @@ fn finished(s: &Server, token: &str, accepted: &common::http::Response) -> serde
 /// every node sends; a pause through one node stops runs on all of them.
 #[test]
 fn an_overwrite_and_a_pause_through_one_node_take_effect_on_every_node() {
+    let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let Some((_db, nodes)) = cluster(3) else {
         return;
     };
@@ -326,4 +332,115 @@ fn an_overwrite_and_a_pause_through_one_node_take_effect_on_every_node() {
         let r = s.call("POST", runs, Some(&token), Some(json!({})));
         assert_eq!(r.status, 409, "{r:?}");
     }
+}
+
+/// PostgreSQL restarts while two nodes accept and run: clients retry what
+/// was refused meanwhile, and every accepted run completes exactly once,
+/// with no node restarted.
+#[test]
+fn the_database_restarting_under_load_loses_nothing() {
+    const RUNS: usize = 600;
+    let _alone = SERVER.write().unwrap_or_else(|e| e.into_inner());
+    let Some(ctl) = std::env::var("NARAKIM_TEST_PG_CTL")
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        services::missing("a PostgreSQL server this test may restart (NARAKIM_TEST_PG_CTL)");
+        return;
+    };
+    let Some((db, nodes)) = cluster(2) else {
+        return;
+    };
+    let token = set_up(&nodes);
+    let (echo, hits) = echo(Duration::from_millis(2));
+    let upstream = format!("echo.test=http://{echo}");
+    let flags = [
+        "--upstream",
+        &upstream,
+        "--workers",
+        "2",
+        "--rate-limit",
+        "100000",
+        "--lease-seconds",
+        "15",
+        "--poll-seconds",
+        "1",
+    ];
+    let servers: Vec<Server> = nodes.iter().map(|n| n.serve(&flags)).collect();
+    deploy(&servers[0], &token);
+    let runs = "/api/v1/teams/ops/bots/greeter/runs";
+    let mut accepted = BTreeSet::new();
+    let mut refused = 0;
+    let mut restart = None;
+    for n in 0..RUNS {
+        if n == RUNS / 3 {
+            let ctl = ctl.clone();
+            restart = Some(std::thread::spawn(move || {
+                let status = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("{ctl} restart -m fast"))
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "pg_ctl restart failed");
+            }));
+        }
+        let key = format!("k-{n}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = &servers[(n + refused) % servers.len()];
+            let r = s.call_with(
+                "POST",
+                runs,
+                Some(&token),
+                Some(json!({"n": n})),
+                &[("Idempotency-Key", &key)],
+            );
+            if r.status == 202 {
+                accepted.insert(r.json()["execution_id"].as_str().unwrap().to_owned());
+                break;
+            }
+            // Refused while the database was away: nothing was accepted.
+            assert!(r.status >= 500, "{r:?}");
+            assert!(Instant::now() < deadline, "never accepted again: {r:?}");
+            refused += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    restart.unwrap().join().unwrap();
+    assert!(
+        refused > 0,
+        "the restart refused nothing: the test proves nothing"
+    );
+    assert_eq!(accepted.len(), RUNS);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let open = count(
+            &db,
+            "SELECT count(*) FROM executions WHERE status IN ('queued', 'running')",
+        );
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} runs never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ids: BTreeSet<String> = db
+        .conn()
+        .query_map("SELECT id FROM executions", narakim::args![], |r| r.get(0))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(ids, accepted, "a run was lost, or one was added");
+    let succeeded = count(
+        &db,
+        "SELECT count(*) FROM executions WHERE status = 'succeeded'",
+    );
+    assert_eq!(
+        succeeded as usize, RUNS,
+        "every accepted run ran to the end"
+    );
+    assert_eq!(*hits.lock().unwrap(), RUNS, "each ran its request once");
+    assert_eq!(count(&db, "SELECT count(*) FROM jobs"), 0);
 }

@@ -231,7 +231,8 @@ impl PgConn {
     }
 
     /// Runs `op` on this connection's client. A broken connection is
-    /// dropped; outside a transaction `op` is tried once more on a new one.
+    /// dropped; outside a transaction `op` is tried again on another (as
+    /// many times as the pool could hold broken ones).
     fn run<T>(
         &self,
         op: &dyn Fn(&Object) -> Result<T, tokio_postgres::Error>,
@@ -249,7 +250,11 @@ impl PgConn {
                 Ok(v) => return Ok(v),
                 Err(e) if is_connection_error(&e) => {
                     self.client.borrow_mut().take();
-                    if self.in_tx.get() || attempt > 0 {
+                    // One broken connection usually means the server
+                    // restarted or a proxy dropped them all: the idle ones
+                    // are not trusted either.
+                    self.pool.pool.retain(|_, _| false);
+                    if self.in_tx.get() || attempt > POOL_SIZE {
                         self.in_tx.set(false);
                         return Err(e.into());
                     }

@@ -243,6 +243,21 @@ fn refusal(e: StoreError) -> EngineError {
     }
 }
 
+/// How long a write of an execution's record is retried while PostgreSQL
+/// is unreachable.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl EngineError {
+    /// The database was unreachable (see [`StoreError::is_transient`]).
+    fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_transient(),
+            EngineError::Vault(VaultError::Db { source, .. }) => source.is_connection(),
+            _ => false,
+        }
+    }
+}
+
 impl Engine {
     pub fn new(runtime: Arc<Runtime>, vault: Vault, store: EngineStore) -> Self {
         Engine {
@@ -418,7 +433,49 @@ impl Engine {
         summary: Option<String>,
     ) -> Result<(), StoreError> {
         let id = id.clone();
-        self.write(move |store| store.finish_execution(&id, status, summary.as_deref()))
+        self.write_durably(move |store| store.finish_execution(&id, status, summary.as_deref()))
+    }
+
+    /// [`write`](Self::write), tried again while PostgreSQL is unreachable
+    /// (a dropped connection, a restart), for up to [`RETRY_FOR`]: what an
+    /// execution did is recorded once the database is back, instead of its
+    /// run being reaped as interrupted. Each write is idempotent or, for a
+    /// node run, recognised when an earlier try committed.
+    fn write_durably<T: Send + 'static>(
+        &self,
+        write: impl Fn(&mut EngineStore) -> Result<T, StoreError> + Send + Sync + 'static,
+    ) -> Result<T, StoreError> {
+        let write = Arc::new(write);
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let attempt = write.clone();
+            match self.write(move |store| attempt(store)) {
+                Err(e)
+                    if e.is_transient()
+                        && self.store().backend() == crate::db::Backend::Postgres
+                        && started.elapsed() < RETRY_FOR =>
+                {
+                    tracing::warn!("the engine database is unreachable; trying again: {e}");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// Records a node run durably; a retry that finds the run an earlier
+    /// try committed is that run.
+    fn record_durably(&self, run: NodeRun) -> Result<NodeRun, StoreError> {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        self.write_durably(move |store| {
+            let retry = !first.swap(false, std::sync::atomic::Ordering::AcqRel);
+            match store.record_node_run(&run) {
+                Err(StoreError::NodeRunExists { .. }) if retry => Ok(run.clone()),
+                done => done.map(|()| run.clone()),
+            }
+        })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -1007,7 +1064,20 @@ impl Engine {
         let started = Instant::now();
         let trigger: Value = serde_json::from_str(&claimed.trigger_json).unwrap_or(Value::Null);
         let extra = self.take_execution_values(&claimed.id);
-        let prepared = match self.prepare(&claimed.bot, extra) {
+        // Nothing has run yet, so a database that is briefly unreachable is
+        // waited for rather than failing the run.
+        let mut pause = std::time::Duration::from_millis(50);
+        let prepared = loop {
+            match self.prepare(&claimed.bot, extra.clone()) {
+                Err(e) if e.is_transient() && started.elapsed() < RETRY_FOR => {
+                    tracing::warn!(execution = %claimed.id, "the database is unreachable; waiting to start: {e}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                done => break done,
+            }
+        };
+        let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.finish(
@@ -1024,7 +1094,7 @@ impl Engine {
                 claimed.id.clone(),
                 prepared.deployment.graph_version.clone(),
             );
-            self.write(move |store| store.set_execution_graph(&id, &version))?;
+            self.write_durably(move |store| store.set_execution_graph(&id, &version))?;
         }
         self.execute(prepared, claimed.id, trigger, started).await
     }
@@ -1206,7 +1276,7 @@ impl Engine {
                 }
                 stored += record_size(&run);
                 self.audit_credentials(bot, &node, &run.egress)?;
-                let run = self.write(move |store| store.record_node_run(&run).map(|()| run))?;
+                let run = self.record_durably(run)?;
                 reports.insert(node.clone(), report_of(&run, output_value.clone()));
                 if run.status == NodeStatus::Succeeded {
                     outputs.insert(node.clone(), output_value.unwrap_or(Value::Null));
@@ -1223,8 +1293,7 @@ impl Engine {
                             now_ms(),
                         );
                         run.error = Some(format!("not run: it depends on {node:?}, which failed"));
-                        let run =
-                            self.write(move |store| store.record_node_run(&run).map(|()| run))?;
+                        let run = self.record_durably(run)?;
                         reports.insert(skipped.to_owned(), report_of(&run, None));
                     }
                 }

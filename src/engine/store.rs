@@ -442,6 +442,18 @@ pub enum StoreError {
     FireClaimed,
 }
 
+impl StoreError {
+    /// The database could not be reached (the statement may succeed on
+    /// a new connection), or a shared commit failed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db { source, .. } => source.is_connection(),
+            StoreError::NotWritten(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// An extension recorded as installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstalledExtension {
