@@ -35,6 +35,8 @@
 //! `cargo bench --bench accept`; `NARAKIM_BENCH_SECONDS` sets each phase's
 //! length (default 5).
 
+#[path = "support/echo.rs"]
+mod echo;
 #[path = "support/wasm.rs"]
 mod wasm;
 
@@ -75,7 +77,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let echo = runtime.block_on(echo_server());
+    let echo = runtime.block_on(echo::echo_server());
     let fixture = Fixture::new(echo);
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(CONNECTIONS)
@@ -470,33 +472,6 @@ fn proc_usage(pid: u32) -> (f64, u64) {
 
 fn build_extensions() -> std::path::PathBuf {
     wasm::build("extensions", None)
-}
-
-/// A loopback server answering 200 `{}` at once.
-async fn echo_server() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(b"{}")))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 /// The deployed triggers' paths: the webhook's and the interactions'.

@@ -591,3 +591,266 @@ fn a_connection_dropped_mid_transaction_loses_nothing_and_the_store_carries_on()
             .matches(b"after-the-drop-1")
     );
 }
+
+/// An engine store in each place: `engine.db`, and PostgreSQL when it runs.
+fn engine_stores() -> Vec<(
+    &'static str,
+    tempfile::TempDir,
+    Option<TestDatabase>,
+    narakim::engine::store::EngineStore,
+)> {
+    use narakim::engine::store::EngineStore;
+    let mut out = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = EngineStore::open(dir.path()).unwrap();
+    out.push(("sqlite", dir, None, store));
+    if let Some(db) = TestDatabase::create() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = narakim::db::Database::Postgres(narakim::db::PgPool::new(&db.url).unwrap());
+        let store = EngineStore::open_in(dir.path(), &database).unwrap();
+        out.push(("postgres", dir, Some(db), store));
+    }
+    out
+}
+
+fn node_run(
+    id: &narakim::engine::store::ExecutionId,
+    node: &str,
+) -> narakim::engine::store::NodeRun {
+    narakim::engine::store::NodeRun {
+        execution_id: id.clone(),
+        node: node.into(),
+        extension: "x@1".into(),
+        status: narakim::engine::store::NodeStatus::Succeeded,
+        started_at: 1,
+        duration_ms: 2,
+        output: Some("{}".into()),
+        error: None,
+        logs: Vec::new(),
+        stdout: String::new(),
+        stderr: String::new(),
+        secrets_read: vec!["TOKEN".into()],
+        egress: Vec::new(),
+        egress_dropped: 0,
+    }
+}
+
+/// The engine's store and queue keep the same promises on both databases:
+/// deployments and pins, trigger ids kept across redeploys, a schedule
+/// fire claimed once, idempotency keys and delivery keys finding their
+/// run, the queue's bound and order, leases, the reaper, node runs
+/// recorded once, and a bot's data deleted together.
+#[test]
+fn the_engine_store_and_queue_behave_the_same_on_both_databases() {
+    use narakim::engine::queue::{Delivery, Fire, NewRun, RunQueue};
+    use narakim::engine::store::{ExecutionStatus, Pin, StoreError};
+    for (at, _dir, _db, mut store) in engine_stores() {
+        let pins = std::collections::BTreeMap::from([(
+            "call".to_owned(),
+            Pin {
+                name: "x".into(),
+                version: "1".into(),
+                sha256: "ab".repeat(32),
+            },
+        )]);
+        let first = store
+            .deploy_with_triggers(
+                "greeter",
+                "{\"v\":1}",
+                "v1",
+                &pins,
+                &[("hook", None), ("tick", Some(1_000))],
+            )
+            .unwrap();
+        let ids = store.triggers_of("greeter").unwrap();
+        let second = store
+            .deploy_with_triggers(
+                "greeter",
+                "{\"v\":2}",
+                "v2",
+                &pins,
+                &[("hook", None), ("tick", Some(1_000))],
+            )
+            .unwrap();
+        assert!(second.id > first.id, "{at}");
+        assert_eq!(
+            store.triggers_of("greeter").unwrap(),
+            ids,
+            "{at}: trigger ids kept"
+        );
+        let active = store.active_deployment("greeter").unwrap().unwrap();
+        assert_eq!(
+            (active.graph_version.as_str(), active.pins.clone()),
+            ("v2", pins.clone()),
+            "{at}"
+        );
+        assert_eq!(store.bots_pinning("x", "1").unwrap(), ["greeter"], "{at}");
+
+        // A schedule's fire is claimed once.
+        let tick = ids["tick"].to_string();
+        assert_eq!(store.due_schedules(5_000).unwrap().len(), 1, "{at}");
+        let fire = Fire {
+            trigger_id: tick.clone(),
+            due_ms: 1_000,
+            next_ms: 61_000,
+        };
+        let fired = store
+            .enqueue(
+                &NewRun {
+                    fire: Some(&fire),
+                    ..new_run("greeter")
+                },
+                100,
+            )
+            .unwrap();
+        let again = store.enqueue(
+            &NewRun {
+                fire: Some(&fire),
+                ..new_run("greeter")
+            },
+            100,
+        );
+        assert!(
+            matches!(again, Err(StoreError::FireClaimed)),
+            "{at}: {again:?}"
+        );
+        assert_eq!(store.next_schedule_fire().unwrap(), Some(61_000), "{at}");
+
+        // Idempotency keys and delivery keys find their run.
+        let keyed = NewRun {
+            idempotency_key: Some("key-1"),
+            trigger_json: "{\"a\":1}",
+            ..new_run("greeter")
+        };
+        let one = store.enqueue(&keyed, 100).unwrap();
+        let replay = store.enqueue(&keyed, 100).unwrap();
+        assert!(replay.replayed && replay.id == one.id, "{at}");
+        let reused = store.enqueue(
+            &NewRun {
+                trigger_json: "{\"a\":2}",
+                ..keyed
+            },
+            100,
+        );
+        assert!(
+            matches!(reused, Err(StoreError::IdempotencyKeyReused { .. })),
+            "{at}"
+        );
+        let delivery = Delivery {
+            trigger_id: ids["hook"].to_string(),
+            keys: vec!["d-1".into(), "sig-1".into()],
+            keep_until_ms: i64::MAX,
+        };
+        let delivered = store
+            .enqueue(
+                &NewRun {
+                    delivery: Some(&delivery),
+                    ..new_run("greeter")
+                },
+                100,
+            )
+            .unwrap();
+        let repeat = Delivery {
+            keys: vec!["d-other".into(), "sig-1".into()],
+            ..delivery.clone()
+        };
+        let found = store
+            .enqueue(
+                &NewRun {
+                    delivery: Some(&repeat),
+                    ..new_run("greeter")
+                },
+                100,
+            )
+            .unwrap();
+        assert!(found.replayed && found.id == delivered.id, "{at}");
+
+        // The bound, then pause and no deployment.
+        let full = store.enqueue(&new_run("greeter"), 3);
+        assert!(
+            matches!(full, Err(StoreError::QueueFull { .. })),
+            "{at}: {full:?}"
+        );
+        store.set_paused("greeter", true).unwrap();
+        assert!(
+            matches!(
+                store.enqueue(&new_run("greeter"), 100),
+                Err(StoreError::BotPaused { .. })
+            ),
+            "{at}"
+        );
+        store.set_paused("greeter", false).unwrap();
+        assert!(
+            matches!(
+                store.enqueue(&new_run("nobody"), 100),
+                Err(StoreError::BotNotDeployed { .. })
+            ),
+            "{at}"
+        );
+
+        // Claimed oldest first, in a batch; started once; renewed; reaped.
+        let lease = Duration::from_secs(60);
+        let claimed = store.claim_many("node-a", lease, 2).unwrap();
+        let claimed_ids: Vec<_> = claimed.iter().map(|c| c.id.clone()).collect();
+        assert_eq!(claimed_ids, [fired.id.clone(), one.id.clone()], "{at}");
+        assert!(store.start("node-a", &fired.id).unwrap(), "{at}");
+        assert!(
+            !store.start("node-a", &fired.id).unwrap(),
+            "{at}: started twice"
+        );
+        assert!(
+            !store.start("node-b", &one.id).unwrap(),
+            "{at}: another node's lease"
+        );
+        assert_eq!(store.renew("node-a", lease).unwrap(), 2, "{at}");
+        assert_eq!(store.reap().unwrap().requeued, 0, "{at}: nothing lapsed");
+        store.renew("node-a", Duration::ZERO).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let reaped = store.reap().unwrap();
+        assert_eq!(
+            (reaped.interrupted, reaped.requeued, reaped.waiting),
+            (1, 1, 2),
+            "{at}"
+        );
+        let (interrupted, _) = store.execution(&fired.id).unwrap().unwrap();
+        assert_eq!(interrupted.status, ExecutionStatus::Failed, "{at}");
+
+        // A node run is recorded once; the end removes the job.
+        let next = store.claim_many("node-b", lease, 1).unwrap().remove(0);
+        assert!(store.start("node-b", &next.id).unwrap(), "{at}");
+        store.record_node_run(&node_run(&next.id, "call")).unwrap();
+        let twice = store.record_node_run(&node_run(&next.id, "call"));
+        assert!(
+            matches!(twice, Err(StoreError::NodeRunExists { .. })),
+            "{at}"
+        );
+        store
+            .finish_execution(&next.id, ExecutionStatus::Succeeded, None)
+            .unwrap();
+        let (done, runs) = store.execution(&next.id).unwrap().unwrap();
+        assert_eq!(
+            (done.status, runs.len()),
+            (ExecutionStatus::Succeeded, 1),
+            "{at}"
+        );
+        assert_eq!(runs[0].secrets_read, ["TOKEN"], "{at}");
+        assert_eq!(store.depth().unwrap().waiting, 1, "{at}");
+        assert_eq!(
+            store.executions(Some("greeter"), 10).unwrap().len(),
+            3,
+            "{at}"
+        );
+
+        store.delete_bot_data("greeter").unwrap();
+        assert!(
+            store.active_deployment("greeter").unwrap().is_none(),
+            "{at}"
+        );
+        assert!(store.executions(None, 10).unwrap().is_empty(), "{at}");
+        assert_eq!(
+            store.depth().unwrap().waiting,
+            0,
+            "{at}: jobs go with their runs"
+        );
+    }
+}

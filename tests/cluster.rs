@@ -119,6 +119,43 @@ fn count(db: &TestDatabase, sql: &str) -> i64 {
         .unwrap()
 }
 
+/// Waits until no run is queued or running, then checks that the runs
+/// recorded are exactly `accepted`, each node run once, and no job is left.
+fn assert_recorded_exactly_once(db: &TestDatabase, accepted: &BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let open = count(
+            db,
+            "SELECT count(*) FROM executions WHERE status IN ('queued', 'running')",
+        );
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} runs never finished");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ids: BTreeSet<String> = db
+        .conn()
+        .query_map("SELECT id FROM executions", narakim::args![], |r| r.get(0))
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(&ids, accepted, "a run was lost, or one was added");
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM (SELECT execution_id FROM node_runs GROUP BY execution_id HAVING count(*) > 1) AS d"
+        ),
+        0,
+        "a run was recorded twice"
+    );
+    assert_eq!(
+        count(db, "SELECT count(*) FROM jobs"),
+        0,
+        "jobs left behind"
+    );
+}
+
 /// The tests that share the PostgreSQL server take turns with the one
 /// that restarts it.
 static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
@@ -182,38 +219,7 @@ fn three_nodes_share_one_queue_and_a_killed_node_loses_nothing() {
     );
     assert_eq!(retry.json()["replayed"], true, "{retry:?}");
 
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let open = count(
-            &db,
-            "SELECT count(*) FROM executions WHERE status IN ('queued', 'running')",
-        );
-        if open == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{open} runs never finished");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let ids: BTreeSet<String> = db
-        .conn()
-        .query_map("SELECT id FROM executions", narakim::args![], |r| r.get(0))
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert_eq!(ids, accepted, "a run was lost, or one was added");
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM (SELECT execution_id FROM node_runs GROUP BY execution_id HAVING count(*) > 1) AS d"
-        ),
-        0,
-        "a run was recorded twice"
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM jobs"),
-        0,
-        "jobs left behind"
-    );
+    assert_recorded_exactly_once(&db, &accepted);
     let interrupted = count(
         &db,
         "SELECT count(*) FROM executions WHERE status = 'failed' AND summary LIKE 'interrupted%'",
@@ -414,25 +420,7 @@ fn the_database_restarting_under_load_loses_nothing() {
     );
     assert_eq!(accepted.len(), RUNS);
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let open = count(
-            &db,
-            "SELECT count(*) FROM executions WHERE status IN ('queued', 'running')",
-        );
-        if open == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{open} runs never finished");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let ids: BTreeSet<String> = db
-        .conn()
-        .query_map("SELECT id FROM executions", narakim::args![], |r| r.get(0))
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert_eq!(ids, accepted, "a run was lost, or one was added");
+    assert_recorded_exactly_once(&db, &accepted);
     let succeeded = count(
         &db,
         "SELECT count(*) FROM executions WHERE status = 'succeeded'",
@@ -442,5 +430,83 @@ fn the_database_restarting_under_load_loses_nothing() {
         "every accepted run ran to the end"
     );
     assert_eq!(*hits.lock().unwrap(), RUNS, "each ran its request once");
-    assert_eq!(count(&db, "SELECT count(*) FROM jobs"), 0);
+}
+
+/// A schedule deployed through one node fires once per tick across the
+/// cluster, though every node's scheduler sees it due.
+#[test]
+fn a_schedule_fires_once_per_tick_across_the_cluster() {
+    let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let Some((db, nodes)) = cluster(3) else {
+        return;
+    };
+    let token = set_up(&nodes);
+    let (echo, hits) = echo(Duration::ZERO);
+    let upstream = format!("echo.test=http://{echo}");
+    // The clock the test controls: seconds added to the system's.
+    let clock = nodes[0].root.path().join("clock-offset");
+    std::fs::write(&clock, "0").unwrap();
+    let serve = |node: &Node| {
+        let mut cmd = node.command();
+        cmd.env("NARAKIM_TEST_CLOCK", &clock);
+        Server::start_command(cmd, &["--upstream", &upstream, "--poll-seconds", "1"])
+    };
+    let mut first_node = Some(serve(&nodes[0]));
+    let graph = json!({
+        "nodes": [{"id": "call", "extension": "http-request",
+                   "config": {"url": "https://echo.test/tick"}}],
+        "triggers": [{"id": "every-minute", "kind": "schedule", "cron": "* * * * *",
+                      "timezone": "UTC", "missed": "skip"}],
+    });
+    // The others start first: they hear of the deploy by NOTIFY.
+    let _others: Vec<Server> = nodes[1..].iter().map(serve).collect();
+    let deployer = first_node.as_ref().unwrap();
+    let r = deployer.call(
+        "PUT",
+        "/api/v1/teams/ops/bots/greeter/deployment",
+        Some(&token),
+        Some(graph),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let bot = deployer.call("GET", "/api/v1/teams/ops/bots/greeter", Some(&token), None);
+    let first: i64 = bot.json()["triggers"][0]["next_fire"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no next fire: {bot:?}"))
+        .parse::<jiff::Timestamp>()
+        .unwrap()
+        .as_millisecond();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    for tick in 0..3i64 {
+        if tick == 1 {
+            // The deploying node goes: the other two race for each fire.
+            first_node.take().unwrap().kill();
+        }
+        let due = first + tick * 60_000;
+        let offset = ((due - now_ms()) / 1000 + 1).max(0);
+        std::fs::write(&clock, offset.to_string()).unwrap();
+        let want = tick + 1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&db, "SELECT count(*) FROM executions") < want {
+            assert!(Instant::now() < deadline, "tick {tick} never fired");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM executions"),
+            want,
+            "tick {tick} fired more than once"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while *hits.lock().unwrap() < 3 {
+        assert!(Instant::now() < deadline, "the fires never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(*hits.lock().unwrap(), 3);
 }

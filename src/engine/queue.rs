@@ -139,9 +139,14 @@ pub trait RunQueue {
             .expect("one run in, one result out")
     }
 
-    /// Claims the oldest waiting job for `owner` for `lease`, marking its
-    /// execution running.
-    fn claim(&mut self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError>;
+    /// Claims the oldest waiting job for `owner` for `lease` and starts it
+    /// ([`claim_many`](Self::claim_many) of one, then [`start`](Self::start)).
+    fn claim(&mut self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
+        let Some(claimed) = self.claim_many(owner, lease, 1)?.pop() else {
+            return Ok(None);
+        };
+        Ok(self.start(owner, &claimed.id)?.then_some(claimed))
+    }
 
     /// Leases up to `max` of the oldest waiting jobs to `owner` for
     /// `lease`, in one transaction, without starting them: each is begun

@@ -346,6 +346,10 @@ const _: () = assert!(MIGRATIONS.len() == PG_MIGRATIONS.len());
 /// The PostgreSQL channel a commit that queued runs notifies.
 pub const JOBS_CHANNEL: &str = "narakim_jobs";
 
+/// The PostgreSQL channel a deploy notifies: the schedules may have
+/// changed.
+pub const SCHEDULES_CHANNEL: &str = "narakim_schedules";
+
 /// The engine's row in PostgreSQL's `narakim_schema`.
 const PG_STORE: &str = "engine";
 
@@ -786,19 +790,9 @@ impl EngineStore {
         Ok(store)
     }
 
+    /// `data_dir/engine.db`; `data_dir` exists (see [`open_in`](Self::open_in)).
     fn open_sqlite(data_dir: &Path) -> Result<EngineStore, StoreError> {
         let path = data_dir.join(DB_FILE);
-        if !data_dir.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(data_dir)
-                .map_err(|source| StoreError::Io {
-                    action: "create the data directory",
-                    path: data_dir.to_owned(),
-                    source,
-                })?;
-        }
         check_header(&path)?;
         // Create the file ourselves, 0600 whatever the umask: SQLite gives
         // its WAL and shared-memory files the same mode. `mode` only
@@ -1180,6 +1174,11 @@ impl EngineStore {
                 None => Ok(0),
             })
             .map_err(db_err(&self.path, "recording a trigger"))?;
+        }
+        if tx.backend() == Backend::Postgres {
+            // Every node's scheduler reads the schedules again.
+            tx.execute("SELECT pg_notify(?1, '')", args![SCHEDULES_CHANNEL])
+                .map_err(db_err(&self.path, "committing a deployment"))?;
         }
         tx.commit()
             .map_err(db_err(&self.path, "committing a deployment"))?;
@@ -1926,57 +1925,6 @@ impl RunQueue for EngineStore {
             (None, None) => None,
         };
         Ok(results)
-    }
-
-    fn claim(&mut self, owner: &str, lease: Duration) -> Result<Option<Claimed>, StoreError> {
-        let now = now_ms();
-        let until = now.saturating_add(lease.as_millis() as i64);
-        let tx = self
-            .conn
-            .atomic(Begin::Immediate)
-            .map_err(db_err(&self.path, "claiming a queued run"))?;
-        let claimed: Option<String> = tx
-            .query_opt(
-                match tx.backend() {
-                    Backend::Sqlite => {
-                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
-                         WHERE execution_id = (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
-                                               ORDER BY queued_at, rowid LIMIT 1)
-                         RETURNING execution_id"
-                    }
-                    // Other nodes claiming at once skip the row this one
-                    // locked instead of waiting for it.
-                    Backend::Postgres => {
-                        "UPDATE jobs SET lease_owner = ?1, lease_until = ?2
-                         WHERE execution_id = (SELECT execution_id FROM jobs WHERE lease_owner IS NULL
-                                               ORDER BY queued_at, rowid LIMIT 1
-                                               FOR UPDATE SKIP LOCKED)
-                         RETURNING execution_id"
-                    }
-                },
-                args![owner, until],
-                |r| r.get(0),
-            )
-            .map_err(db_err(&self.path, "claiming a queued run"))?;
-        let Some(id) = claimed else {
-            return Ok(None);
-        };
-        let (bot, trigger, graph_version): (String, String, String) = tx
-            .query_one(
-                "UPDATE executions SET status = 'running', running_at = ?2 WHERE id = ?1
-                 RETURNING bot, trigger, graph_version",
-                args![&id, now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(db_err(&self.path, "starting a queued run"))?;
-        tx.commit()
-            .map_err(db_err(&self.path, "claiming a queued run"))?;
-        Ok(Some(Claimed {
-            id: ExecutionId(id),
-            bot,
-            trigger_json: trigger,
-            graph_version,
-        }))
     }
 
     fn claim_many(

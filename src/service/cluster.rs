@@ -7,7 +7,8 @@
 //!   claims as many jobs as there are idle workers, in one transaction.
 //!   The connection has TCP keepalives, so a half-open one is noticed and
 //!   made again; after every (re)connect the workers look once, for what
-//!   was announced while it was down.
+//!   was announced while it was down. A deploy notifies too, on a channel
+//!   of its own, so every node's scheduler reads the schedules again.
 //! - **Heartbeat.** While the node holds leases it renews them every third
 //!   of a lease ([`LEASE`] by default); a node that dies stops renewing.
 //! - **Reaper and fallback poll.** Every [`FALLBACK`] (by default) each node reaps
@@ -25,7 +26,7 @@ use std::time::Duration;
 use tokio_postgres::AsyncMessage;
 
 use super::AppState;
-use crate::engine::store::JOBS_CHANNEL;
+use crate::engine::store::{JOBS_CHANNEL, SCHEDULES_CHANNEL};
 
 /// How long a claim holds on PostgreSQL without a renewal, by default
 /// (`--lease-seconds`); it is renewed every third of that.
@@ -90,7 +91,7 @@ async fn listen_once(state: &AppState, pool: &crate::db::PgPool) -> Result<(), S
         .connect(tokio_postgres::NoTls)
         .await
         .map_err(|e| crate::db::postgres::describe(&e))?;
-    let statement = format!("LISTEN {JOBS_CHANNEL}");
+    let statement = format!("LISTEN {JOBS_CHANNEL}; LISTEN {SCHEDULES_CHANNEL}");
     let subscribe = client.batch_execute(&statement);
     tokio::pin!(subscribe);
     let mut subscribed = false;
@@ -101,8 +102,12 @@ async fn listen_once(state: &AppState, pool: &crate::db::PgPool) -> Result<(), S
                 subscribed = true;
                 // Whatever was announced while no one listened.
                 state.wake.notify_one();
+                state.schedules_changed.notify_one();
             }
             message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                Some(Ok(AsyncMessage::Notification(n))) if n.channel() == SCHEDULES_CHANNEL => {
+                    state.schedules_changed.notify_one();
+                }
                 Some(Ok(AsyncMessage::Notification(_))) => state.wake.notify_one(),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(crate::db::postgres::describe(&e)),
