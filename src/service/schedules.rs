@@ -9,9 +9,11 @@
 //! default) or runs once for all missed fires. Either way the schedule
 //! goes on from its next time after now. A paused bot's fires are skipped.
 //!
-//! The scheduler sleeps until the soonest fire (at most a minute), or
-//! until a deploy wakes it; an idle server does not poll the database
-//! faster than that. `NARAKIM_TEST_CLOCK` names a file holding seconds to
+//! The scheduler sleeps until the soonest fire (on SQLite at most a
+//! minute, for deploys by the CLI), or until a deploy wakes it (on
+//! PostgreSQL every deploy notifies every node); an idle server does not
+//! poll the database faster than once a minute, and an idle cluster not
+//! at all for its schedules. `NARAKIM_TEST_CLOCK` names a file holding seconds to
 //! add to the system clock, read on every tick, so tests can move time.
 
 use std::sync::Arc;
@@ -57,6 +59,15 @@ impl Clock {
 
 pub(super) async fn run(state: Arc<AppState>) {
     let clock = Arc::new(Clock::from_env());
+    // On SQLite a deploy by another process (the CLI) wakes no one, so the
+    // scheduler looks at least once a minute. On PostgreSQL every deploy,
+    // from any node or the CLI, notifies every node's scheduler: it sleeps
+    // until the soonest fire, or for good while there is none, and an idle
+    // cluster sends nothing for it.
+    let longest = match state.engine.store().backend() {
+        crate::db::Backend::Sqlite => Some(MAX_SLEEP),
+        crate::db::Backend::Postgres => None,
+    };
     while state.is_ready() {
         let now = clock.now_ms();
         let due = state.blocking(move |s| due_runs(s, now)).await;
@@ -72,15 +83,22 @@ pub(super) async fn run(state: Arc<AppState>) {
                 None
             }
         };
-        let mut sleep = next
-            .map(|at| Duration::from_millis(at.saturating_sub(clock.now_ms()).max(0) as u64))
-            .unwrap_or(MAX_SLEEP)
-            .min(MAX_SLEEP);
-        if clock.offset_file.is_some() {
-            sleep = sleep.min(TEST_TICK);
+        let mut sleep =
+            next.map(|at| Duration::from_millis(at.saturating_sub(clock.now_ms()).max(0) as u64));
+        if let Some(longest) = longest {
+            sleep = Some(sleep.map_or(longest, |s| s.min(longest)));
         }
+        if clock.offset_file.is_some() {
+            sleep = Some(sleep.map_or(TEST_TICK, |s| s.min(TEST_TICK)));
+        }
+        let sleep = async {
+            match sleep {
+                Some(sleep) => tokio::time::sleep(sleep).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            () = tokio::time::sleep(sleep) => {}
+            () = sleep => {}
             () = state.schedules_changed.notified() => {}
         }
     }
