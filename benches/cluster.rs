@@ -1,6 +1,7 @@
 //! Scale-out (issue 15): the real `narakim serve` binary (release build)
 //! on loopback, with its store in SQLite (one node) or PostgreSQL (one
-//! node, then three on one database), a bot with a deployed 1-node graph
+//! node over plain TCP and one over verified TLS, then three on one
+//! database over TLS), a bot with a deployed 1-node graph
 //! (`http-request`) whose node calls a loopback server that answers at
 //! once. Measured in one run, one configuration after the other:
 //!
@@ -48,23 +49,41 @@ const OFFERED_PER_SECOND: u64 = 100;
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// Where a configuration keeps its store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    /// Over verified TLS, as the test server's URL says.
+    PostgresTls,
+    /// The same server with `sslmode=disable`.
+    PostgresPlain,
+}
+
 /// A store: SQLite in the data directory, or a PostgreSQL database.
 struct Store {
     root: tempfile::TempDir,
     database: Option<services::TestDatabase>,
+    url: Option<String>,
     token: String,
 }
 
 impl Store {
-    fn new(postgres: bool, wasm: &std::path::Path) -> Store {
-        let database = if postgres {
-            Some(services::TestDatabase::create().expect("PostgreSQL (`. .ci/services`)"))
-        } else {
-            None
+    fn new(backend: Backend, wasm: &std::path::Path) -> Store {
+        let database = match backend {
+            Backend::Sqlite => None,
+            _ => Some(services::TestDatabase::create().expect("PostgreSQL (`. .ci/services`)")),
         };
+        let url = database.as_ref().map(|db| match backend {
+            Backend::PostgresPlain => {
+                let base = db.url.split_once('?').map_or(db.url.as_str(), |(b, _)| b);
+                format!("{base}?sslmode=disable")
+            }
+            _ => db.url.clone(),
+        });
         let mut store = Store {
             root: tempfile::tempdir().unwrap(),
             database,
+            url,
             token: String::new(),
         };
         store.narakim(0, &["init"]);
@@ -97,8 +116,8 @@ impl Store {
             .arg("--key-file")
             .arg(self.root.path().join("config/master.key"))
             .env("NARAKIM_ACTOR", "bench");
-        if let Some(db) = &self.database {
-            command.args(["--database", &db.url]);
+        if let Some(url) = &self.url {
+            command.env("NARAKIM_DATABASE_URL", url);
         }
         command
     }
@@ -315,12 +334,13 @@ fn main() {
         "| store | nodes | accepted/s | completed/s | claim latency p50 / p99 (ms) |\n|---|---|---|---|---|"
     );
     let mut idle_cluster = None;
-    for (label, postgres, count) in [
-        ("SQLite", false, 1),
-        ("PostgreSQL", true, 1),
-        ("PostgreSQL", true, 3),
+    for (label, backend, count) in [
+        ("SQLite", Backend::Sqlite, 1),
+        ("PostgreSQL, plain TCP", Backend::PostgresPlain, 1),
+        ("PostgreSQL, TLS", Backend::PostgresTls, 1),
+        ("PostgreSQL, TLS", Backend::PostgresTls, 3),
     ] {
-        let store = Store::new(postgres, &wasm);
+        let store = Store::new(backend, &wasm);
         let nodes: Vec<Node> = (0..count).map(|n| store.serve(n, echo)).collect();
         let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
         runtime.block_on(deploy(&client, addrs[0], &store.token));

@@ -357,7 +357,7 @@ fn with_kms_no_key_is_written_and_the_vault_opens_only_through_kms() {
             .unwrap();
         drop(vault);
         // No key file anywhere under the vault's dirs.
-        let files: Vec<_> = walk(place.root.path());
+        let files: Vec<_> = common::files_under(place.root.path());
         assert!(
             files.iter().all(|f| !f.to_string_lossy().contains("key")),
             "{at}: {files:?}"
@@ -473,21 +473,6 @@ fn a_kms_rotation_on_one_node_takes_effect_on_the_others() {
             "{at}"
         );
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 /// Ends every other connection to the test database, as a proxy dropping
@@ -853,4 +838,67 @@ fn the_engine_store_and_queue_behave_the_same_on_both_databases() {
             "{at}: jobs go with their runs"
         );
     }
+}
+
+/// On PostgreSQL the vault's and the engine's tables share the database,
+/// so `bot delete` removes the bot, its secrets and its records in one
+/// transaction: when the engine's part fails, nothing is deleted.
+#[test]
+fn on_postgres_a_bot_delete_is_one_transaction_across_vault_and_engine() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], input: Option<&[u8]>| {
+        let mut cmd = common::command();
+        cmd.arg("--data-dir")
+            .arg(root.path().join("data"))
+            .arg("--key-file")
+            .arg(root.path().join("config/master.key"))
+            .env("NARAKIM_DATABASE_URL", &db.url)
+            .args(args);
+        common::run_command(cmd, input)
+    };
+    run(&["init"], None).ok();
+    run(&["team", "create", "ops"], None).ok();
+    run(&["bot", "create", "greeter", "--team", "ops"], None).ok();
+    run(
+        &["secret", "set", "API_TOKEN", "--bot", "greeter"],
+        Some(b"bot-token-value-9"),
+    )
+    .ok();
+    // An engine row of the bot.
+    run(&["bot", "pause", "greeter"], None).ok();
+    let rows = |sql: &str| -> i64 {
+        db.conn()
+            .query_one(sql, narakim::args![], |r| r.get(0))
+            .unwrap()
+    };
+    let state = "SELECT count(*) FROM bot_state WHERE bot = 'greeter'";
+    let secrets =
+        "SELECT count(*) FROM secrets s JOIN bots b ON b.id = s.bot_id WHERE b.name = 'greeter'";
+    assert_eq!((rows(state), rows(secrets)), (1, 1));
+
+    // The engine's part fails: the vault's part is rolled back with it.
+    db.conn()
+        .batch(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+             CREATE TRIGGER refuse_delete BEFORE DELETE ON bot_state
+                 FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .unwrap();
+    run(&["bot", "delete", "greeter"], None).fails_with("refused by the test");
+    assert_eq!((rows(state), rows(secrets)), (1, 1), "nothing was deleted");
+    assert!(run(&["bot", "list"], None).ok().contains("greeter"));
+
+    db.conn()
+        .batch("DROP TRIGGER refuse_delete ON bot_state")
+        .unwrap();
+    assert!(
+        run(&["bot", "delete", "greeter"], None)
+            .ok()
+            .contains("its 1 bot secret(s)")
+    );
+    assert_eq!((rows(state), rows(secrets)), (0, 0));
 }

@@ -61,8 +61,9 @@ fn cluster(n: usize) -> Option<(TestDatabase, Vec<Node>)> {
     Some((db, nodes))
 }
 
-const CAPS: [&str; 5] = [
+const CAPS: [&str; 6] = [
     "secrets:write",
+    "secrets:list",
     "bots:deploy",
     "bots:pause",
     "runs:start",
@@ -103,6 +104,21 @@ fn deploy(s: &Server, token: &str) {
     let graph = json!({"nodes": [{
         "id": "call", "extension": "http-request",
         "config": {"url": "https://echo.test/{{trigger.n}}"}
+    }]});
+    let r = s.call(
+        "PUT",
+        "/api/v1/teams/ops/bots/greeter/deployment",
+        Some(token),
+        Some(graph),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// A graph whose one node calls echo.test with `API_TOKEN` as its bearer.
+fn deploy_calling_with_secret(s: &Server, token: &str) {
+    let graph = json!({"nodes": [{
+        "id": "call", "extension": "http-request",
+        "config": {"url": "https://echo.test/x", "auth": {"secret": "API_TOKEN"}}
     }]});
     let r = s.call(
         "PUT",
@@ -263,11 +279,12 @@ fn finished(s: &Server, token: &str, accepted: &common::http::Response) -> serde
 }
 
 /// A secret overwritten through one node is what the next execution on
-/// every node sends; a pause through one node stops runs on all of them.
+/// every node sends; a pause through one node stops runs on all of them;
+/// a delete through one removes the bot and its records everywhere.
 #[test]
 fn an_overwrite_and_a_pause_through_one_node_take_effect_on_every_node() {
     let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
-    let Some((_db, nodes)) = cluster(3) else {
+    let Some((db, nodes)) = cluster(3) else {
         return;
     };
     let token = set_up(&nodes);
@@ -292,17 +309,7 @@ fn an_overwrite_and_a_pause_through_one_node_take_effect_on_every_node() {
         assert!(r.status == 200 || r.status == 201, "{r:?}");
     };
     put(&servers[0], "first-token-value-1");
-    let graph = json!({"nodes": [{
-        "id": "call", "extension": "http-request",
-        "config": {"url": "https://echo.test/x", "auth": {"secret": "API_TOKEN"}}
-    }]});
-    let r = servers[0].call(
-        "PUT",
-        "/api/v1/teams/ops/bots/greeter/deployment",
-        Some(&token),
-        Some(graph),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    deploy_calling_with_secret(&servers[0], &token);
     let runs = "/api/v1/teams/ops/bots/greeter/runs";
     let run_everywhere = |expect: &str| {
         let before = recorder.requests().len();
@@ -338,6 +345,214 @@ fn an_overwrite_and_a_pause_through_one_node_take_effect_on_every_node() {
         let r = s.call("POST", runs, Some(&token), Some(json!({})));
         assert_eq!(r.status, 409, "{r:?}");
     }
+
+    // Deleted through node 1: the bot, its secret and its records go in
+    // one transaction, and no node knows the bot any more.
+    let r = servers[1].call(
+        "DELETE",
+        "/api/v1/teams/ops/bots/greeter",
+        Some(&token),
+        None,
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM executions WHERE bot = 'greeter'"),
+        0
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM secrets"), 0);
+    for s in &servers {
+        let r = s.call("POST", runs, Some(&token), Some(json!({})));
+        assert_eq!(r.status, 404, "{r:?}");
+    }
+}
+
+/// The value of cookie `name` that `r` sets.
+fn set_cookie(r: &common::http::Response, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The hidden `csrf` field of a page.
+fn csrf_field(page: &common::http::Response) -> String {
+    let text = page.text();
+    let at = text
+        .find(r#"name="csrf" value=""#)
+        .unwrap_or_else(|| panic!("no CSRF field in {page:?}"));
+    let rest = &text[at + r#"name="csrf" value=""#.len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+/// Behind a load balancer each request of a browser may reach another
+/// node: a session opened on one is known on all, a value sealed to the
+/// key one node's page showed opens on another, and a sign-out on one
+/// ends the session everywhere. Nothing of the token or the session id
+/// is stored.
+#[test]
+fn the_web_ui_works_whichever_node_serves_each_request() {
+    let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let Some((db, nodes)) = cluster(3) else {
+        return;
+    };
+    let token = set_up(&nodes);
+    let recorder = common::recorder::Recorder::start(false);
+    let upstream = recorder.upstream("echo.test");
+    let flags = ["--upstream", &upstream, "--workers", "1"];
+    let servers: Vec<Server> = nodes.iter().map(|n| n.serve(&flags)).collect();
+    let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
+    let get = |s: &Server, path: &str, cookie: &str| {
+        common::http::request(s.addr, "GET", path, &[("Cookie", cookie)], b"")
+    };
+    let post = |s: &Server, path: &str, cookie: &str, body: &[u8]| {
+        common::http::request(
+            s.addr,
+            "POST",
+            path,
+            &[
+                ("Cookie", cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body,
+        )
+    };
+
+    // The sign-in page from A, the sign-in posted to B.
+    let page = get(a, "/ui/sign-in", "");
+    let sign_in = set_cookie(&page, "nrk_signin").expect("a sign-in cookie");
+    assert_eq!(csrf_field(&page), sign_in);
+    let signed = post(
+        b,
+        "/ui/sign-in",
+        &format!("nrk_signin={sign_in}"),
+        &form(&[("csrf", &sign_in), ("token", &token)]),
+    );
+    assert_eq!(signed.status, 303, "{signed:?}");
+    let session = set_cookie(&signed, "nrk_session").expect("a session cookie");
+    let cookie = format!("nrk_session={session}");
+
+    // Every node knows the session, and shows the same CSRF token.
+    let secrets = "/ui/teams/ops/secrets";
+    let csrf: Vec<String> = servers
+        .iter()
+        .map(|s| {
+            let page = get(s, secrets, &cookie);
+            assert_eq!(page.status, 200, "{page:?}");
+            csrf_field(&page)
+        })
+        .collect();
+    assert!(csrf.iter().all(|t| *t == csrf[0]), "{csrf:?}");
+
+    // Every node offers the same sealing key; a value sealed to A's is
+    // saved through B.
+    let keys: Vec<serde_json::Value> = servers
+        .iter()
+        .map(|s| s.call("GET", "/api/v1/seal-key", None, None).json())
+        .collect();
+    assert!(keys.iter().all(|k| k["key_id"] == keys[0]["key_id"]));
+    let value = "sealed-on-a-opened-on-b-7Hq2";
+    let binding = narakim::service::seal::Binding::of(
+        &narakim::vault::Scope::Team("ops".into()),
+        &narakim::vault::SecretName::new("API_TOKEN").unwrap(),
+        narakim::vault::Precondition::Absent,
+    )
+    .unwrap();
+    let envelope = narakim::service::seal::seal(
+        keys[0]["public_key"].as_str().unwrap(),
+        keys[0]["key_id"].as_str().unwrap(),
+        &binding,
+        value,
+    )
+    .unwrap();
+    let sealed = json!({
+        "key_id": envelope.key_id, "enc": envelope.enc, "ciphertext": envelope.ciphertext,
+    })
+    .to_string();
+    let saved = post(
+        b,
+        secrets,
+        &cookie,
+        &form(&[
+            ("csrf", &csrf[0]),
+            ("name", "API_TOKEN"),
+            ("expected", "new"),
+            ("sealed", &sealed),
+        ]),
+    );
+    assert_eq!(saved.status, 303, "{saved:?}");
+
+    // C runs with it (the bot inherits the team's secret).
+    deploy_calling_with_secret(c, &token);
+    let r = c.call(
+        "POST",
+        "/api/v1/teams/ops/bots/greeter/runs",
+        Some(&token),
+        Some(json!({})),
+    );
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(finished(c, &token, &r)["status"], "succeeded");
+    let sent = recorder.requests();
+    let sent = String::from_utf8_lossy(sent.last().unwrap()).into_owned();
+    assert!(sent.contains(&format!("Bearer {value}")), "{sent}");
+
+    // Neither the token nor the session id is in the database, in any
+    // table.
+    let dump: String = db
+        .conn()
+        .query_map(
+            "SELECT string_agg(t::text, ' ') FROM (
+                 SELECT row_to_json(s)::text AS t FROM ui_sessions s
+                 UNION ALL SELECT row_to_json(k)::text FROM api_tokens k
+                 UNION ALL SELECT row_to_json(a)::text FROM audit a) x",
+            narakim::args![],
+            |r| r.get::<Option<String>>(0),
+        )
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(dump.contains("session.open"), "{dump}");
+    for needle in [&token, &session, &sign_in] {
+        assert!(!dump.contains(needle.as_str()));
+    }
+
+    // Signed out through C: A no longer knows the session.
+    let out = post(c, "/ui/sign-out", &cookie, &form(&[("csrf", &csrf[0])]));
+    assert_eq!(out.status, 303, "{out:?}");
+    let after = get(a, secrets, &cookie);
+    assert!(
+        after.status == 303 && after.header("location") == Some("/ui/sign-in"),
+        "{after:?}"
+    );
+    // A made-up session's form is refused on every node.
+    let forged = post(
+        a,
+        secrets,
+        "nrk_session=forged",
+        &form(&[("csrf", &csrf[0]), ("name", "API_TOKEN"), ("expected", "1")]),
+    );
+    assert_eq!(forged.status, 403, "{forged:?}");
 }
 
 /// PostgreSQL restarts while two nodes accept and run: clients retry what

@@ -421,7 +421,25 @@ fn kill_at(v: &TestVault, point: &str) {
 /// Runs `narakim ARGS` until it reports it is paused at `point`, then kills
 /// it with SIGKILL.
 fn kill_command_at(v: &TestVault, args: &[&str], point: &str) {
-    let mut child = spawn(v, args, Some(point));
+    let mut cmd = v.command();
+    cmd.args(args);
+    kill_at_point(cmd, point);
+}
+
+/// Runs `cmd` until it reports it is paused at `point`, then kills it with
+/// SIGKILL.
+fn kill_at_point(mut cmd: std::process::Command, point: &str) {
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut child = cmd
+        .env(PAUSE_ENV, point)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn narakim");
     let stderr = child.stderr.take().expect("stderr pipe");
     let child = Reaper(child);
     let (tx, rx) = mpsc::channel::<String>();
@@ -775,5 +793,119 @@ fn sigkill_at_random_moments_during_rotation() {
     assert!(
         killed > 0,
         "no run was killed (one rotation takes {one_rotation:?}): the test proved nothing"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The master key in KMS, the vault on PostgreSQL
+// ---------------------------------------------------------------------------
+
+/// With the key in KMS a rotation is one PostgreSQL transaction (the
+/// records re-wrapped, the new data key's blob stored): killed at any of
+/// its points, the server rolls back what was not committed and releases
+/// the write lock, so the vault opens under exactly one key, every secret
+/// opens, no key file is ever written, and a second rotation goes through.
+#[test]
+fn sigkill_at_each_point_of_a_kms_rotation_on_postgres() {
+    let Some(db) = common::services::TestDatabase::create() else {
+        return;
+    };
+    let Some(kms) = common::services::kms().map(std::sync::Arc::new) else {
+        return;
+    };
+    let moto = common::services::moto_url().expect("moto with its key");
+    let root = tempfile::tempdir().unwrap();
+    let command = || {
+        let mut cmd = common::command();
+        cmd.arg("--data-dir")
+            .arg(root.path().join("data"))
+            .args(["--kms-key-id", kms.key_id()])
+            .args(["--kms-endpoint", &moto])
+            .args(["--kms-region", "us-east-1"])
+            .env("NARAKIM_DATABASE_URL", &db.url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        cmd
+    };
+    let run = |args: &[&str], input: Option<&[u8]>| {
+        let mut cmd = command();
+        cmd.args(args);
+        common::run_command(cmd, input)
+    };
+    run(&["init"], None).ok();
+    run(&["team", "create", TEAM], None).ok();
+    let mut planted = BTreeMap::new();
+    for (i, bot) in BOTS.iter().enumerate() {
+        run(&["bot", "create", bot, "--team", TEAM], None).ok();
+        for n in 0..4 {
+            let name = format!("KEY_{n}");
+            let value = value_of_len(&format!("{bot}-{n}"), 24 + 8 * n, (i * 10 + n) as u64);
+            run(
+                &["secret", "set", &name, "--bot", bot],
+                Some(value.as_bytes()),
+            )
+            .ok();
+            planted.insert((bot.to_string(), name), value);
+        }
+    }
+    let key_id = || -> Vec<u8> {
+        db.conn()
+            .query_one(
+                "SELECT value FROM meta WHERE key = 'key_id'",
+                narakim::args![],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    for point in [
+        "rotate:rewrapping",
+        "rotate:before-commit",
+        "rotate:committed",
+    ] {
+        let before = key_id();
+        let mut cmd = command();
+        cmd.args(["key", "rotate"]);
+        kill_at_point(cmd, point);
+        let after = key_id();
+        if point == "rotate:committed" {
+            assert_ne!(after, before, "{point}: the rotation committed");
+        } else {
+            assert_eq!(after, before, "{point}: nothing committed");
+        }
+        // Every secret opens under the key the database names, through KMS.
+        let verified = run(&["key", "verify"], None);
+        assert!(
+            verified
+                .ok()
+                .contains(&format!("All {} secret(s) decrypt", planted.len())),
+            "{point}: {verified:?}"
+        );
+        let config = narakim::vault::VaultConfig::new(
+            root.path().join("data"),
+            narakim::vault::KeySource::Kms(kms.clone()),
+        )
+        .with_postgres(&db.url)
+        .unwrap();
+        let mut vault = Vault::open(config).unwrap();
+        for ((bot, name), value) in &planted {
+            let snapshot = vault.snapshot_for_bot(bot).unwrap();
+            assert!(
+                snapshot.resolve(name).unwrap().matches(value.as_bytes()),
+                "{point}: {bot}/{name}"
+            );
+        }
+    }
+    // The lock and the transaction died with the process: a rotation now
+    // completes.
+    run(&["key", "rotate"], None).ok();
+    run(&["key", "verify"], None).ok();
+    let files = common::files_under(root.path());
+    assert!(
+        files.iter().all(|f| !f
+            .strip_prefix(root.path())
+            .unwrap()
+            .to_string_lossy()
+            .contains("key")),
+        "no key file is written: {files:?}"
     );
 }

@@ -516,7 +516,8 @@ fn a_version_1_vault_gets_its_fingerprints_bound() {
     )
     .unwrap();
     db.execute_batch(&format!(
-        "DROP TABLE api_tokens;
+        "DROP TABLE ui_sessions;
+         DROP TABLE api_tokens;
          ALTER TABLE secrets DROP COLUMN version;
          ALTER TABLE secrets DROP COLUMN updated_by;
          ALTER TABLE secrets DROP COLUMN fingerprint_tag;

@@ -631,13 +631,25 @@ fn bot(vault: &mut Vault, cmd: BotCommand) -> Result<()> {
             }
         }
         BotCommand::Delete { name } => {
-            let n = vault.delete_bot(&name)?;
-            // Its deployments and execution records go with it.
-            narakim::engine::store::EngineStore::open_in(
-                &vault.config().data_dir,
-                &vault.config().database,
-            )?
-            .delete_bot_data(&name)?;
+            // Its deployments and execution records go with it: in the
+            // same transaction on PostgreSQL, where they share the
+            // database; first on SQLite, so a failure between the two
+            // files leaves an undeployed bot a second delete removes.
+            let n = match vault.config().database.clone() {
+                narakim::db::Database::Postgres(_) => vault.delete_bot_with(&name, |tx| {
+                    narakim::engine::store::delete_bot_rows(tx, &name)
+                })?,
+                narakim::db::Database::Sqlite => {
+                    // An unknown bot fails here, before anything changes.
+                    vault.list_secrets(&Scope::Bot(name.clone()))?;
+                    narakim::engine::store::EngineStore::open_in(
+                        &vault.config().data_dir,
+                        &vault.config().database,
+                    )?
+                    .delete_bot_data(&name)?;
+                    vault.delete_bot(&name)?
+                }
+            };
             println!("Deleted bot \"{name}\" and its {n} bot secret(s).");
         }
         BotCommand::Status { .. }

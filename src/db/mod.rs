@@ -15,6 +15,7 @@
 
 pub mod postgres;
 pub mod schema;
+pub mod tls;
 
 use std::fmt;
 

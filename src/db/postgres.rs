@@ -21,7 +21,6 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Timeouts};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
 use super::{DbError, Value, to_postgres};
@@ -72,6 +71,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 pub struct PgPool {
     pool: Pool,
     config: Arc<tokio_postgres::Config>,
+    tls: super::tls::MakeTls,
     shown: Arc<str>,
 }
 
@@ -85,12 +85,19 @@ impl PgPool {
     /// A pool for `url` (`postgres://user:password@host:port/database`).
     /// Connects lazily: a wrong password or a down server shows at the
     /// first statement.
+    ///
+    /// The URL's TLS settings (`sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey`) are read as [`super::tls`] describes; a CA or client
+    /// certificate file that cannot be read fails here.
     pub fn new(url: &str) -> Result<PgPool, DbError> {
-        let config = tokio_postgres::Config::from_str(url)
+        let (rest, tls) = super::tls::split_url(url)?;
+        let mut config = tokio_postgres::Config::from_str(&rest)
             .map_err(|e| DbError::Unavailable(format!("the database URL is not valid: {e}")))?;
+        config.ssl_mode(tls.ssl_mode());
+        let tls = tls.connector()?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -108,6 +115,7 @@ impl PgPool {
         Ok(PgPool {
             pool,
             config: Arc::new(config),
+            tls,
             shown: shown_url(url).into(),
         })
     }
@@ -116,6 +124,11 @@ impl PgPool {
     /// node's `LISTEN` connection).
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
+    }
+
+    /// The TLS connector for [`config`](Self::config).
+    pub fn tls(&self) -> super::tls::MakeTls {
+        self.tls.clone()
     }
 
     /// The process's pool for `url`, made on first use: every store of a

@@ -1572,15 +1572,29 @@ impl EngineStore {
             .conn
             .atomic(Begin::Immediate)
             .map_err(db_err(&self.path, "starting to delete a bot's data"))?;
-        tx.execute("DELETE FROM deployments WHERE bot = ?1", args![bot])
-            .and_then(|_| tx.execute("DELETE FROM bot_state WHERE bot = ?1", args![bot]))
-            .and_then(|_| tx.execute("DELETE FROM executions WHERE bot = ?1", args![bot]))
-            .and_then(|_| tx.execute("DELETE FROM triggers WHERE bot = ?1", args![bot]))
-            .and_then(|_| tx.execute("DELETE FROM schedules WHERE bot = ?1", args![bot]))
-            .and_then(|_| tx.execute("DELETE FROM drafts WHERE bot = ?1", args![bot]))
+        delete_bot_rows(&tx, bot)
             .and_then(|_| tx.commit())
             .map_err(db_err(&self.path, "deleting a bot's data"))
     }
+}
+
+/// The statements of [`EngineStore::delete_bot_data`], on `conn` (inside
+/// its caller's transaction). On PostgreSQL the vault's tables share the
+/// database, so the vault's delete of a bot runs these in its own
+/// transaction: the bot, its secrets and its records go together or not
+/// at all.
+pub fn delete_bot_rows(conn: &Conn, bot: &str) -> Result<(), DbError> {
+    for table in [
+        "deployments",
+        "bot_state",
+        "executions",
+        "triggers",
+        "schedules",
+        "drafts",
+    ] {
+        conn.execute(&format!("DELETE FROM {table} WHERE bot = ?1"), args![bot])?;
+    }
+    Ok(())
 }
 
 /// Checkpoints `engine.db`'s WAL on a thread and connection of its own,

@@ -760,12 +760,25 @@ async fn delete_bot(
     let actor = caller.id().to_owned();
     state
         .blocking(move |s| {
+            bot_in_team(&s.vault(), &team, &bot)?;
+            let shared = matches!(
+                s.vault().config().database,
+                crate::vault::Database::Postgres(_)
+            );
+            if !shared {
+                // Two SQLite files: the engine's rows first, so a failure
+                // between the two leaves an undeployed bot that a second
+                // delete removes, never records of a bot that is gone.
+                s.engine.store().delete_bot_data(&bot)?;
+            }
             let mut vault = s.vault();
-            bot_in_team(&vault, &team, &bot)?;
-            vault.acting_as(&actor).delete_bot(&bot)?;
+            vault
+                .acting_as(&actor)
+                .delete_bot_with(&bot, |tx| match shared {
+                    true => crate::engine::store::delete_bot_rows(tx, &bot),
+                    false => Ok(()),
+                })?;
             rebuild_log_scrubber(s, &mut vault);
-            drop(vault);
-            s.engine.store().delete_bot_data(&bot)?;
             Ok(())
         })
         .await?;

@@ -107,15 +107,22 @@ impl std::fmt::Debug for Bearer {
 }
 
 impl Bearer {
-    /// A token held by a web UI session ([`super::ui::session`]).
-    pub(super) fn new(token: Zeroizing<String>) -> Bearer {
-        Bearer(token)
-    }
-
     /// Checks the token against the vault (blocking: call it on the
     /// blocking pool) and spends one request of its rate limit.
     pub fn authenticate(&self, state: &AppState) -> Result<Caller, Problem> {
         let info = state.vault().authenticate(&self.0)?;
+        state.limiter.admit(&info.id)?;
+        Ok(Caller(info))
+    }
+}
+
+impl Caller {
+    /// The caller behind web UI session `id` ([`super::ui::session`]):
+    /// its token, checked again now (blocking, as
+    /// [`Bearer::authenticate`] is), spending one request of its rate
+    /// limit.
+    pub fn of_session(state: &AppState, id: &str) -> Result<Caller, Problem> {
+        let info = state.vault().session(id)?;
         state.limiter.admit(&info.id)?;
         Ok(Caller(info))
     }

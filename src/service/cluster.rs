@@ -88,7 +88,7 @@ async fn listen_once(state: &AppState, pool: &crate::db::PgPool) -> Result<(), S
         .keepalives_retries(3)
         .connect_timeout(Duration::from_secs(10));
     let (client, mut connection) = config
-        .connect(tokio_postgres::NoTls)
+        .connect(pool.tls())
         .await
         .map_err(|e| crate::db::postgres::describe(&e))?;
     let statement = format!("LISTEN {JOBS_CHANNEL}; LISTEN {SCHEDULES_CHANNEL}");

@@ -42,7 +42,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::engine::executor::Engine;
-use crate::vault::Vault;
+use crate::vault::{ServiceKey, Vault};
 use auth::RateLimiter;
 use problem::Problem;
 
@@ -128,6 +128,12 @@ impl AppState {
         config: ServiceConfig,
         log_scrubber: logs::LogScrubber,
     ) -> Arc<AppState> {
+        // Derived from the vault, so every node of a cluster seals to the
+        // same key and knows the same sessions' forms.
+        let sealer = seal::Sealer::from_seed(&vault.service_key(ServiceKey::BrowserSeal));
+        let ui = ui::UiState {
+            sessions: ui::session::Sessions::new(vault.service_key(ServiceKey::UiCsrf)),
+        };
         Arc::new(AppState {
             engine,
             vault: std::sync::Mutex::new(vault),
@@ -139,8 +145,8 @@ impl AppState {
             busy: std::sync::atomic::AtomicUsize::new(0),
             schedules_changed: Notify::new(),
             ready: AtomicBool::new(true),
-            sealer: seal::Sealer::new(),
-            ui: ui::UiState::default(),
+            sealer,
+            ui,
         })
     }
 

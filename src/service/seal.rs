@@ -3,9 +3,11 @@
 //! The web UI never posts a value in the clear: the page seals it with
 //! HPKE (RFC 9180, base mode: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
 //! AES-256-GCM) to this server's public key, which it reads from
-//! `GET /api/v1/seal-key`. The key pair is made when `serve` starts and
-//! lives only in memory, so a sealed box outlives neither the process nor
-//! a restart.
+//! `GET /api/v1/seal-key`. The key pair is derived from the vault
+//! ([`crate::vault::ServiceKey::BrowserSeal`]), so every node of a cluster
+//! holds the same one and a value sealed on a page one node served opens
+//! on whichever node the load balancer sends the save to. Whoever could
+//! open a captured box could open the vault itself.
 //!
 //! Threats this guards against, beyond TLS:
 //! - a value in a proxy's, a load balancer's or a browser extension's
@@ -99,7 +101,7 @@ pub enum Error {
     )]
     Unbound,
     #[error(
-        "the value was sealed to key {got}, but this server's key is {current} (it changes when the server restarts); reload the page and enter the value again"
+        "the value was sealed to key {got}, but this server's key is {current} (the page came from another vault); reload the page and enter the value again"
     )]
     StaleKey { got: String, current: String },
     #[error("the sealed value's {field} is not base64url")]
@@ -127,18 +129,11 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-impl Default for Sealer {
-    fn default() -> Self {
-        Sealer::new()
-    }
-}
-
 impl Sealer {
-    /// A fresh key pair from the operating system's randomness.
-    pub fn new() -> Sealer {
-        let mut ikm = Zeroizing::new([0u8; 32]);
-        getrandom::fill(ikm.as_mut()).expect("the OS random source works");
-        let (secret, public) = Kem::derive_keypair(ikm.as_ref());
+    /// The key pair `seed` derives (RFC 9180 `DeriveKeyPair`): the same
+    /// seed, the same pair.
+    pub fn from_seed(seed: &Zeroizing<[u8; 32]>) -> Sealer {
+        let (secret, public) = Kem::derive_keypair(seed.as_ref());
         let public = public.to_bytes().to_vec();
         use sha2::Digest;
         let digest = sha2::Sha256::digest(&public);
@@ -244,9 +239,13 @@ mod tests {
         .unwrap()
     }
 
+    fn keyed(seed: u8) -> Sealer {
+        Sealer::from_seed(&Zeroizing::new([seed; 32]))
+    }
+
     #[test]
     fn opens_only_for_the_write_it_was_sealed_for() {
-        let sealer = Sealer::new();
+        let sealer = keyed(1);
         let meant = binding("API_KEY", Precondition::Absent);
         let sealed = seal(
             &sealer.public_key(),
@@ -282,10 +281,14 @@ mod tests {
                 "{other:?}"
             );
         }
-        // Another server (or this one after a restart) cannot open it.
-        let restarted = Sealer::new();
+        // Another node of the same vault (the same seed) opens it; a
+        // server of another vault cannot.
+        assert_eq!(
+            keyed(1).open(&sealed, &meant).unwrap().as_str(),
+            "s3cret-value"
+        );
         assert!(matches!(
-            restarted.open(&sealed, &meant),
+            keyed(2).open(&sealed, &meant),
             Err(Error::StaleKey { .. })
         ));
         // A flipped bit in transit.
@@ -315,7 +318,7 @@ mod tests {
 
     #[test]
     fn the_debug_form_shows_no_key() {
-        let sealer = Sealer::new();
+        let sealer = keyed(3);
         assert!(!format!("{sealer:?}").contains(&sealer.public_key()));
     }
 }

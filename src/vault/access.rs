@@ -307,7 +307,11 @@ impl Vault {
         if !TokenDigest::from_bytes(stored).matches(&digest) {
             return Err(AuthError::Unknown);
         }
-        let mut info = info?;
+        self.admit(info?, now)
+    }
+
+    /// Refuses `info` if its token expired, and records its use.
+    pub(super) fn admit(&mut self, mut info: TokenInfo, now: i64) -> Result<TokenInfo, AuthError> {
         if info.expires_at.is_some_and(|at| at <= now) {
             return Err(AuthError::Expired { id: info.id });
         }
@@ -339,7 +343,17 @@ const TOKEN_SELECT: &str = "SELECT k.id, k.admin, t.name, b.name, k.capabilities
      LEFT JOIN teams t ON t.id = k.team_id
      LEFT JOIN bots b ON b.id = k.bot_id";
 
-fn token_info(r: &Row<'_>) -> Result<Result<TokenInfo, VaultError>, DbError> {
+/// [`TOKEN_SELECT`] for the token a UI session stands for: columns 0–7
+/// as there, 8 the session's expiry (see [`super::session`]).
+pub(super) const SESSION_TOKEN_SELECT: &str =
+    "SELECT k.id, k.admin, t.name, b.name, k.capabilities, k.created_at,
+            k.expires_at, k.last_used_at, s.expires_at
+     FROM ui_sessions s
+     JOIN api_tokens k ON k.id = s.token_id
+     LEFT JOIN teams t ON t.id = k.team_id
+     LEFT JOIN bots b ON b.id = k.bot_id";
+
+pub(super) fn token_info(r: &Row<'_>) -> Result<Result<TokenInfo, VaultError>, DbError> {
     let id: String = r.get(0)?;
     let admin: bool = r.get(1)?;
     let team: Option<String> = r.get(2)?;

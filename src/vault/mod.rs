@@ -55,6 +55,7 @@ pub mod record;
 mod rotate;
 mod scope;
 mod secrets;
+pub mod session;
 mod sigv4;
 mod snapshot;
 pub mod store;
@@ -89,6 +90,26 @@ pub(crate) fn scratch() -> (tempfile::TempDir, VaultConfig) {
     );
     Vault::init(&config).unwrap();
     (tmp, config)
+}
+
+/// What a [`Vault::service_key`] is for. Each purpose has its own label,
+/// so no key derived here is another's (the token digest key and the
+/// fingerprint tag key use labels of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceKey {
+    /// The HPKE key pair browsers seal secret values to.
+    BrowserSeal,
+    /// The web UI's CSRF tokens, a MAC of the session id.
+    UiCsrf,
+}
+
+impl ServiceKey {
+    fn label(self) -> &'static [u8] {
+        match self {
+            ServiceKey::BrowserSeal => b"narakim browser-seal v1",
+            ServiceKey::UiCsrf => b"narakim ui-csrf v1",
+        }
+    }
 }
 
 const META_VAULT_ID: &str = "vault_id";
@@ -402,6 +423,19 @@ impl Vault {
 
     pub fn vault_id(&self) -> VaultId {
         self.vault_id
+    }
+
+    /// A key the service uses for `purpose`, derived from the fingerprint
+    /// key: the same on every node that opens this vault, unchanged by
+    /// rotation, and useless for anything but its purpose.
+    pub fn service_key(&self, purpose: ServiceKey) -> Zeroizing<[u8; 32]> {
+        let derived = record::derived_key(&self.fingerprint_key, purpose.label());
+        Zeroizing::new(
+            derived
+                .as_slice()
+                .try_into()
+                .expect("HMAC-SHA256 output is 32 bytes"),
+        )
     }
 
     /// The vault with every change made through the returned handle audited

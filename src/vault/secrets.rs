@@ -214,6 +214,17 @@ impl Vault {
     /// checkpoints so their ciphertexts are gone from the file and its WAL.
     /// Returns how many secrets went with it.
     pub fn delete_bot(&mut self, name: &str) -> Result<usize, VaultError> {
+        self.delete_bot_with(name, |_| Ok(()))
+    }
+
+    /// [`delete_bot`](Self::delete_bot), with `along` run in the same
+    /// transaction after the bot's rows are gone (for the engine's rows of
+    /// the bot, when they live in the same database).
+    pub fn delete_bot_with(
+        &mut self,
+        name: &str,
+        along: impl FnOnce(&Conn) -> Result<(), DbError>,
+    ) -> Result<usize, VaultError> {
         let mut deleted = 0;
         self.change(|tx, actor| {
             let bot_id = bot_id(tx, name)?;
@@ -224,6 +235,7 @@ impl Vault {
                         .map(|_| n)
                 })
                 .map_err(VaultError::db("deleting a bot"))?;
+            along(tx).map_err(VaultError::db("deleting the bot's deployments and runs"))?;
             audit::record(
                 tx,
                 actor,

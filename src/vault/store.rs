@@ -118,6 +118,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE secrets ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE secrets ADD COLUMN updated_by TEXT;
     "#,
+    // 5: web UI sessions (see `vault::session`), shared by every node.
+    // Only the SHA-256 of a session's id is stored; a token's sessions go
+    // with it.
+    r#"
+    CREATE TABLE ui_sessions (
+        digest     BLOB PRIMARY KEY,
+        token_id   TEXT NOT NULL REFERENCES api_tokens(id) ON DELETE CASCADE,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX ui_sessions_token ON ui_sessions(token_id);
+    CREATE INDEX ui_sessions_expiry ON ui_sessions(expires_at);
+    "#,
 ];
 
 /// The same migrations for PostgreSQL (the version is recorded in
@@ -207,6 +220,16 @@ const PG_MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE secrets ADD COLUMN version BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE secrets ADD COLUMN updated_by TEXT;
+    "#,
+    r#"
+    CREATE TABLE ui_sessions (
+        digest     BYTEA PRIMARY KEY,
+        token_id   TEXT NOT NULL REFERENCES api_tokens(id) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX ui_sessions_token ON ui_sessions(token_id);
+    CREATE INDEX ui_sessions_expiry ON ui_sessions(expires_at);
     "#,
 ];
 

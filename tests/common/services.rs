@@ -37,9 +37,14 @@ impl TestDatabase {
         Conn::Postgres(admin.conn())
             .batch(&format!("CREATE DATABASE {name}"))
             .expect("creating a test database");
-        let (base, _) = admin_url.rsplit_once('/').expect("a URL with a database");
+        // The same server and settings (TLS included), another database.
+        let (address, query) = match admin_url.split_once('?') {
+            Some((address, query)) => (address, format!("?{query}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let (base, _) = address.rsplit_once('/').expect("a URL with a database");
         Some(TestDatabase {
-            url: format!("{base}/{name}"),
+            url: format!("{base}/{name}{query}"),
             admin,
             name,
         })

@@ -125,21 +125,18 @@ pub async fn sign_in(
     let csrf = session::cookie(&headers, session::SIGN_IN_COOKIE)
         .unwrap_or("")
         .to_owned();
-    let checked = {
-        let token = token.clone();
-        state
-            .blocking(move |s| Ok(s.vault().authenticate(&token)?))
-            .await
-    };
+    let checked = state
+        .blocking(move |s| Ok(s.vault().open_session(&token, session::SESSION_TTL)?))
+        .await;
     match checked {
-        Ok(info) => {
-            let id = state.ui.sessions.open(token, info.expires_at);
+        Ok((_, opened)) => {
             let secure = state.config.tls.is_some();
-            let ttl = session::SESSION_TTL;
+            let left = opened.expires_at.saturating_sub(crate::trigger::now_ms());
+            let ttl = std::time::Duration::from_millis(left.max(0) as u64);
             let mut response = see_other("/ui/");
             let h = response.headers_mut();
             for cookie in [
-                session::set_cookie(session::COOKIE, &id, Some(ttl), secure),
+                session::set_cookie(session::COOKIE, &opened.id, Some(ttl), secure),
                 session::set_cookie(session::SIGN_IN_COOKIE, "", None, secure),
             ] {
                 if let Ok(v) = cookie.parse() {
@@ -156,8 +153,15 @@ pub async fn sign_in(
 }
 
 pub async fn sign_out(State(state): Shared, headers: HeaderMap) -> Response {
-    if let Some(id) = session::cookie(&headers, session::COOKIE) {
-        state.ui.sessions.close(id);
+    if let Some(id) = session::cookie(&headers, session::COOKIE).map(str::to_owned) {
+        // Signing out still clears the cookie if the database is away;
+        // the session then ends with its TTL.
+        if let Err(p) = state
+            .blocking(move |s| Ok(s.vault().close_session(&id)?))
+            .await
+        {
+            tracing::warn!("a session could not be closed: {}", p.detail);
+        }
     }
     let mut response = see_other("/ui/sign-in");
     let cookie = session::set_cookie(session::COOKIE, "", None, state.config.tls.is_some());

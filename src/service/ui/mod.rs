@@ -37,8 +37,8 @@ use axum::routing::{get, post};
 use super::AppState;
 use super::problem::Problem;
 
-/// What the UI keeps: its sessions.
-#[derive(Debug, Default)]
+/// What the UI keeps: the key its sessions' forms are checked with.
+#[derive(Debug)]
 pub struct UiState {
     pub sessions: session::Sessions,
 }
@@ -225,7 +225,7 @@ async fn csrf_guard(State(state): State<Arc<AppState>>, request: Request, next: 
         session::cookie(&parts.headers, session::SIGN_IN_COOKIE).map(str::to_owned)
     } else {
         match session::cookie(&parts.headers, session::COOKIE) {
-            Some(id) => state.ui.sessions.csrf_of(id),
+            Some(id) => Some(state.ui.sessions.csrf_of(id)),
             None => return UiError::SignIn.into_response(),
         }
     };

@@ -1,26 +1,32 @@
 //! Web UI sessions: an API token pasted once, then a cookie.
 //!
-//! A session holds the token it was opened with and checks it again on
-//! every request, exactly as a `Bearer` request would be checked: a
-//! session can do what its token can, no more, and stops working when the
-//! token expires or is revoked. The cookie is a random 256-bit id, sent
+//! A session stands for the token it was opened with, and checks that
+//! token again on every request, exactly as a `Bearer` request would be
+//! checked: a session can do what its token can, no more, and stops
+//! working when the token expires or is revoked. Sessions are kept in the
+//! vault ([`crate::vault::session`], which stores only a digest of each
+//! id), so every node behind a load balancer knows every session, and a
+//! restart signs nobody out. The cookie is a random 256-bit id, sent
 //! `HttpOnly; SameSite=Strict; Path=/` (and `Secure` when `serve` has
 //! TLS), and the session expires after [`SESSION_TTL`] whatever happens.
-//! Each session has its own CSRF token, which every form carries (checked
-//! by [`super::csrf_guard`] before any handler runs).
+//! Each session's CSRF token, which every form carries (checked by
+//! [`super::csrf_guard`] before any handler runs), is a MAC of its id
+//! under a key derived from the vault, so any node can check it without a
+//! lookup.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::UiError;
 use crate::service::AppState;
-use crate::service::auth::{Bearer, Caller};
+use crate::service::auth::Caller;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "nrk_session";
@@ -28,19 +34,12 @@ pub const COOKIE: &str = "nrk_session";
 pub const SIGN_IN_COOKIE: &str = "nrk_signin";
 /// How long a session lives, at most (and never past its token's expiry).
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
-/// Most sessions held at once; past it the oldest are dropped.
-const MAX_SESSIONS: usize = 10_000;
 
-struct Session {
-    token: Zeroizing<String>,
-    csrf: String,
-    expires: Instant,
-}
-
-/// Every open session, in memory (a restart signs everyone out).
-#[derive(Default)]
+/// What the UI needs to check a session's forms: the CSRF key, derived
+/// from the vault ([`crate::vault::ServiceKey::UiCsrf`]), so every node
+/// holds the same one.
 pub struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
+    csrf_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -50,58 +49,20 @@ impl std::fmt::Debug for Sessions {
 }
 
 impl Sessions {
-    /// Opens a session for `token` (already authenticated), returning the
-    /// cookie's value.
-    pub fn open(&self, token: Zeroizing<String>, token_expires_ms: Option<i64>) -> String {
-        let id = random_id();
-        let mut ttl = SESSION_TTL;
-        if let Some(at) = token_expires_ms {
-            let left = at.saturating_sub(crate::trigger::now_ms()).max(0) as u64;
-            ttl = ttl.min(Duration::from_millis(left));
-        }
-        let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
-        }
-        map.insert(
-            id.clone(),
-            Session {
-                token,
-                csrf: random_id(),
-                expires: now + ttl,
-            },
-        );
-        id
+    pub fn new(csrf_key: Zeroizing<[u8; 32]>) -> Sessions {
+        Sessions { csrf_key }
     }
 
-    pub fn close(&self, id: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-    }
-
-    /// The session's token and CSRF token, if it is open and unexpired.
-    fn find(&self, id: &str) -> Option<(Bearer, String)> {
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let session = map.get(id)?;
-        if session.expires <= Instant::now() {
-            map.remove(id);
-            return None;
-        }
-        Some((Bearer::new(session.token.clone()), session.csrf.clone()))
-    }
-
-    /// The CSRF token of session `id`.
-    pub fn csrf_of(&self, id: &str) -> Option<String> {
-        self.find(id).map(|(_, csrf)| csrf)
+    /// The CSRF token of session `id`: `HMAC-SHA256(csrf key, id)`,
+    /// base64url. Only someone who holds the cookie can compute it here,
+    /// and a page from another site can read neither.
+    pub fn csrf_of(&self, id: &str) -> String {
+        use base64::Engine;
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(self.csrf_key.as_ref())
+            .expect("HMAC takes keys of any length");
+        mac.update(b"nrk-csrf\0");
+        mac.update(id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 }
 
@@ -153,17 +114,19 @@ impl FromRequestParts<Arc<AppState>> for Signed {
         let session = cookie(&parts.headers, COOKIE)
             .map(str::to_owned)
             .ok_or(UiError::SignIn)?;
-        let (bearer, csrf) = state.ui.sessions.find(&session).ok_or(UiError::SignIn)?;
-        let caller = state
-            .blocking(move |s| bearer.authenticate(s))
-            .await
-            .map_err(|p| {
-                if p.status == 401 {
-                    UiError::SignIn
-                } else {
-                    UiError::Problem(p)
-                }
-            })?;
+        let csrf = state.ui.sessions.csrf_of(&session);
+        let caller = {
+            let session = session.clone();
+            state.blocking(move |s| Caller::of_session(s, &session))
+        }
+        .await
+        .map_err(|p| {
+            if p.status == 401 {
+                UiError::SignIn
+            } else {
+                UiError::Problem(p)
+            }
+        })?;
         Ok(Signed {
             caller,
             csrf,
