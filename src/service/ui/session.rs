@@ -99,12 +99,12 @@ pub fn set_cookie(name: &str, value: &str, max_age: Option<Duration>, secure: bo
     text
 }
 
-/// A signed-in request: the session's token, checked again now.
+/// A signed-in request: the session's token, checked again now. (The
+/// session's id, a credential, is not kept here.)
 #[derive(Debug, Clone)]
 pub struct Signed {
     pub caller: Caller,
     pub csrf: String,
-    pub session: String,
 }
 
 impl FromRequestParts<Arc<AppState>> for Signed {
@@ -115,22 +115,16 @@ impl FromRequestParts<Arc<AppState>> for Signed {
             .map(str::to_owned)
             .ok_or(UiError::SignIn)?;
         let csrf = state.ui.sessions.csrf_of(&session);
-        let caller = {
-            let session = session.clone();
-            state.blocking(move |s| Caller::of_session(s, &session))
-        }
-        .await
-        .map_err(|p| {
-            if p.status == 401 {
-                UiError::SignIn
-            } else {
-                UiError::Problem(p)
-            }
-        })?;
-        Ok(Signed {
-            caller,
-            csrf,
-            session,
-        })
+        let caller = state
+            .blocking(move |s| Caller::of_session(s, &session))
+            .await
+            .map_err(|p| {
+                if p.status == 401 {
+                    UiError::SignIn
+                } else {
+                    UiError::Problem(p)
+                }
+            })?;
+        Ok(Signed { caller, csrf })
     }
 }
