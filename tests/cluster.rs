@@ -74,7 +74,12 @@ const CAPS: [&str; 6] = [
 /// first node only) and a team token.
 fn set_up(nodes: &[Node]) -> String {
     let first = &nodes[0];
-    first.run(&["init"]).ok();
+    let created = first.run(&["init"]);
+    // No key to back up: it is in KMS, and the advice says so.
+    assert!(
+        created.ok().contains("wrapped by that KMS key") && !created.stdout.contains("Back up"),
+        "{created:?}"
+    );
     for node in &nodes[1..] {
         // Every node's init finds the vault and checks its key.
         assert!(

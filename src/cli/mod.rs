@@ -557,9 +557,14 @@ fn init(config: &VaultConfig) -> Result<()> {
             println!("Created vault {vault_id}");
             println!("  database:   {}", config.db_path().display());
             println!("  master key: {} (key id {key_id})", config.key);
-            println!(
-                "Back up the master key separately from the database: without it no secret can be decrypted."
-            );
+            match config.key {
+                narakim::vault::KeySource::Kms(_) => println!(
+                    "The master key is wrapped by that KMS key and kept in the database: without access to the KMS key no secret can be decrypted, so keep the key (do not schedule its deletion)."
+                ),
+                _ => println!(
+                    "Back up the master key separately from the database: without it no secret can be decrypted."
+                ),
+            }
         }
         InitOutcome::AlreadyInitialized { vault_id, key_id } => {
             println!(
