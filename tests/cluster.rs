@@ -560,6 +560,123 @@ fn the_web_ui_works_whichever_node_serves_each_request() {
     assert_eq!(forged.status, 403, "{forged:?}");
 }
 
+/// The same webhook delivery, and the same `Idempotency-Key`, sent to all
+/// three nodes at the same moment: each makes one run, and every node
+/// answers with that run.
+#[test]
+fn a_delivery_or_an_idempotency_key_sent_to_every_node_at_once_runs_once() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let Some((db, nodes)) = cluster(3) else {
+        return;
+    };
+    let token = set_up(&nodes);
+    let (echo_addr, _) = echo(Duration::ZERO);
+    let upstream = format!("echo.test=http://{echo_addr}");
+    let servers: Vec<Server> = nodes
+        .iter()
+        .map(|n| n.serve(&["--upstream", &upstream]))
+        .collect();
+    let secret = "github-webhook-secret-Zq8";
+    let r = servers[0].call(
+        "PUT",
+        "/api/v1/teams/ops/bots/greeter/secrets/GITHUB_WEBHOOK_SECRET",
+        Some(&token),
+        Some(json!({ "value": secret })),
+    );
+    assert_eq!(r.status, 201, "{r:?}");
+    let graph = json!({
+        "nodes": [{
+            "id": "call", "extension": "http-request",
+            "config": {"url": "https://echo.test/{{trigger.body.n}}"}
+        }],
+        "triggers": [{"id": "gh", "kind": "webhook",
+                      "verify": {"scheme": "github", "secret": "GITHUB_WEBHOOK_SECRET"}}],
+    });
+    let r = servers[1].call(
+        "PUT",
+        "/api/v1/teams/ops/bots/greeter/deployment",
+        Some(&token),
+        Some(graph),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let bot = servers[2].call("GET", "/api/v1/teams/ops/bots/greeter", Some(&token), None);
+    assert_eq!(bot.status, 200, "{bot:?}");
+    let path = bot.json()["triggers"][0]["path"]
+        .as_str()
+        .expect("the webhook's path")
+        .to_owned();
+
+    // Each round: one request per node, released together.
+    let at_once = |send: &(dyn Fn(&Server) -> common::http::Response + Sync)| {
+        let barrier = std::sync::Barrier::new(servers.len());
+        let answers: Vec<serde_json::Value> = std::thread::scope(|scope| {
+            let handles: Vec<_> = servers
+                .iter()
+                .map(|s| {
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        barrier.wait();
+                        let r = send(s);
+                        assert_eq!(r.status, 202, "{r:?}");
+                        r.json()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let ids: BTreeSet<&str> = answers
+            .iter()
+            .map(|a| a["execution_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 1, "one run for all three: {answers:?}");
+        let first = answers.iter().filter(|a| a["replayed"] == false).count();
+        assert_eq!(first, 1, "exactly one made the run: {answers:?}");
+    };
+    const ROUNDS: usize = 10;
+    for n in 0..ROUNDS {
+        let body = json!({ "n": n }).to_string();
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        let signature: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let signature = format!("sha256={signature}");
+        let delivery = format!("delivery-{n}");
+        at_once(&|s: &Server| {
+            common::http::request(
+                s.addr,
+                "POST",
+                &path,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("X-Hub-Signature-256", &signature),
+                    ("X-GitHub-Delivery", &delivery),
+                    ("X-GitHub-Event", "push"),
+                ],
+                body.as_bytes(),
+            )
+        });
+        let key = format!("same-key-{n}");
+        at_once(&|s: &Server| {
+            s.call_with(
+                "POST",
+                "/api/v1/teams/ops/bots/greeter/runs",
+                Some(&token),
+                Some(json!({ "n": n })),
+                &[("Idempotency-Key", &key)],
+            )
+        });
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM executions"),
+        2 * ROUNDS as i64
+    );
+}
+
 /// PostgreSQL restarts while two nodes accept and run: clients retry what
 /// was refused meanwhile, and every accepted run completes exactly once,
 /// with no node restarted.
