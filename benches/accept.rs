@@ -37,10 +37,11 @@
 
 #[path = "support/echo.rs"]
 mod echo;
+#[path = "../tests/common/listening.rs"]
+mod listening;
 #[path = "support/wasm.rs"]
 mod wasm;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -244,16 +245,8 @@ impl Server {
             .stdin(Stdio::null())
             .spawn()
             .expect("starting a server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr = listening::address(child.stdout.take().unwrap())
+            .unwrap_or_else(|line| panic!("no address in {line:?}"));
         Server { child, addr }
     }
 

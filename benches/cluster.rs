@@ -24,13 +24,14 @@
 
 #[path = "support/echo.rs"]
 mod echo;
+#[path = "../tests/common/listening.rs"]
+mod listening;
 #[path = "../tests/common/services.rs"]
 #[allow(dead_code)]
 mod services;
 #[path = "support/wasm.rs"]
 mod wasm;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -149,16 +150,8 @@ impl Store {
             .stderr(Stdio::null())
             .stdin(Stdio::null());
         let mut child = command.spawn().expect("starting narakim serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        let addr = listening::address(child.stdout.take().unwrap())
+            .unwrap_or_else(|line| panic!("no address in {line:?}"));
         Node { child, addr }
     }
 

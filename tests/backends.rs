@@ -335,6 +335,17 @@ fn two_nodes_initialising_one_database_at_once_make_one_vault() {
     }
 }
 
+/// A new vault at `place` with its master key in `kms`, holding team `ops`
+/// and bot `greeter`, and its config (to open it again).
+fn kms_vault(place: &Place, kms: &Arc<narakim::vault::kms::KmsClient>) -> (VaultConfig, Vault) {
+    let config = place.config(KeySource::Kms(kms.clone()));
+    Vault::init(&config).unwrap();
+    let mut vault = Vault::open(config.clone()).unwrap();
+    vault.create_team("ops").unwrap();
+    vault.create_bot("greeter", "ops").unwrap();
+    (config, vault)
+}
+
 #[test]
 fn with_kms_no_key_is_written_and_the_vault_opens_only_through_kms() {
     let Some(kms) = services::kms() else {
@@ -343,11 +354,7 @@ fn with_kms_no_key_is_written_and_the_vault_opens_only_through_kms() {
     let kms = Arc::new(kms);
     for place in places() {
         let at = place.label;
-        let config = place.config(KeySource::Kms(kms.clone()));
-        Vault::init(&config).unwrap();
-        let mut vault = Vault::open(config.clone()).unwrap();
-        vault.create_team("ops").unwrap();
-        vault.create_bot("greeter", "ops").unwrap();
+        let (config, mut vault) = kms_vault(&place, &kms);
         vault
             .set_secret(
                 &bot("greeter"),
@@ -427,12 +434,8 @@ fn a_kms_rotation_on_one_node_takes_effect_on_the_others() {
     let kms = Arc::new(kms);
     for place in places() {
         let at = place.label;
-        let config = place.config(KeySource::Kms(kms.clone()));
-        Vault::init(&config).unwrap();
-        let mut one = Vault::open(config.clone()).unwrap();
+        let (config, mut one) = kms_vault(&place, &kms);
         let mut two = Vault::open(config.clone()).unwrap();
-        one.create_team("ops").unwrap();
-        one.create_bot("greeter", "ops").unwrap();
         for i in 0..20 {
             one.set_secret(
                 &bot("greeter"),

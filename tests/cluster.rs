@@ -45,8 +45,9 @@ impl Node {
     }
 }
 
-/// A database, a KMS key and `n` nodes; `None` when a service is missing.
-fn cluster(n: usize) -> Option<(TestDatabase, Vec<Node>)> {
+/// A database, a KMS key and `n` nodes, set up as [`set_up`] says, with
+/// its team token; `None` when a service is missing.
+fn cluster(n: usize) -> Option<(TestDatabase, Vec<Node>, String)> {
     let db = TestDatabase::create()?;
     let kms = services::kms()?;
     let kms_url = services::moto_url()?;
@@ -57,8 +58,9 @@ fn cluster(n: usize) -> Option<(TestDatabase, Vec<Node>)> {
             kms_key: kms.key_id().to_owned(),
             kms_url: kms_url.clone(),
         })
-        .collect();
-    Some((db, nodes))
+        .collect::<Vec<_>>();
+    let token = set_up(&nodes);
+    Some((db, nodes, token))
 }
 
 const CAPS: [&str; 6] = [
@@ -110,13 +112,7 @@ fn deploy(s: &Server, token: &str) {
         "id": "call", "extension": "http-request",
         "config": {"url": "https://echo.test/{{trigger.n}}"}
     }]});
-    let r = s.call(
-        "PUT",
-        "/api/v1/teams/ops/bots/greeter/deployment",
-        Some(token),
-        Some(graph),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    s.deploy_greeter(token, graph);
 }
 
 /// A graph whose one node calls echo.test with `API_TOKEN` as its bearer.
@@ -125,13 +121,7 @@ fn deploy_calling_with_secret(s: &Server, token: &str) {
         "id": "call", "extension": "http-request",
         "config": {"url": "https://echo.test/x", "auth": {"secret": "API_TOKEN"}}
     }]});
-    let r = s.call(
-        "PUT",
-        "/api/v1/teams/ops/bots/greeter/deployment",
-        Some(token),
-        Some(graph),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    s.deploy_greeter(token, graph);
 }
 
 fn count(db: &TestDatabase, sql: &str) -> i64 {
@@ -188,10 +178,9 @@ static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
 fn three_nodes_share_one_queue_and_a_killed_node_loses_nothing() {
     const RUNS: usize = 3000;
     let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
-    let Some((db, nodes)) = cluster(3) else {
+    let Some((db, nodes, token)) = cluster(3) else {
         return;
     };
-    let token = set_up(&nodes);
     let (echo, hits) = echo(Duration::from_millis(2));
     let upstream = format!("echo.test=http://{echo}");
     let flags = [
@@ -271,16 +260,7 @@ fn three_nodes_share_one_queue_and_a_killed_node_loses_nothing() {
 
 /// Waits until the execution a run answer points at has finished.
 fn finished(s: &Server, token: &str, accepted: &common::http::Response) -> serde_json::Value {
-    let location = accepted.header("location").expect("a Location").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body = s.call("GET", &location, Some(token), None).json();
-        if body["finished"] == true {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "never finished: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_finished(token, accepted.header("location").expect("a Location"))
 }
 
 /// A secret overwritten through one node is what the next execution on
@@ -289,10 +269,9 @@ fn finished(s: &Server, token: &str, accepted: &common::http::Response) -> serde
 #[test]
 fn an_overwrite_and_a_pause_through_one_node_take_effect_on_every_node() {
     let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
-    let Some((db, nodes)) = cluster(3) else {
+    let Some((db, nodes, token)) = cluster(3) else {
         return;
     };
-    let token = set_up(&nodes);
     let recorder = common::recorder::Recorder::start(false);
     let upstream = recorder.upstream("echo.test");
     let flags = [
@@ -418,10 +397,9 @@ fn form(fields: &[(&str, &str)]) -> Vec<u8> {
 #[test]
 fn the_web_ui_works_whichever_node_serves_each_request() {
     let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
-    let Some((db, nodes)) = cluster(3) else {
+    let Some((db, nodes, token)) = cluster(3) else {
         return;
     };
-    let token = set_up(&nodes);
     let recorder = common::recorder::Recorder::start(false);
     let upstream = recorder.upstream("echo.test");
     let flags = ["--upstream", &upstream, "--workers", "1"];
@@ -567,10 +545,9 @@ fn the_web_ui_works_whichever_node_serves_each_request() {
 fn a_delivery_or_an_idempotency_key_sent_to_every_node_at_once_runs_once() {
     use hmac::{Hmac, KeyInit, Mac};
     let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
-    let Some((db, nodes)) = cluster(3) else {
+    let Some((db, nodes, token)) = cluster(3) else {
         return;
     };
-    let token = set_up(&nodes);
     let (echo_addr, _) = echo(Duration::ZERO);
     let upstream = format!("echo.test=http://{echo_addr}");
     let servers: Vec<Server> = nodes
@@ -593,13 +570,7 @@ fn a_delivery_or_an_idempotency_key_sent_to_every_node_at_once_runs_once() {
         "triggers": [{"id": "gh", "kind": "webhook",
                       "verify": {"scheme": "github", "secret": "GITHUB_WEBHOOK_SECRET"}}],
     });
-    let r = servers[1].call(
-        "PUT",
-        "/api/v1/teams/ops/bots/greeter/deployment",
-        Some(&token),
-        Some(graph),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    servers[1].deploy_greeter(&token, graph);
     let bot = servers[2].call("GET", "/api/v1/teams/ops/bots/greeter", Some(&token), None);
     assert_eq!(bot.status, 200, "{bot:?}");
     let path = bot.json()["triggers"][0]["path"]
@@ -691,10 +662,9 @@ fn the_database_restarting_under_load_loses_nothing() {
         services::missing("a PostgreSQL server this test may restart (NARAKIM_TEST_PG_CTL)");
         return;
     };
-    let Some((db, nodes)) = cluster(2) else {
+    let Some((db, nodes, token)) = cluster(2) else {
         return;
     };
-    let token = set_up(&nodes);
     let (echo, hits) = echo(Duration::from_millis(2));
     let upstream = format!("echo.test=http://{echo}");
     let flags = [
@@ -774,10 +744,9 @@ fn the_database_restarting_under_load_loses_nothing() {
 #[test]
 fn a_schedule_fires_once_per_tick_across_the_cluster() {
     let _turn = SERVER.read().unwrap_or_else(|e| e.into_inner());
-    let Some((db, nodes)) = cluster(3) else {
+    let Some((db, nodes, token)) = cluster(3) else {
         return;
     };
-    let token = set_up(&nodes);
     let (echo, hits) = echo(Duration::ZERO);
     let upstream = format!("echo.test=http://{echo}");
     // The clock the test controls: seconds added to the system's.
@@ -798,13 +767,7 @@ fn a_schedule_fires_once_per_tick_across_the_cluster() {
     // The others start first: they hear of the deploy by NOTIFY.
     let _others: Vec<Server> = nodes[1..].iter().map(serve).collect();
     let deployer = first_node.as_ref().unwrap();
-    let r = deployer.call(
-        "PUT",
-        "/api/v1/teams/ops/bots/greeter/deployment",
-        Some(&token),
-        Some(graph),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
+    deployer.deploy_greeter(&token, graph);
     let bot = deployer.call("GET", "/api/v1/teams/ops/bots/greeter", Some(&token), None);
     let first: i64 = bot.json()["triggers"][0]["next_fire"]
         .as_str()

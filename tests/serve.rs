@@ -912,27 +912,7 @@ fn deploy(s: &Server, ops: &str) {
         "id": "call", "extension": "http-request",
         "config": {"url": "https://echo.test/{{trigger.n}}"}
     }]});
-    let r = s.call(
-        "PUT",
-        "/api/v1/teams/ops/bots/greeter/deployment",
-        Some(ops),
-        Some(graph),
-    );
-    assert_eq!(r.status, 200, "{r:?}");
-}
-
-fn wait_finished(s: &Server, ops: &str, location: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = s.call("GET", location, Some(ops), None);
-        assert_eq!(r.status, 200, "{r:?}");
-        let body = r.json();
-        if body["finished"] == true {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "never finished: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.deploy_greeter(ops, graph);
 }
 
 #[test]
@@ -955,7 +935,7 @@ fn a_run_is_queued_durably_executed_by_a_worker_and_never_started_twice() {
     assert_eq!(body["replayed"], false);
     let location = body["location"].as_str().unwrap().to_owned();
     assert_eq!(accepted.header("location"), Some(location.as_str()));
-    let done = wait_finished(&s, &ops, &location);
+    let done = s.wait_finished(&ops, &location);
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["nodes"][0]["status"], "succeeded", "{done}");
     assert!(
@@ -1204,7 +1184,7 @@ fn sigterm_drains_running_executions_and_leaves_queued_work_for_the_next_start()
 
     // The next start runs what was left.
     let s = Server::start(&v, &["--upstream", &upstream]);
-    let done = wait_finished(&s, &ops, &second);
+    let done = s.wait_finished(&ops, &second);
     assert_eq!(done["status"], "succeeded", "{done}");
 }
 
@@ -1230,7 +1210,7 @@ fn a_drain_past_its_bound_leaves_the_run_to_the_recovery_rule() {
         "the drain bound was not kept"
     );
     let s = Server::start(&v, &["--upstream", &upstream]);
-    let done = wait_finished(&s, &ops, &location);
+    let done = s.wait_finished(&ops, &location);
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
         done["summary"].as_str().unwrap().starts_with("interrupted"),

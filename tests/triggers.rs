@@ -300,21 +300,10 @@ impl Setup {
     }
 
     fn wait_finished(&self, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let r = self.api(
-                "GET",
-                &format!("/api/v1/teams/ops/bots/greeter/executions/{id}"),
-                None,
-            );
-            assert_eq!(r.status, 200, "{r:?}");
-            let body = r.json();
-            if body["finished"] == true {
-                return body;
-            }
-            assert!(Instant::now() < deadline, "never finished: {body}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.s.wait_finished(
+            &self.token,
+            &format!("/api/v1/teams/ops/bots/greeter/executions/{id}"),
+        )
     }
 }
 

@@ -128,6 +128,8 @@ pub fn split_url(url: &str) -> Result<(String, Settings), DbError> {
     ))
 }
 
+/// Strict, as libpq is: a `%` not followed by two hex digits is an error
+/// (the `percent-encoding` crate's decoder would pass it through).
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -760,11 +760,11 @@ async fn delete_bot(
     let actor = caller.id().to_owned();
     state
         .blocking(move |s| {
-            bot_in_team(&s.vault(), &team, &bot)?;
-            let shared = matches!(
-                s.vault().config().database,
-                crate::vault::Database::Postgres(_)
-            );
+            let shared = {
+                let vault = s.vault();
+                bot_in_team(&vault, &team, &bot)?;
+                matches!(vault.config().database, crate::vault::Database::Postgres(_))
+            };
             if !shared {
                 // Two SQLite files: the engine's rows first, so a failure
                 // between the two leaves an undeployed bot that a second

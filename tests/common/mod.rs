@@ -11,6 +11,7 @@ use narakim::vault::{KeySource, Vault, VaultConfig};
 pub mod extensions;
 pub mod guests;
 pub mod http;
+pub mod listening;
 pub mod recorder;
 pub mod server;
 pub mod services;

@@ -1,7 +1,7 @@
 //! `narakim serve` as a child process on a random loopback port, with its
 //! stderr collected, for the tests that drive the real binary over HTTP.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -60,16 +60,8 @@ impl Server {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .rsplit("://")
-            .next()
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", log.lock().unwrap()));
+        let addr = super::listening::address(child.stdout.take().unwrap())
+            .unwrap_or_else(|line| panic!("no address in {line:?}; log: {}", log.lock().unwrap()));
         Server { child, addr, log }
     }
 
@@ -101,6 +93,39 @@ impl Server {
             all.push(("Content-Type", "application/json"));
         }
         request(self.addr, method, path, &all, body.as_bytes())
+    }
+
+    /// Deploys `graph` to bot `greeter` of team `ops` (the tests' bot)
+    /// with `token`; the deploy must succeed.
+    #[track_caller]
+    pub fn deploy_greeter(&self, token: &str, graph: Value) {
+        let r = self.call(
+            "PUT",
+            "/api/v1/teams/ops/bots/greeter/deployment",
+            Some(token),
+            Some(graph),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+
+    /// Polls the execution at `location` (an API path) with `token` until
+    /// it has finished, for at most a minute; returns its final record.
+    #[track_caller]
+    pub fn wait_finished(&self, token: &str, location: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = self.call("GET", location, Some(token), None);
+            assert_eq!(r.status, 200, "{r:?}");
+            let body = r.json();
+            if body["finished"] == true {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never finished: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log(&self) -> String {
